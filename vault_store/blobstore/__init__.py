@@ -1,0 +1,22 @@
+"""Blob storage: the BlobStore port, its backends, and the choice of backend by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from vault_store.blobstore.base import BlobInfo, BlobStore, blob_path
+from vault_store.blobstore.local import LocalBlobStore
+from vault_store.errors import ConfigError
+
+__all__ = ["BlobInfo", "BlobStore", "LocalBlobStore", "blob_path", "blob_store_from_url"]
+
+
+def blob_store_from_url(url: str) -> BlobStore:
+    """Build the BlobStore a URL names: ``file:///abs/path``."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"blob URL {url!r}: expected file:///absolute/path")
+        return LocalBlobStore(Path(unquote(parts.path)))
+    raise ConfigError(f"blob URL {url!r}: unknown scheme {parts.scheme!r} (supported: file)")

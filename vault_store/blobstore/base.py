@@ -1,0 +1,63 @@
+"""The BlobStore port and the naming of packed blobs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """One stored object as listed: path relative to the store, size, creation time (UTC)."""
+
+    path: str
+    size: int
+    created_at: datetime
+
+
+class BlobStore(Protocol):
+    """Create-only object storage with ranged reads."""
+
+    def put(self, path: str, data: bytes, *, expires_at: datetime | None = None) -> None:
+        """Store `data` at `path`; AlreadyExists if an object is there. Never overwrites."""
+        ...
+
+    def get_range(self, path: str, start: int, stop: int) -> bytes:
+        """Bytes [start, stop) of a blob; BlobNotFound, or CorruptData on a short read."""
+        ...
+
+    def get(self, path: str) -> bytes:
+        """The whole blob."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Remove a blob; BlobNotFound if it is not there."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Blobs whose path starts with `prefix`."""
+        ...
+
+    def describe(self) -> str:
+        """A URL-like description without credentials, for messages and stats."""
+        ...
+
+
+def blob_path(
+    retention_days: int,
+    created_at: datetime,
+    *,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> str:
+    """``r{days}d/{YYYY-MM-DD}/{hour}/{random}.vsb``: one folder per retention class and day.
+
+    The retention class first lets lifecycle rules and listings work per class; the random name
+    means concurrent writers never collide (create-only would refuse it anyway).
+    """
+    return (
+        f"r{retention_days}d/{created_at:%Y-%m-%d}/{created_at:%H}/"
+        f"{random_bytes(16).hex()}.vsb"
+    )

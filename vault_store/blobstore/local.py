@@ -1,0 +1,131 @@
+"""LocalBlobStore: blobs as files under one directory, written create-only and durably."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vault_store.blobstore.base import BlobInfo
+from vault_store.errors import (
+    AlreadyExists,
+    BackendError,
+    BackendUnavailable,
+    BlobNotFound,
+    ConfigError,
+    CorruptData,
+    InvalidInput,
+)
+
+_BACKEND = "local-blob"
+# Errors that a later attempt may not meet again (disk full, I/O hiccup, too many files open).
+_TRANSIENT = {errno.ENOSPC, errno.EIO, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.EDQUOT}
+
+
+class LocalBlobStore:
+    """A BlobStore over a local directory (``file:///abs/path``)."""
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_absolute():
+            raise ConfigError(f"local blob store root must be an absolute path, got {root}")
+        self._root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def root(self) -> Path:
+        """The directory holding the blobs."""
+        return self._root
+
+    def describe(self) -> str:
+        """The store's URL."""
+        return f"file://{self._root}"
+
+    def put(self, path: str, data: bytes, *, expires_at: datetime | None = None) -> None:
+        """Write to a temporary file, fsync, then link into place (atomic and create-only).
+
+        `expires_at` is not recorded: the path names the retention class and day, which is
+        all the local store needs to expire its own files.
+        """
+        target = self._resolve(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # link() fails if the target exists, unlike rename(): that is what makes it create-only.
+            os.link(temporary, target)
+            _fsync_directory(target.parent)
+        except FileExistsError:
+            raise AlreadyExists(f"{path} already exists", backend=_BACKEND, op="put") from None
+        except OSError as exc:
+            raise _map(exc, "put", path) from None
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def get_range(self, path: str, start: int, stop: int) -> bytes:
+        """Read [start, stop) and check that exactly that many bytes came back."""
+        if not 0 <= start <= stop:
+            raise InvalidInput("range", f"invalid byte range [{start}, {stop})")
+        try:
+            with open(self._resolve(path), "rb") as handle:
+                handle.seek(start)
+                data = handle.read(stop - start)
+        except OSError as exc:
+            raise _map(exc, "get_range", path) from None
+        if len(data) != stop - start:
+            raise CorruptData(f"blob {path} is shorter than a range the catalog points at")
+        return data
+
+    def get(self, path: str) -> bytes:
+        """The whole file."""
+        try:
+            return self._resolve(path).read_bytes()
+        except OSError as exc:
+            raise _map(exc, "get", path) from None
+
+    def delete(self, path: str) -> None:
+        """Unlink the file."""
+        try:
+            self._resolve(path).unlink()
+        except OSError as exc:
+            raise _map(exc, "delete", path) from None
+
+    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Files under the root whose relative path starts with `prefix`, sorted by path."""
+        for file in sorted(self._root.rglob("*")):
+            relative = file.relative_to(self._root).as_posix()
+            if file.name.startswith(".") or not file.is_file() or not relative.startswith(prefix):
+                continue
+            status = file.stat()
+            yield BlobInfo(relative, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC))
+
+    def _resolve(self, path: str) -> Path:
+        # Paths come from the catalog or our own naming; still refuse anything that escapes root.
+        parts = path.split("/")
+        if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise InvalidInput("blob_path", f"not a relative blob path: {path!r}")
+        return self._root.joinpath(*parts)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _map(exc: OSError, op: str, path: str) -> BackendError:
+    if isinstance(exc, FileNotFoundError):
+        return BlobNotFound(f"{path} does not exist", backend=_BACKEND, op=op)
+    if exc.errno in _TRANSIENT:
+        return BackendUnavailable(f"{path}: {exc.strerror}", backend=_BACKEND, op=op)
+    return BackendError(f"{path}: {exc.strerror}", backend=_BACKEND, op=op)

@@ -1,0 +1,344 @@
+"""The Catalog: range rows, blobs and tombstones over SQLAlchemy, on PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2.errors
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from vault_store.catalog import migrate
+from vault_store.catalog.models import Blob, RecordingByteRange, Tombstone
+from vault_store.catalog.records import (
+    BlobRecord,
+    CatalogStats,
+    InsertOutcome,
+    RangeRecord,
+    ReplayState,
+)
+from vault_store.errors import BackendError, BackendUnavailable, ConfigError
+
+_BACKEND = "catalog"
+_RANGE_COLUMNS = (
+    "project_id",
+    "replay_id",
+    "segment_id",
+    "part",
+    "blob_path",
+    "start",
+    "stop",
+    "wrapped_dek",
+    "kek",
+    "key_check",
+    "created_at",
+    "expires_at",
+)
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+class Catalog:
+    """Metadata database of vault-store; one class for PostgreSQL (production) and SQLite."""
+
+    def __init__(self, url: str, *, engine_options: dict[str, Any] | None = None) -> None:
+        try:
+            parsed = make_url(url)
+        except SQLAlchemyError as exc:
+            raise ConfigError(f"catalog URL is not a database URL: {exc}") from None
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("postgresql", "sqlite"):
+            raise ConfigError(f"catalog URL: unsupported database {self.dialect!r}")
+        if self.dialect == "postgresql":
+            # Bulk inserts use psycopg2's COPY; newer SQLAlchemy would pick psycopg 3 by default.
+            if parsed.get_driver_name() not in ("psycopg2", "psycopg2-binary"):
+                parsed = parsed.set(drivername="postgresql+psycopg2")
+        options = dict(engine_options or {})
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "postgresql":
+            options.setdefault("pool_pre_ping", True)
+        self.engine: Engine = create_engine(parsed, **options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration."""
+        with self._errors("migrate"):
+            migrate.upgrade(self.engine)
+
+    def dispose(self) -> None:
+        """Close pooled connections (after a fork, or at exit)."""
+        self.engine.dispose()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def insert_blob(self, blob: BlobRecord, ranges: Sequence[RangeRecord]) -> InsertOutcome:
+        """Record an uploaded blob and its range rows in one transaction.
+
+        Call only after the blob is durably in the store: a row must never point at a missing
+        blob. Rows of tombstoned replays or projects are dropped; duplicates of rows already
+        present are ignored (first write wins) and their bytes count as dead.
+        """
+        with self._errors("insert"), self.engine.begin() as conn:
+            keep = self._drop_tombstoned(conn, ranges)
+            if self.dialect == "postgresql":
+                inserted, live = _insert_ranges_postgresql(conn, keep)
+            else:
+                inserted, live = _insert_ranges_sqlite(conn, keep)
+            conn.execute(
+                insert(Blob).values(
+                    path=blob.path,
+                    size=blob.size,
+                    frame_count=blob.frame_count,
+                    live_bytes=live,
+                    retention_days=blob.retention_days,
+                    created_at=blob.created_at,
+                    expires_at=blob.expires_at,
+                    state="live" if live else "dead",
+                )
+            )
+        return InsertOutcome(
+            inserted=inserted,
+            duplicates=len(keep) - inserted,
+            dropped_deleted=len(ranges) - len(keep),
+            live_bytes=live,
+        )
+
+    def _drop_tombstoned(
+        self, conn: Connection, ranges: Sequence[RangeRecord]
+    ) -> list[RangeRecord]:
+        projects = {row.project_id for row in ranges}
+        if not projects:
+            return []
+        dead = conn.execute(
+            select(Tombstone.project_id, Tombstone.replay_id).where(
+                Tombstone.project_id.in_(projects)
+            )
+        ).all()
+        if not dead:
+            return list(ranges)
+        dead_projects = {project for project, replay in dead if replay is None}
+        dead_replays = {(project, replay) for project, replay in dead if replay is not None}
+        return [
+            row
+            for row in ranges
+            if row.project_id not in dead_projects
+            and (row.project_id, row.replay_id) not in dead_replays
+        ]
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def replay_ranges(
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        after_segment: int | None = None,
+        stop_segment: int | None = None,
+        limit: int = 100,
+        min_segment: int = 0,
+    ) -> list[RangeRecord]:
+        """Up to `limit` rows of one replay in (segment, part) order, after a cursor."""
+        columns = [getattr(RecordingByteRange, name) for name in _RANGE_COLUMNS]
+        query = (
+            select(*columns)
+            .where(
+                RecordingByteRange.project_id == project_id,
+                RecordingByteRange.replay_id == replay_id,
+                RecordingByteRange.segment_id >= min_segment,
+            )
+            .order_by(RecordingByteRange.segment_id, RecordingByteRange.part)
+            .limit(limit)
+        )
+        if after_segment is not None:
+            query = query.where(RecordingByteRange.segment_id > after_segment)
+        if stop_segment is not None:
+            query = query.where(RecordingByteRange.segment_id < stop_segment)
+        with self._errors("read"), self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [_range_record(row) for row in rows]
+
+    def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
+        """STORED if any row exists, SHREDDED if tombstoned, else UNKNOWN."""
+        with self._errors("read"), self.engine.connect() as conn:
+            exists = conn.execute(
+                select(RecordingByteRange.segment_id)
+                .where(
+                    RecordingByteRange.project_id == project_id,
+                    RecordingByteRange.replay_id == replay_id,
+                )
+                .limit(1)
+            ).first()
+            if exists is not None:
+                return ReplayState.STORED
+            tombstone = conn.execute(
+                select(Tombstone.id)
+                .where(
+                    Tombstone.project_id == project_id,
+                    (Tombstone.replay_id == replay_id) | Tombstone.replay_id.is_(None),
+                )
+                .limit(1)
+            ).first()
+        return ReplayState.SHREDDED if tombstone is not None else ReplayState.UNKNOWN
+
+    def stats(self) -> CatalogStats:
+        """Replays, segments, rows, blobs and byte totals."""
+        rbr = RecordingByteRange
+        replays = select(rbr.project_id, rbr.replay_id).distinct().subquery()
+        segments = select(rbr.project_id, rbr.replay_id, rbr.segment_id).distinct().subquery()
+        with self._errors("stats"), self.engine.connect() as conn:
+            replay_count = conn.execute(select(func.count()).select_from(replays)).scalar_one()
+            segment_count = conn.execute(select(func.count()).select_from(segments)).scalar_one()
+            row_count = conn.execute(select(func.count()).select_from(rbr)).scalar_one()
+            blob_count, stored, live = conn.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(Blob.size), 0),
+                    func.coalesce(func.sum(Blob.live_bytes), 0),
+                ).where(Blob.state != "deleted")
+            ).one()
+        return CatalogStats(
+            replays=replay_count,
+            segments=segment_count,
+            rows=row_count,
+            blobs=blob_count,
+            bytes_stored=int(stored),
+            live_bytes=int(live),
+        )
+
+    @contextmanager
+    def _errors(self, op: str) -> Iterator[None]:
+        """Map database errors: lost or refused connections are retryable, the rest are not."""
+        try:
+            yield
+        except (OperationalError, psycopg2.OperationalError) as exc:
+            raise BackendUnavailable(_brief(exc), backend=_BACKEND, op=op) from None
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise BackendUnavailable(_brief(exc), backend=_BACKEND, op=op) from None
+            raise BackendError(_brief(exc), backend=_BACKEND, op=op) from None
+        except (SQLAlchemyError, psycopg2.Error) as exc:
+            raise BackendError(_brief(exc), backend=_BACKEND, op=op) from None
+
+
+def _insert_ranges_postgresql(conn: Connection, rows: Sequence[RangeRecord]) -> tuple[int, int]:
+    """COPY straight into the table; on a duplicate, redo through a staging table.
+
+    Duplicates are rare (redelivery after a crash), so the common path is a bare COPY. COPY cannot
+    skip conflicting rows, so the fallback copies into a temporary table and inserts from it with
+    ON CONFLICT DO NOTHING, summing the bytes of the rows that really went in.
+    """
+    if not rows:
+        return 0, 0
+    payload = _copy_payload(rows)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    columns = ", ".join(_RANGE_COLUMNS)
+    savepoint = conn.begin_nested()
+    try:
+        cursor.copy_expert(f"COPY recording_byte_range ({columns}) FROM STDIN", payload)
+    except psycopg2.errors.UniqueViolation:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
+        return len(rows), sum(row.size for row in rows)
+    cursor.execute(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_range "
+        "(LIKE recording_byte_range INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    payload.seek(0)
+    cursor.copy_expert(f"COPY incoming_range ({columns}) FROM STDIN", payload)
+    cursor.execute(
+        f"INSERT INTO recording_byte_range ({columns}) SELECT {columns} FROM incoming_range "
+        "ON CONFLICT DO NOTHING RETURNING stop - start"
+    )
+    sizes = [size for (size,) in cursor.fetchall()]
+    return len(sizes), sum(sizes)
+
+
+def _insert_ranges_sqlite(conn: Connection, rows: Sequence[RangeRecord]) -> tuple[int, int]:
+    """INSERT OR IGNORE row by row in one executemany; RETURNING tells which went in."""
+    if not rows:
+        return 0, 0
+    statement = (
+        sqlite_insert(RecordingByteRange)
+        .on_conflict_do_nothing()
+        .returning(RecordingByteRange.stop - RecordingByteRange.start)
+    )
+    result = conn.execute(
+        statement,
+        [{name: getattr(row, name) for name in _RANGE_COLUMNS} for row in rows],
+    )
+    sizes = list(result.scalars())
+    return len(sizes), sum(sizes)
+
+
+def _copy_payload(rows: Sequence[RangeRecord]) -> io.StringIO:
+    """Rows in COPY text format (tab-separated, bytea as \\x hex)."""
+    lines = []
+    for row in rows:
+        lines.append(
+            "\t".join(
+                (
+                    str(row.project_id),
+                    row.replay_id,
+                    str(row.segment_id),
+                    row.part.translate(_COPY_ESCAPES),
+                    row.blob_path.translate(_COPY_ESCAPES),
+                    str(row.start),
+                    str(row.stop),
+                    "\\\\x" + row.wrapped_dek.hex(),
+                    row.kek.translate(_COPY_ESCAPES),
+                    "\\\\x" + row.key_check.hex(),
+                    row.created_at.isoformat(),
+                    row.expires_at.isoformat(),
+                )
+            )
+        )
+    return io.StringIO("\n".join(lines) + "\n")
+
+
+def _range_record(row: Any) -> RangeRecord:
+    values = dict(zip(_RANGE_COLUMNS, row, strict=True))
+    values["created_at"] = _utc(values["created_at"])
+    values["expires_at"] = _utc(values["expires_at"])
+    values["wrapped_dek"] = bytes(values["wrapped_dek"])
+    values["key_check"] = bytes(values["key_check"])
+    return RangeRecord(**values)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run while a flush writes; busy_timeout waits for the writer lock.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _brief(exc: BaseException) -> str:
+    # The first line of a driver message names the problem; statement parameters (which could
+    # hold wrapped keys) are never included.
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(exc).__name__
+

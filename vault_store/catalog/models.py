@@ -1,0 +1,156 @@
+"""SQLAlchemy models of the catalog; the Alembic migrations in migrations/ must match them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Explicit constraint names: migrations then name things identically on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RecordingByteRange(Base):
+    """Where one sealed frame lives, and the wrapped key that sealed it.
+
+    The primary key is the logical identity: a duplicate delivery is ignored (first write wins).
+    There is deliberately no foreign key to `blob`: rows are inserted only after their blob is
+    uploaded and recorded in the same transaction, and an RI trigger per row would halve COPY.
+    """
+
+    __tablename__ = "recording_byte_range"
+
+    project_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    replay_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    segment_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    part: Mapped[str] = mapped_column(String(16), primary_key=True, default="recording")
+    blob_path: Mapped[str] = mapped_column(String(255))
+    start: Mapped[int] = mapped_column(BigInteger)
+    stop: Mapped[int] = mapped_column(BigInteger)
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    kek: Mapped[str] = mapped_column(String(512))
+    key_check: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class Blob(Base):
+    """A packed object in the blob store, with its live (still referenced) byte count."""
+
+    __tablename__ = "blob"
+
+    path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    frame_count: Mapped[int] = mapped_column(Integer)
+    live_bytes: Mapped[int] = mapped_column(BigInteger)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    # live | dead (no live bytes) | deleted (object removed from the store)
+    state: Mapped[str] = mapped_column(String(16), default="live", index=True)
+
+
+class Deletion(Base):
+    """One deletion request (replay, user or project) and its progress."""
+
+    __tablename__ = "deletion"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    project_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    target: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    rows_deleted: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_shredded: Mapped[int] = mapped_column(BigInteger, default=0)
+    replays_deleted: Mapped[int] = mapped_column(BigInteger, default=0)
+    overwrite_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    overwrite_done_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Tombstone(Base):
+    """A deleted replay (replay_id set) or a whole deleted project (replay_id NULL).
+
+    Ingest consults it so a late segment of a deleted target is dropped, never given a new key.
+    """
+
+    __tablename__ = "tombstone"
+    __table_args__ = (Index("ix_tombstone_project_id_replay_id", "project_id", "replay_id"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(BigInteger)
+    replay_id: Mapped[str | None] = mapped_column(String(32))
+    deletion_id: Mapped[str] = mapped_column(ForeignKey("deletion.id"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ReplaySubject(Base):
+    """Keyed HMAC of a user identifier seen in a replay, so user deletes need no clear text."""
+
+    __tablename__ = "replay_subject"
+    __table_args__ = (
+        Index("ix_replay_subject_project_id_subject_hash", "project_id", "subject_hash"),
+    )
+
+    project_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    replay_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+
+
+class OverwriteJob(Base):
+    """A byte range that must be zeroed, recorded before its range row is deleted."""
+
+    __tablename__ = "overwrite_job"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    deletion_id: Mapped[str] = mapped_column(ForeignKey("deletion.id"), index=True)
+    blob_path: Mapped[str] = mapped_column(String(255), index=True)
+    start: Mapped[int] = mapped_column(BigInteger)
+    stop: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    done_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained record of what was done (each row hashes the previous one)."""
+
+    __tablename__ = "audit_event"
+
+    seq: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)

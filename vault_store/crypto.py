@@ -1,0 +1,153 @@
+"""Data keys and the sealed frame: AES-256-GCM over zstd(segment), bound to its logical identity.
+
+Frame layout (one per segment part, stored contiguously in a blob)::
+
+    version (1 byte) | nonce (12 bytes) | AES-256-GCM ciphertext of zstd(segment) | tag (16 bytes)
+
+The associated data is a length-prefixed encoding of (format version, project_id, replay_id,
+segment_id, part), so a frame served at another row, or as another replay's segment, fails
+authentication. The blob path and offset are deliberately not bound: frames may be moved.
+
+AES-GCM is not key-committing, so each row also carries
+``key_check = HMAC-SHA256(DEK, "vault-store key-check v1")``, checked before any decryption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from vault_store import codec
+from vault_store.errors import CorruptData
+
+FRAME_VERSION = 1
+NONCE_BYTES = 12
+TAG_BYTES = 16
+KEY_BYTES = 32
+FRAME_OVERHEAD = 1 + NONCE_BYTES + TAG_BYTES
+DEFAULT_PART = "recording"
+_KEY_CHECK_LABEL = b"vault-store key-check v1"
+_FRAME_AD_LABEL = b"vault-store frame"
+
+
+class DataKey:
+    """A plaintext 256-bit data key; it never shows its bytes in repr, str or a pickle."""
+
+    __slots__ = ("_aead", "_material")
+
+    def __init__(self, material: bytes) -> None:
+        if len(material) != KEY_BYTES:
+            raise ValueError("a data key is exactly 32 bytes")
+        self._material = bytes(material)
+        self._aead = AESGCM(self._material)
+
+    @classmethod
+    def generate(cls, random_bytes: Callable[[int], bytes] = os.urandom) -> DataKey:
+        """A fresh random key."""
+        return cls(random_bytes(KEY_BYTES))
+
+    def reveal(self) -> bytes:
+        """The raw bytes, for wrapping by a KMS only."""
+        return self._material
+
+    def key_check(self) -> bytes:
+        """The 32-byte commitment stored on each row sealed by this key."""
+        return hmac.new(self._material, _KEY_CHECK_LABEL, hashlib.sha256).digest()
+
+    def matches(self, key_check: bytes) -> bool:
+        """Whether `key_check` commits to this key (constant-time)."""
+        return hmac.compare_digest(self.key_check(), key_check)
+
+    @property
+    def aead(self) -> AESGCM:
+        """The AES-GCM cipher under this key (built once per key)."""
+        return self._aead
+
+    def __repr__(self) -> str:
+        return "DataKey(<redacted>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a DataKey cannot be pickled")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DataKey):
+            return NotImplemented
+        return hmac.compare_digest(self._material, other._material)
+
+    def __hash__(self) -> int:
+        return hash(self.key_check())
+
+
+@dataclass(frozen=True, slots=True)
+class FrameIdentity:
+    """What a frame is: the fields bound into its associated data."""
+
+    project_id: int
+    replay_id: str
+    segment_id: int
+    part: str = DEFAULT_PART
+
+    def associated_data(self, version: int = FRAME_VERSION) -> bytes:
+        """Length-prefixed, unambiguous encoding of the identity and format version."""
+        return length_prefixed(
+            _FRAME_AD_LABEL,
+            bytes([version]),
+            struct.pack(">Q", self.project_id),
+            self.replay_id.encode("ascii"),
+            struct.pack(">Q", self.segment_id),
+            self.part.encode("utf-8"),
+        )
+
+
+def length_prefixed(*fields: bytes) -> bytes:
+    """Concatenate fields, each preceded by its 4-byte big-endian length."""
+    return b"".join(struct.pack(">I", len(field)) + field for field in fields)
+
+
+def seal(
+    segment: bytes,
+    key: DataKey,
+    identity: FrameIdentity,
+    *,
+    level: int = codec.DEFAULT_LEVEL,
+    nonce: bytes | None = None,
+) -> bytes:
+    """Compress and encrypt one segment into a frame (a random nonce unless one is given)."""
+    nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+    if len(nonce) != NONCE_BYTES:
+        raise ValueError("a nonce is exactly 12 bytes")
+    ciphertext = key.aead.encrypt(
+        nonce, codec.compress(segment, level=level), identity.associated_data()
+    )
+    return bytes([FRAME_VERSION]) + nonce + ciphertext
+
+
+def open_frame(
+    frame: bytes,
+    key: DataKey,
+    identity: FrameIdentity,
+    *,
+    max_size: int = codec.MAX_SEGMENT_BYTES,
+) -> bytes:
+    """Authenticate, decrypt and decompress one frame; any tampering raises CorruptData."""
+    if len(frame) < FRAME_OVERHEAD or frame[0] != FRAME_VERSION:
+        raise CorruptData(f"segment {identity.segment_id} is not a readable frame")
+    nonce = frame[1 : 1 + NONCE_BYTES]
+    try:
+        compressed = key.aead.decrypt(
+            nonce, frame[1 + NONCE_BYTES :], identity.associated_data(frame[0])
+        )
+    except InvalidTag:
+        raise CorruptData(f"segment {identity.segment_id} failed authentication") from None
+    # Only authenticated bytes reach zstd, and never more than the cap comes out.
+    return codec.decompress(compressed, max_size=max_size)

@@ -1,0 +1,22 @@
+"""Key management: the Kms port, its backends, and the choice of backend by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vault_store.errors import ConfigError
+from vault_store.kms.base import KeyContext, Kms, WrappedKey
+from vault_store.kms.local import LocalKms
+
+__all__ = ["KeyContext", "Kms", "LocalKms", "WrappedKey", "kms_from_url"]
+
+
+def kms_from_url(url: str) -> Kms:
+    """Build the Kms a URL names: ``local-kms:///abs/path/kek.json``."""
+    parts = urlsplit(url)
+    if parts.scheme == "local-kms":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ConfigError(f"KMS URL {url!r}: expected local-kms:///absolute/path/kek.json")
+        return LocalKms(Path(parts.path))
+    raise ConfigError(f"KMS URL {url!r}: unknown scheme {parts.scheme!r} (supported: local-kms)")

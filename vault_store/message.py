@@ -1,0 +1,171 @@
+"""Parse and validate a Sentry replay-recording ingest message (msgpack) into one segment."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import orjson
+
+from vault_store.errors import InvalidInput
+
+MESSAGE_TYPE = "replay_recording_not_chunked"
+# The producer's limits: whole message, compressed body, uncompressed body.
+MAX_MESSAGE_BYTES = 15 * 1024 * 1024
+MAX_COMPRESSED_BODY_BYTES = 10 * 1024 * 1024
+MAX_BODY_BYTES = 100 * 1024 * 1024
+MAX_RETENTION_DAYS = 3650
+_UINT64_LIMIT = 2**64
+_REPLAY_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One recording segment ready to seal: identity, retention and the rrweb JSON body."""
+
+    project_id: int
+    replay_id: str
+    segment_id: int
+    body: bytes
+    retention_days: int
+    org_id: int = 0
+    received: int = 0
+    replay_event: bytes | None = None
+    replay_video: bytes | None = None
+
+
+def validate_replay_id(value: object, field: str = "replay_id") -> str:
+    """A replay id is 32 lowercase hex characters without dashes."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"expected a string, got {_type_name(value)}")
+    if not _REPLAY_ID.fullmatch(value):
+        raise InvalidInput(field, "expected 32 lowercase hex characters without dashes")
+    return value
+
+
+def validate_uint64(value: object, field: str) -> int:
+    """An unsigned 64-bit integer (booleans are not integers here)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(field, f"expected an integer, got {_type_name(value)}")
+    if not 0 <= value < _UINT64_LIMIT:
+        raise InvalidInput(field, "expected an unsigned 64-bit integer")
+    return value
+
+
+def validate_retention_days(value: object, field: str = "retention_days") -> int:
+    """Retention in whole days, 1 to MAX_RETENTION_DAYS."""
+    days = validate_uint64(value, field)
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise InvalidInput(field, f"expected 1 to {MAX_RETENTION_DAYS} days")
+    return days
+
+
+def parse_message(raw: bytes) -> Segment:
+    """Validate one msgpack ingest message; raise InvalidInput naming the bad field."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidInput("message", f"larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        message = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise InvalidInput("message", f"not a msgpack message ({type(exc).__name__})") from None
+    if not isinstance(message, dict):
+        raise InvalidInput("message", f"expected a map, got {_type_name(message)}")
+    message_type = _required(message, "type")
+    if message_type != MESSAGE_TYPE:
+        raise InvalidInput("type", f"expected {MESSAGE_TYPE!r}")
+    segment_id, body = parse_payload(_required(message, "payload"))
+    key_id = message.get("key_id")
+    if key_id is not None:
+        validate_uint64(key_id, "key_id")
+    version = message.get("version")
+    if version is not None:
+        validate_uint64(version, "version")
+    return Segment(
+        project_id=validate_uint64(_required(message, "project_id"), "project_id"),
+        replay_id=validate_replay_id(_required(message, "replay_id")),
+        segment_id=segment_id,
+        body=body,
+        retention_days=validate_retention_days(_required(message, "retention_days")),
+        org_id=validate_uint64(_required(message, "org_id"), "org_id"),
+        received=validate_uint64(_required(message, "received"), "received"),
+        replay_event=_optional_bytes(message, "replay_event"),
+        replay_video=_optional_bytes(message, "replay_video"),
+    )
+
+
+def parse_payload(payload: object) -> tuple[int, bytes]:
+    """Split `{"segment_id":N}\\n<body>` and return (N, the decompressed rrweb JSON)."""
+    if not isinstance(payload, bytes):
+        raise InvalidInput("payload", f"expected bytes, got {_type_name(payload)}")
+    header, newline, body = payload.partition(b"\n")
+    if not newline:
+        raise InvalidInput("payload.header", "missing the header line")
+    try:
+        header_value = orjson.loads(header)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("payload.header", "the header line is not JSON") from None
+    if not isinstance(header_value, dict):
+        raise InvalidInput("payload.header", "the header line is not a JSON object")
+    segment_id = header_value.get("segment_id")
+    if not isinstance(segment_id, int) or isinstance(segment_id, bool) or segment_id < 0:
+        raise InvalidInput("payload.header.segment_id", "expected a non-negative integer")
+    if segment_id >= _UINT64_LIMIT:
+        raise InvalidInput("payload.header.segment_id", "expected an unsigned 64-bit integer")
+    return segment_id, decode_body(body)
+
+
+def decode_body(body: bytes) -> bytes:
+    """The rrweb JSON of a body that is zlib-compressed or raw JSON; checked to be an array."""
+    if _looks_like_zlib(body):
+        if len(body) > MAX_COMPRESSED_BODY_BYTES:
+            raise InvalidInput("payload.body", f"compressed body over {MAX_COMPRESSED_BODY_BYTES}")
+        body = _inflate(body)
+    elif len(body) > MAX_BODY_BYTES:
+        raise InvalidInput("payload.body", f"body over {MAX_BODY_BYTES} bytes")
+    if not body.lstrip()[:1] == b"[":
+        raise InvalidInput("payload.body", "neither zlib data nor a JSON array")
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("payload.body", "not a valid JSON array") from None
+    return body
+
+
+def _inflate(body: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        # Ask for one byte more than allowed: getting it back means the body is over the limit.
+        inflated = inflater.decompress(body, MAX_BODY_BYTES + 1)
+    except zlib.error:
+        raise InvalidInput("payload.body", "corrupt zlib data") from None
+    if len(inflated) > MAX_BODY_BYTES or inflater.unconsumed_tail:
+        raise InvalidInput("payload.body", f"uncompressed body over {MAX_BODY_BYTES} bytes")
+    if not inflater.eof:
+        raise InvalidInput("payload.body", "truncated zlib data")
+    return inflated
+
+
+def _looks_like_zlib(body: bytes) -> bool:
+    # RFC 1950: deflate method (low nibble 8) and a header checksum divisible by 31.
+    return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+
+
+def _required(message: dict[Any, Any], field: str) -> object:
+    if field not in message:
+        raise InvalidInput(field, "missing")
+    value: object = message[field]
+    return value
+
+
+def _optional_bytes(message: dict[Any, Any], field: str) -> bytes | None:
+    value = message.get(field)
+    if value is not None and not isinstance(value, bytes):
+        raise InvalidInput(field, f"expected bytes or nil, got {_type_name(value)}")
+    return value
+
+
+def _type_name(value: object) -> str:
+    return "nil" if value is None else type(value).__name__

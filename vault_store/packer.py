@@ -1,0 +1,111 @@
+"""Buffers of sealed frames, one per retention class, and their packing into one blob (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from vault_store.crypto import FrameIdentity
+from vault_store.kms import WrappedKey
+from vault_store.settings import FlushPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSegment:
+    """A sealed frame waiting for its blob, with what its range row will carry."""
+
+    identity: FrameIdentity
+    frame: bytes
+    wrapped: WrappedKey
+    key_check: bytes
+    retention_days: int
+    plain_bytes: int
+
+    def __repr__(self) -> str:
+        return f"SealedSegment({self.identity}, frame=<{len(self.frame)} bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class PackedBlob:
+    """The bytes of one blob and where each frame sits in it ([start, stop) offsets)."""
+
+    data: bytes
+    segments: tuple[SealedSegment, ...]
+    offsets: tuple[tuple[int, int], ...]
+
+
+def pack(segments: Sequence[SealedSegment]) -> PackedBlob:
+    """Concatenate frames; record each one's byte range."""
+    offsets = []
+    position = 0
+    for segment in segments:
+        offsets.append((position, position + len(segment.frame)))
+        position += len(segment.frame)
+    return PackedBlob(b"".join(s.frame for s in segments), tuple(segments), tuple(offsets))
+
+
+@dataclass(slots=True)
+class _Buffer:
+    items: dict[FrameIdentity, SealedSegment] = field(default_factory=dict)
+    size: int = 0
+    oldest: float = 0.0
+
+
+class Packer:
+    """One buffer per retention class so a blob's whole content expires together."""
+
+    def __init__(self, policy: FlushPolicy) -> None:
+        self._policy = policy
+        self._buffers: dict[int, _Buffer] = {}
+
+    def add(self, segment: SealedSegment, now: float) -> bool:
+        """Buffer a frame; False if the same identity is already buffered (first one wins)."""
+        buffer = self._buffers.get(segment.retention_days)
+        if buffer is None:
+            buffer = self._buffers[segment.retention_days] = _Buffer(oldest=now)
+        if segment.identity in buffer.items:
+            return False
+        if not buffer.items:
+            buffer.oldest = now
+        buffer.items[segment.identity] = segment
+        buffer.size += len(segment.frame)
+        return True
+
+    def due(self, now: float) -> list[int]:
+        """Retention classes whose buffer has reached a flush threshold."""
+        policy = self._policy
+        return [
+            days
+            for days, buffer in self._buffers.items()
+            if buffer.items
+            and (
+                buffer.size >= policy.max_bytes
+                or len(buffer.items) >= policy.max_segments
+                or now - buffer.oldest >= policy.max_age_seconds
+            )
+        ]
+
+    def pending(self) -> list[int]:
+        """Retention classes with anything buffered."""
+        return [days for days, buffer in self._buffers.items() if buffer.items]
+
+    def take(self, retention_days: int) -> list[SealedSegment]:
+        """Remove and return one class's buffered frames, in arrival order."""
+        buffer = self._buffers.pop(retention_days, None)
+        return list(buffer.items.values()) if buffer else []
+
+    def restore(self, segments: Sequence[SealedSegment], now: float) -> None:
+        """Put back frames whose flush failed, ahead of anything buffered since."""
+        if not segments:
+            return
+        newer = self.take(segments[0].retention_days)
+        for segment in (*segments, *newer):
+            self.add(segment, now)
+
+    def __iter__(self) -> Iterator[SealedSegment]:
+        for buffer in self._buffers.values():
+            yield from buffer.items.values()
+
+    def buffered_bytes(self) -> int:
+        """Frame bytes waiting across every class."""
+        return sum(buffer.size for buffer in self._buffers.values())

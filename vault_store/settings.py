@@ -1,0 +1,131 @@
+"""Configuration, read from the environment in this one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from vault_store.errors import ConfigError
+
+T = TypeVar("T", int, float)
+
+DEFAULT_HOME = ".vault-store"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlushPolicy:
+    """When a retention class's buffer becomes a blob: size, segment count or age of the oldest."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_segments: int = 5000
+    max_age_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_segments < 1 or self.max_age_seconds <= 0:
+            raise ConfigError("flush thresholds must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadPolicy:
+    """How reads fetch: merge ranges closer than `gap_bytes`, fetch `concurrency` at once."""
+
+    gap_bytes: int = 64 * 1024
+    max_fetch_bytes: int = 32 * 1024 * 1024
+    concurrency: int = 8
+    page_segments: int = 50
+
+    def __post_init__(self) -> None:
+        if self.gap_bytes < 0 or self.concurrency < 1 or self.page_segments < 1:
+            raise ConfigError("read settings must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyCachePolicy:
+    """Plaintext data keys stay in memory at most `ttl_seconds` and `max_uses` uses."""
+
+    ttl_seconds: float = 300.0
+    max_uses: int = 100_000
+    max_entries: int = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything vault-store can be told; `from_env` is the only reader of the environment."""
+
+    home: Path
+    database_url: str
+    blob_url: str
+    kms_url: str
+    flush: FlushPolicy = field(default_factory=FlushPolicy)
+    read: ReadPolicy = field(default_factory=ReadPolicy)
+    key_cache: KeyCachePolicy = field(default_factory=KeyCachePolicy)
+    zstd_level: int = 3
+    auto_migrate: bool = True
+
+    @classmethod
+    def embedded(cls, home: Path) -> Settings:
+        """The embedded default: SQLite, a local blob directory and a local key file in `home`."""
+        home = home.absolute()
+        return cls(
+            home=home,
+            database_url=f"sqlite:///{home / 'catalog.sqlite3'}",
+            blob_url=f"file://{home / 'blobs'}",
+            kms_url=f"local-kms://{home / 'kek.json'}",
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read VAULT_STORE_* variables; unset ones take the embedded defaults under HOME."""
+        env = os.environ if env is None else env
+        base = cls.embedded(Path(env.get("VAULT_STORE_HOME") or DEFAULT_HOME))
+        level = _number(env, "VAULT_STORE_ZSTD_LEVEL", int, 3)
+        if not 1 <= level <= 22:
+            raise ConfigError("VAULT_STORE_ZSTD_LEVEL: expected 1 to 22")
+        return cls(
+            home=base.home,
+            database_url=env.get("VAULT_STORE_DATABASE_URL") or base.database_url,
+            blob_url=env.get("VAULT_STORE_BLOB_URL") or base.blob_url,
+            kms_url=env.get("VAULT_STORE_KMS_URL") or base.kms_url,
+            flush=FlushPolicy(
+                max_bytes=_number(env, "VAULT_STORE_FLUSH_MAX_BYTES", int, 8 * 1024 * 1024),
+                max_segments=_number(env, "VAULT_STORE_FLUSH_MAX_SEGMENTS", int, 5000),
+                max_age_seconds=_number(env, "VAULT_STORE_FLUSH_MAX_AGE", float, 10.0),
+            ),
+            read=ReadPolicy(
+                gap_bytes=_number(env, "VAULT_STORE_READ_GAP_BYTES", int, 64 * 1024),
+                concurrency=_number(env, "VAULT_STORE_READ_CONCURRENCY", int, 8),
+            ),
+            key_cache=KeyCachePolicy(
+                ttl_seconds=_number(env, "VAULT_STORE_KEY_CACHE_TTL", float, 300.0),
+                max_uses=_number(env, "VAULT_STORE_KEY_CACHE_MAX_USES", int, 100_000),
+            ),
+            zstd_level=level,
+            auto_migrate=_flag(env, "VAULT_STORE_AUTO_MIGRATE", True),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: expected a positive number, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")

@@ -1,0 +1,226 @@
+"""The Vault facade: ingest, flush and read, wired from settings to the three backends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+from vault_store import crypto
+from vault_store.blobstore import BlobStore, blob_path, blob_store_from_url
+from vault_store.catalog import BlobRecord, Catalog, CatalogStats, RangeRecord
+from vault_store.crypto import DataKey, FrameIdentity
+from vault_store.keycache import KeyCache
+from vault_store.kms import KeyContext, Kms, WrappedKey, kms_from_url
+from vault_store.message import Segment, parse_message
+from vault_store.packer import Packer, SealedSegment, pack
+from vault_store.reader import Reader, StoredSegment
+from vault_store.settings import FlushPolicy, KeyCachePolicy, ReadPolicy, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SealingKey:
+    """The DEK this process seals a replay's segments with, and its wrapped form for the rows."""
+
+    key: DataKey
+    wrapped: WrappedKey
+    key_check: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """One blob written: its path, frames packed, rows inserted, duplicates and deleted dropped."""
+
+    blob_path: str
+    retention_days: int
+    frames: int
+    blob_bytes: int
+    inserted: int
+    duplicates: int
+    dropped_deleted: int
+
+
+class Vault:
+    """Everything vault-store does, over a catalog, a blob store and a KMS."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        blob_store: BlobStore,
+        kms: Kms,
+        flush_policy: FlushPolicy | None = None,
+        read_policy: ReadPolicy | None = None,
+        key_cache_policy: KeyCachePolicy | None = None,
+        zstd_level: int = 3,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalog = catalog
+        self.blob_store = blob_store
+        self.kms = kms
+        self._zstd_level = zstd_level
+        self._clock = clock
+        self._monotonic = monotonic
+        cache = key_cache_policy or KeyCachePolicy()
+        self.read_keys: KeyCache[DataKey] = KeyCache(
+            ttl_seconds=cache.ttl_seconds, max_uses=cache.max_uses, max_entries=cache.max_entries
+        )
+        self.seal_keys: KeyCache[SealingKey] = KeyCache(
+            ttl_seconds=cache.ttl_seconds, max_uses=cache.max_uses, max_entries=cache.max_entries
+        )
+        self.packer = Packer(flush_policy or FlushPolicy())
+        self.reader = Reader(catalog, blob_store, kms, self.read_keys, read_policy or ReadPolicy())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Vault:
+        """Build the backends the settings name; the one place where wiring happens."""
+        catalog = Catalog(settings.database_url)
+        if settings.auto_migrate:
+            catalog.migrate()
+        return cls(
+            catalog=catalog,
+            blob_store=blob_store_from_url(settings.blob_url),
+            kms=kms_from_url(settings.kms_url),
+            flush_policy=settings.flush,
+            read_policy=settings.read,
+            key_cache_policy=settings.key_cache,
+            zstd_level=settings.zstd_level,
+        )
+
+    def close(self) -> None:
+        """Release threads and connections; unflushed frames are dropped (flush first)."""
+        self.reader.close()
+        self.read_keys.clear()
+        self.seal_keys.clear()
+        self.catalog.dispose()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def ingest_message(self, raw: bytes) -> list[FlushResult]:
+        """Validate, seal and buffer one ingest message; returns any flushes it triggered."""
+        return self.ingest_segment(parse_message(raw))
+
+    def ingest_segment(self, segment: Segment) -> list[FlushResult]:
+        """Seal and buffer one segment; flush every buffer that reached a threshold."""
+        self.packer.add(self.seal(segment), self._monotonic())
+        return self.flush_due()
+
+    def seal(self, segment: Segment) -> SealedSegment:
+        """Seal one segment under its replay's DEK (made and wrapped on first use).
+
+        If the KMS cannot wrap, this raises and nothing is buffered: never a plaintext fallback.
+        """
+        owner = (segment.project_id, segment.replay_id)
+        sealing = self.seal_keys.get_or_load(owner, owner, lambda: self._new_sealing_key(owner))
+        identity = FrameIdentity(segment.project_id, segment.replay_id, segment.segment_id)
+        frame = crypto.seal(segment.body, sealing.key, identity, level=self._zstd_level)
+        return SealedSegment(
+            identity=identity,
+            frame=frame,
+            wrapped=sealing.wrapped,
+            key_check=sealing.key_check,
+            retention_days=segment.retention_days,
+            plain_bytes=len(segment.body),
+        )
+
+    def _new_sealing_key(self, owner: tuple[int, str]) -> SealingKey:
+        key = DataKey.generate()
+        wrapped = self.kms.wrap(key, KeyContext(*owner))
+        return SealingKey(key, wrapped, key.key_check())
+
+    def flush_due(self) -> list[FlushResult]:
+        """Flush the buffers that reached their size, count or age threshold."""
+        return [self._flush(days) for days in self.packer.due(self._monotonic())]
+
+    def flush(self) -> list[FlushResult]:
+        """Flush every non-empty buffer now."""
+        return [self._flush(days) for days in self.packer.pending()]
+
+    def _flush(self, retention_days: int) -> FlushResult:
+        """Blob first, then rows in one transaction: a row must never point at a missing blob.
+
+        On failure the frames go back into the buffer (still queued) and the error propagates.
+        A crash between upload and insert leaves an orphan blob that GC collects.
+        """
+        segments = self.packer.take(retention_days)
+        try:
+            return self._write_blob(retention_days, segments)
+        except BaseException:
+            self.packer.restore(segments, self._monotonic())
+            raise
+
+    def _write_blob(self, retention_days: int, segments: list[SealedSegment]) -> FlushResult:
+        packed = pack(segments)
+        created_at = self._clock()
+        expires_at = created_at + timedelta(days=retention_days)
+        path = blob_path(retention_days, created_at)
+        self.blob_store.put(path, packed.data, expires_at=expires_at)
+        rows = [
+            RangeRecord(
+                project_id=segment.identity.project_id,
+                replay_id=segment.identity.replay_id,
+                segment_id=segment.identity.segment_id,
+                part=segment.identity.part,
+                blob_path=path,
+                start=start,
+                stop=stop,
+                wrapped_dek=segment.wrapped.ciphertext,
+                kek=segment.wrapped.kek,
+                key_check=segment.key_check,
+                created_at=created_at,
+                expires_at=expires_at,
+            )
+            for segment, (start, stop) in zip(packed.segments, packed.offsets, strict=True)
+        ]
+        outcome = self.catalog.insert_blob(
+            BlobRecord(
+                path=path,
+                size=len(packed.data),
+                frame_count=len(rows),
+                retention_days=retention_days,
+                created_at=created_at,
+                expires_at=expires_at,
+            ),
+            rows,
+        )
+        return FlushResult(
+            blob_path=path,
+            retention_days=retention_days,
+            frames=len(rows),
+            blob_bytes=len(packed.data),
+            inserted=outcome.inserted,
+            duplicates=outcome.duplicates,
+            dropped_deleted=outcome.dropped_deleted,
+        )
+
+    # -- read -----------------------------------------------------------------------------
+
+    def segments(
+        self, project_id: int, replay_id: str, *, start: int = 0, stop: int | None = None
+    ) -> Iterator[StoredSegment]:
+        """Decrypted segments of a replay in order (ReplayNotFound / ReplayShredded)."""
+        return self.reader.segments(project_id, replay_id, start=start, stop=stop)
+
+    def read_recording(
+        self, project_id: int, replay_id: str, *, start: int = 0, stop: int | None = None
+    ) -> Iterator[bytes]:
+        """The merged recording, streamed as chunks of one JSON array."""
+        return self.reader.recording(project_id, replay_id, start=start, stop=stop)
+
+    def stats(self) -> CatalogStats:
+        """Catalog totals."""
+        return self.catalog.stats()

@@ -1,4 +1,4 @@
-"""vault-store: session-replay recordings packed into shared blobs, sealed per replay, shreddable."""
+"""vault-store: session replays packed into shared blobs, sealed per replay, shreddable."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ __all__ = [
     "ReadPolicy",
     "ReplayNotFound",
     "ReplayShredded",
+    "ReplayState",
     "Segment",
     "Settings",
     "Vault",

@@ -17,9 +17,7 @@ class Fetch:
     members: tuple[int, ...]
 
 
-def plan_fetches(
-    ranges: Sequence[tuple[str, int, int]], *, gap: int, max_span: int
-) -> list[Fetch]:
+def plan_fetches(ranges: Sequence[tuple[str, int, int]], *, gap: int, max_span: int) -> list[Fetch]:
     """Group (blob_path, start, stop) ranges into fetches; `members` index into `ranges`.
 
     Ranges of one blob are merged when the hole between them is at most `gap` bytes and the

@@ -1,4 +1,4 @@
-"""An in-memory LRU of plaintext data keys with a time-to-live and a use cap, evictable by replay."""
+"""In-memory LRU of plaintext data keys with a time-to-live and a use cap, evictable by replay."""
 
 from __future__ import annotations
 

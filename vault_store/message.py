@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ MAX_BODY_BYTES = 100 * 1024 * 1024
 MAX_RETENTION_DAYS = 3650
 _UINT64_LIMIT = 2**64
 _REPLAY_ID = re.compile(r"[0-9a-f]{32}")
+# map16 and map32; fixmap (0x80-0x8f) is checked by range.
+_MSGPACK_MAP_MARKERS = (0xDE, 0xDF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +172,61 @@ def _optional_bytes(message: dict[Any, Any], field: str) -> bytes | None:
 
 def _type_name(value: object) -> str:
     return "nil" if value is None else type(value).__name__
+
+
+def split_stream(data: bytes, *, source: str = "stream") -> Iterator[bytes]:
+    """The raw bytes of each message in a file of one or more concatenated msgpack maps.
+
+    Each message is handed on as raw bytes, so `parse_message` applies its size limit to it.
+    A file that does not start with a map, or that ends inside a message, is refused whole.
+    """
+    if not data:
+        raise InvalidInput(source, "empty file")
+    if data[0] not in _MSGPACK_MAP_MARKERS and not 0x80 <= data[0] <= 0x8F:
+        raise InvalidInput(source, "not a msgpack message (it must start with a map)")
+    unpacker = msgpack.Unpacker(
+        raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1024 * 1024)
+    )
+    unpacker.feed(data)
+    start = 0
+    try:
+        for _message in unpacker:
+            end = unpacker.tell()
+            yield data[start:end]
+            start = end
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise InvalidInput(source, f"bad msgpack at byte {start} ({type(exc).__name__})") from None
+    if start != len(data):
+        raise InvalidInput(source, f"truncated message at byte {start}")
+
+
+def build_message(
+    *,
+    project_id: int,
+    replay_id: str,
+    segment_id: int,
+    body: bytes,
+    retention_days: int = 90,
+    org_id: int = 1,
+    received: int = 0,
+    compress: bool = True,
+    replay_event: bytes | None = None,
+) -> bytes:
+    """A Sentry replay-recording message as the relay writes it (for demos, tests, benches)."""
+    payload = b'{"segment_id":%d}\n' % segment_id + (zlib.compress(body) if compress else body)
+    return bytes(
+        msgpack.packb(
+            {
+                "type": MESSAGE_TYPE,
+                "replay_id": replay_id,
+                "org_id": org_id,
+                "project_id": project_id,
+                "key_id": None,
+                "received": received,
+                "retention_days": retention_days,
+                "payload": payload,
+                "replay_event": replay_event,
+                "version": 1,
+            }
+        )
+    )

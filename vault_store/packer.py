@@ -35,13 +35,22 @@ class PackedBlob:
 
 
 def pack(segments: Sequence[SealedSegment]) -> PackedBlob:
-    """Concatenate frames; record each one's byte range."""
+    """Concatenate frames in (project, replay, segment, part) order; record each byte range.
+
+    Arrival order is arbitrary (many replays interleave); sorting makes each replay's frames
+    contiguous in the blob, so a read of one replay coalesces into one ranged GET per blob.
+    """
+    segments = sorted(segments, key=lambda s: _identity_order(s.identity))
     offsets = []
     position = 0
     for segment in segments:
         offsets.append((position, position + len(segment.frame)))
         position += len(segment.frame)
     return PackedBlob(b"".join(s.frame for s in segments), tuple(segments), tuple(offsets))
+
+
+def _identity_order(identity: FrameIdentity) -> tuple[int, str, int, str]:
+    return (identity.project_id, identity.replay_id, identity.segment_id, identity.part)
 
 
 @dataclass(slots=True)

@@ -37,7 +37,9 @@ class ReadCounters:
     unwraps: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, *, gets: int = 0, bytes_fetched: int = 0, frames: int = 0, unwraps: int = 0) -> None:
+    def add(
+        self, *, gets: int = 0, bytes_fetched: int = 0, frames: int = 0, unwraps: int = 0
+    ) -> None:
         """Add to the counters (thread-safe)."""
         with self._lock:
             self.gets += gets
@@ -151,7 +153,8 @@ class Reader:
         data = self._blob_store.get_range(fetch.blob_path, fetch.start, fetch.stop)
         self.counters.add(gets=1, bytes_fetched=len(data), frames=len(fetch.members))
         opened = {}
-        for index in fetch.members:
+        # Segment order, so an integrity error names the earliest bad segment.
+        for index in sorted(fetch.members):
             row = rows[index]
             frame = data[row.start - fetch.start : row.stop - fetch.start]
             identity = FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)

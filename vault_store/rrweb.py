@@ -67,6 +67,8 @@ def split_events(
         yield current
 
 
-def segment_bodies(events: Sequence[Event], *, segment_seconds: float = SEGMENT_SECONDS) -> list[bytes]:
+def segment_bodies(
+    events: Sequence[Event], *, segment_seconds: float = SEGMENT_SECONDS
+) -> list[bytes]:
     """The JSON body of each segment, in segment-id order."""
     return [orjson.dumps(chunk) for chunk in split_events(events, segment_seconds=segment_seconds)]

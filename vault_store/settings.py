@@ -64,6 +64,8 @@ class Settings:
     key_cache: KeyCachePolicy = field(default_factory=KeyCachePolicy)
     zstd_level: int = 3
     auto_migrate: bool = True
+    # Where the demo and benchmarks look for real rrweb recordings (None: search, then synthesize).
+    recordings: Path | None = None
 
     @classmethod
     def embedded(cls, home: Path) -> Settings:
@@ -104,6 +106,9 @@ class Settings:
             ),
             zstd_level=level,
             auto_migrate=_flag(env, "VAULT_STORE_AUTO_MIGRATE", True),
+            recordings=Path(env["VAULT_STORE_RECORDINGS"])
+            if env.get("VAULT_STORE_RECORDINGS")
+            else None,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -35,11 +36,21 @@ class FlushResult:
 
     blob_path: str
     retention_days: int
+    identities: tuple[FrameIdentity, ...]
     frames: int
     blob_bytes: int
     inserted: int
     duplicates: int
     dropped_deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """One segment taken in: buffered (False if the same segment was already buffered) and
+    any blobs the buffering caused to be written."""
+
+    buffered: bool
+    flushes: list[FlushResult]
 
 
 class Vault:
@@ -55,6 +66,7 @@ class Vault:
         read_policy: ReadPolicy | None = None,
         key_cache_policy: KeyCachePolicy | None = None,
         zstd_level: int = 3,
+        pipeline_flushes: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -72,6 +84,11 @@ class Vault:
             ttl_seconds=cache.ttl_seconds, max_uses=cache.max_uses, max_entries=cache.max_entries
         )
         self.packer = Packer(flush_policy or FlushPolicy())
+        # One blob may be uploading and committing while the next one fills: sealing is CPU,
+        # uploading waits on disk or network, so overlapping them raises ingest throughput.
+        self._pipeline = pipeline_flushes
+        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="vault-flush")
+        self._in_flight: tuple[list[SealedSegment], Future[FlushResult]] | None = None
         self.reader = Reader(catalog, blob_store, kms, self.read_keys, read_policy or ReadPolicy())
 
     @classmethod
@@ -91,7 +108,11 @@ class Vault:
         )
 
     def close(self) -> None:
-        """Release threads and connections; unflushed frames are dropped (flush first)."""
+        """Release threads and connections; unflushed frames are dropped (flush first).
+
+        A flush already under way is waited for, so it ends committed or not at all.
+        """
+        self._flusher.shutdown(wait=True)
         self.reader.close()
         self.read_keys.clear()
         self.seal_keys.clear()
@@ -110,14 +131,20 @@ class Vault:
 
     # -- ingest ---------------------------------------------------------------------------
 
-    def ingest_message(self, raw: bytes) -> list[FlushResult]:
-        """Validate, seal and buffer one ingest message; returns any flushes it triggered."""
+    def ingest_message(self, raw: bytes) -> IngestResult:
+        """Validate, seal and buffer one ingest message; InvalidInput stores nothing."""
         return self.ingest_segment(parse_message(raw))
 
-    def ingest_segment(self, segment: Segment) -> list[FlushResult]:
-        """Seal and buffer one segment; flush every buffer that reached a threshold."""
-        self.packer.add(self.seal(segment), self._monotonic())
-        return self.flush_due()
+    def ingest_segment(self, segment: Segment) -> IngestResult:
+        """Seal and buffer one segment; flush every buffer that reached a threshold.
+
+        If a flush failed (in the background or now), its error is raised from this call and its
+        frames are back in the buffer: nothing not yet reported flushed is lost, and ingesting
+        the same segment again is safe (the buffer keeps one frame per identity).
+        """
+        finished = self._collect(wait=False)
+        buffered = self.packer.add(self.seal(segment), self._monotonic())
+        return IngestResult(buffered, finished + self.flush_due())
 
     def seal(self, segment: Segment) -> SealedSegment:
         """Seal one segment under its replay's DEK (made and wrapped on first use).
@@ -143,27 +170,57 @@ class Vault:
         return SealingKey(key, wrapped, key.key_check())
 
     def flush_due(self) -> list[FlushResult]:
-        """Flush the buffers that reached their size, count or age threshold."""
-        return [self._flush(days) for days in self.packer.due(self._monotonic())]
+        """Flush the buffers that reached their size, count or age threshold.
+
+        With pipelining, a due buffer is handed to the background flusher (after the previous
+        flush has finished) and its result comes back from a later call; without, it is
+        written before this returns.
+        """
+        results = []
+        for days in self.packer.due(self._monotonic()):
+            results += self._collect(wait=True)
+            segments = self.packer.take(days)
+            if self._pipeline:
+                future = self._flusher.submit(self._write_blob, days, segments)
+                self._in_flight = (segments, future)
+            else:
+                results.append(self._write_now(days, segments))
+        return results + self._collect(wait=False)
 
     def flush(self) -> list[FlushResult]:
-        """Flush every non-empty buffer now."""
-        return [self._flush(days) for days in self.packer.pending()]
+        """Write every buffered frame now, waiting for any background flush first."""
+        results = self._collect(wait=True)
+        for days in self.packer.pending():
+            results.append(self._write_now(days, self.packer.take(days)))
+        return results
 
-    def _flush(self, retention_days: int) -> FlushResult:
-        """Blob first, then rows in one transaction: a row must never point at a missing blob.
-
-        On failure the frames go back into the buffer (still queued) and the error propagates.
-        A crash between upload and insert leaves an orphan blob that GC collects.
-        """
-        segments = self.packer.take(retention_days)
+    def _write_now(self, retention_days: int, segments: list[SealedSegment]) -> FlushResult:
         try:
             return self._write_blob(retention_days, segments)
         except BaseException:
             self.packer.restore(segments, self._monotonic())
             raise
 
+    def _collect(self, *, wait: bool) -> list[FlushResult]:
+        """The background flush's result once it is done; on failure its frames are re-queued."""
+        if self._in_flight is None:
+            return []
+        segments, future = self._in_flight
+        if not wait and not future.done():
+            return []
+        self._in_flight = None
+        try:
+            return [future.result()]
+        except BaseException:
+            self.packer.restore(segments, self._monotonic())
+            raise
+
     def _write_blob(self, retention_days: int, segments: list[SealedSegment]) -> FlushResult:
+        """Blob first, then rows in one transaction: a row must never point at a missing blob.
+
+        A crash between upload and insert leaves an orphan blob (no rows) that GC collects; a
+        crash after the insert means redelivery, whose duplicates are ignored.
+        """
         packed = pack(segments)
         created_at = self._clock()
         expires_at = created_at + timedelta(days=retention_days)
@@ -200,6 +257,7 @@ class Vault:
         return FlushResult(
             blob_path=path,
             retention_days=retention_days,
+            identities=tuple(segment.identity for segment in packed.segments),
             frames=len(rows),
             blob_bytes=len(packed.data),
             inserted=outcome.inserted,

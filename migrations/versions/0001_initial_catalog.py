@@ -90,7 +90,13 @@ def upgrade() -> None:
             "project_id", "replay_id", "segment_id", "part", name="pk_recording_byte_range"
         ),
     )
-    op.create_index("ix_recording_byte_range_expires_at", "recording_byte_range", ["expires_at"])
+    # BRIN on PostgreSQL: see RecordingByteRange.__table_args__ (btree on SQLite).
+    op.create_index(
+        "ix_recording_byte_range_expires_at",
+        "recording_byte_range",
+        ["expires_at"],
+        postgresql_using="brin",
+    )
 
     op.create_table(
         "replay_subject",

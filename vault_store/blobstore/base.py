@@ -57,7 +57,4 @@ def blob_path(
     The retention class first lets lifecycle rules and listings work per class; the random name
     means concurrent writers never collide (create-only would refuse it anyway).
     """
-    return (
-        f"r{retention_days}d/{created_at:%Y-%m-%d}/{created_at:%H}/"
-        f"{random_bytes(16).hex()}.vsb"
-    )
+    return f"r{retention_days}d/{created_at:%Y-%m-%d}/{created_at:%H}/{random_bytes(16).hex()}.vsb"

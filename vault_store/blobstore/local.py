@@ -50,7 +50,8 @@ class LocalBlobStore:
         """
         target = self._resolve(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        # Unique per call: threads and processes may write the same path at once.
+        temporary = target.with_name(f".{target.name}.{os.urandom(8).hex()}.tmp")
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:

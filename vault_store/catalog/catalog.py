@@ -19,7 +19,6 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
@@ -63,11 +62,12 @@ class Catalog:
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("postgresql", "sqlite"):
             raise ConfigError(f"catalog URL: unsupported database {self.dialect!r}")
-        if self.dialect == "postgresql":
-            # Bulk inserts use psycopg2's COPY; newer SQLAlchemy would pick psycopg 3 by default.
-            if parsed.get_driver_name() not in ("psycopg2", "psycopg2-binary"):
-                parsed = parsed.set(drivername="postgresql+psycopg2")
+        # Bulk inserts use psycopg2's COPY; newer SQLAlchemy would pick psycopg 3 by default.
+        if self.dialect == "postgresql" and parsed.get_driver_name() != "psycopg2":
+            parsed = parsed.set(drivername="postgresql+psycopg2")
         options = dict(engine_options or {})
+        # Statement parameters hold wrapped keys: keep them out of logs and error messages.
+        options.setdefault("hide_parameters", True)
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         if self.dialect == "postgresql":
@@ -262,54 +262,102 @@ def _insert_ranges_postgresql(conn: Connection, rows: Sequence[RangeRecord]) -> 
     )
     payload.seek(0)
     cursor.copy_expert(f"COPY incoming_range ({columns}) FROM STDIN", payload)
-    cursor.execute(
-        f"INSERT INTO recording_byte_range ({columns}) SELECT {columns} FROM incoming_range "
+    # Column names are our own constants, never input.
+    insert_new = (
+        f"INSERT INTO recording_byte_range ({columns}) SELECT {columns} FROM incoming_range "  # noqa: S608
         "ON CONFLICT DO NOTHING RETURNING stop - start"
     )
+    cursor.execute(insert_new)
     sizes = [size for (size,) in cursor.fetchall()]
     return len(sizes), sum(sizes)
 
 
 def _insert_ranges_sqlite(conn: Connection, rows: Sequence[RangeRecord]) -> tuple[int, int]:
-    """INSERT OR IGNORE row by row in one executemany; RETURNING tells which went in."""
+    """Stage the rows in a temporary table, then INSERT OR IGNORE them (first write wins).
+
+    Every step is one statement run by SQLite itself; the live bytes are the staged rows that
+    are now in the table at this blob's offsets (exact: we hold the write lock until commit).
+    """
     if not rows:
         return 0, 0
-    statement = (
-        sqlite_insert(RecordingByteRange)
-        .on_conflict_do_nothing()
-        .returning(RecordingByteRange.stop - RecordingByteRange.start)
+    columns = ", ".join(_RANGE_COLUMNS)
+    # Timestamps in exactly the text form SQLAlchemy's SQLite DateTime writes and reads back.
+    timestamp = RecordingByteRange.__table__.c.created_at.type.dialect_impl(conn.dialect)
+    to_text = timestamp.bind_processor(conn.dialect)
+    assert to_text is not None
+    rendered: dict[datetime, str] = {}
+
+    def moment(value: datetime) -> str:
+        if value not in rendered:
+            rendered[value] = to_text(value)
+        return rendered[value]
+
+    # Every statement below is built from the constant column list, never from input.
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS incoming_range AS "  # noqa: S608
+        f"SELECT {columns} FROM recording_byte_range WHERE 0"
     )
-    result = conn.execute(
-        statement,
-        [{name: getattr(row, name) for name in _RANGE_COLUMNS} for row in rows],
+    conn.exec_driver_sql("DELETE FROM incoming_range")
+    conn.exec_driver_sql(
+        f"INSERT INTO incoming_range ({columns}) VALUES ({', '.join('?' * len(_RANGE_COLUMNS))})",  # noqa: S608
+        [
+            (
+                row.project_id,
+                row.replay_id,
+                row.segment_id,
+                row.part,
+                row.blob_path,
+                row.start,
+                row.stop,
+                row.wrapped_dek,
+                row.kek,
+                row.key_check,
+                moment(row.created_at),
+                moment(row.expires_at),
+            )
+            for row in rows
+        ],
     )
-    sizes = list(result.scalars())
-    return len(sizes), sum(sizes)
+    inserted = conn.exec_driver_sql(
+        f"INSERT OR IGNORE INTO recording_byte_range ({columns}) "  # noqa: S608
+        f"SELECT {columns} FROM incoming_range ORDER BY rowid"
+    ).rowcount
+    live = conn.exec_driver_sql(
+        "SELECT coalesce(sum(r.stop - r.start), 0) FROM incoming_range i "
+        "JOIN recording_byte_range r ON r.project_id = i.project_id AND r.replay_id = i.replay_id "
+        "AND r.segment_id = i.segment_id AND r.part = i.part "
+        "AND r.blob_path = i.blob_path AND r.start = i.start"
+    ).scalar_one()
+    return inserted, int(live)
 
 
 def _copy_payload(rows: Sequence[RangeRecord]) -> io.StringIO:
-    """Rows in COPY text format (tab-separated, bytea as \\x hex)."""
-    lines = []
-    for row in rows:
-        lines.append(
-            "\t".join(
-                (
-                    str(row.project_id),
-                    row.replay_id,
-                    str(row.segment_id),
-                    row.part.translate(_COPY_ESCAPES),
-                    row.blob_path.translate(_COPY_ESCAPES),
-                    str(row.start),
-                    str(row.stop),
-                    "\\\\x" + row.wrapped_dek.hex(),
-                    row.kek.translate(_COPY_ESCAPES),
-                    "\\\\x" + row.key_check.hex(),
-                    row.created_at.isoformat(),
-                    row.expires_at.isoformat(),
-                )
-            )
-        )
-    return io.StringIO("\n".join(lines) + "\n")
+    """Rows in COPY text format (tab-separated, bytea as \\x hex).
+
+    A flush's rows share their timestamps, blob path and, per replay, wrapped key and key check:
+    each distinct value is rendered once, which makes formatting cheap next to the COPY itself.
+    """
+    rendered: dict[object, str] = {}
+
+    def text(value: bytes | datetime | str) -> str:
+        cached = rendered.get(value)
+        if cached is None:
+            if isinstance(value, bytes):
+                cached = "\\\\x" + value.hex()
+            elif isinstance(value, datetime):
+                cached = value.isoformat()
+            else:
+                cached = value.translate(_COPY_ESCAPES)
+            rendered[value] = cached
+        return cached
+
+    lines = [
+        f"{row.project_id}\t{row.replay_id}\t{row.segment_id}\t{text(row.part)}\t"
+        f"{text(row.blob_path)}\t{row.start}\t{row.stop}\t{text(row.wrapped_dek)}\t"
+        f"{text(row.kek)}\t{text(row.key_check)}\t{text(row.created_at)}\t{text(row.expires_at)}\n"
+        for row in rows
+    ]
+    return io.StringIO("".join(lines))
 
 
 def _range_record(row: Any) -> RangeRecord:
@@ -341,4 +389,3 @@ def _brief(exc: BaseException) -> str:
     # hold wrapped keys) are never included.
     original = getattr(exc, "orig", None) or exc
     return str(original).strip().splitlines()[0] if str(original).strip() else type(exc).__name__
-

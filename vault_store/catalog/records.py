@@ -52,7 +52,7 @@ class BlobRecord:
 
 @dataclass(frozen=True, slots=True)
 class InsertOutcome:
-    """What one flush transaction did: rows inserted, duplicates ignored, deleted targets dropped."""
+    """One flush transaction: rows inserted, duplicates ignored, deleted targets dropped."""
 
     inserted: int
     duplicates: int

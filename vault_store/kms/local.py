@@ -12,6 +12,7 @@ file, like Cloud KMS decrypting by CryptoKey name.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import stat
@@ -35,9 +36,7 @@ _VERSION = struct.Struct(">I")
 class LocalKms:
     """A Kms over a local key file, created on first use with mode 0600."""
 
-    def __init__(
-        self, path: Path, *, random_bytes: Callable[[int], bytes] = os.urandom
-    ) -> None:
+    def __init__(self, path: Path, *, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         if not path.is_absolute():
             raise ConfigError(f"local KMS key file must be an absolute path, got {path}")
         self._path = path
@@ -103,10 +102,9 @@ class LocalKms:
                 "primary": 1,
                 "keys": {"1": _b64(self._random_bytes(KEY_BYTES))},
             }
-            try:
+            # If another process created it first, read theirs below.
+            with contextlib.suppress(FileExistsError):
                 self._write_document(document, replace=False)
-            except FileExistsError:
-                pass  # another process created it first; read theirs below
         document = self._read_document()
         try:
             keys = {

@@ -1,0 +1,123 @@
+"""Shared fixtures: real recordings, catalogs on SQLite and PostgreSQL, and ready vaults."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
+from vault_store.rrweb import Event
+from vault_store.samples import Recording, load_recordings
+from vault_store.settings import FlushPolicy, ReadPolicy
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("VAULT_STORE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+RECORDINGS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip outside CI when a peer is missing; under CI=true a missing peer fails the run."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing service is a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> bool:
+    try:
+        psycopg2.connect(PG_URL, connect_timeout=3).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def recordings() -> list[Recording]:
+    """Every real session recording in ../shared/data/recordings."""
+    need(RECORDINGS_DIR.is_dir(), f"real recordings not found at {RECORDINGS_DIR}")
+    found = load_recordings(RECORDINGS_DIR)
+    assert len(found) >= 7
+    return found
+
+
+@pytest.fixture(scope="session")
+def demo_events() -> list[Event]:
+    """The rrweb player demo: 272 events over 81 s."""
+    need(RECORDINGS_DIR.is_dir(), f"real recordings not found at {RECORDINGS_DIR}")
+    (recording,) = [
+        r for r in load_recordings(RECORDINGS_DIR) if r.name == "rrweb-player-demo-events"
+    ]
+    return recording.events
+
+
+def _postgres_schema_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    need(request.getfixturevalue("postgres_available"), f"PostgreSQL not reachable at {PG_URL}")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg2.connect(PG_URL) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        conn = psycopg2.connect(PG_URL)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh schema in the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    else:
+        yield from _postgres_schema_url(request)
+
+
+@pytest.fixture
+def catalog(database_url: str) -> Iterator[Catalog]:
+    """A migrated catalog on each database."""
+    catalog = Catalog(database_url)
+    catalog.migrate()
+    yield catalog
+    catalog.dispose()
+
+
+VaultFactory = Callable[..., Vault]
+
+
+@pytest.fixture
+def make_vault(catalog: Catalog, tmp_path: Path) -> Iterator[VaultFactory]:
+    """Build vaults over one catalog, blob directory and key file (several = several workers)."""
+    made: list[Vault] = []
+
+    def factory(
+        *, flush: FlushPolicy | None = None, read: ReadPolicy | None = None, **kwargs: object
+    ) -> Vault:
+        vault = Vault(
+            catalog=catalog,
+            blob_store=LocalBlobStore(tmp_path / "blobs"),
+            kms=LocalKms(tmp_path / "kek.json"),
+            flush_policy=flush,
+            read_policy=read,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        made.append(vault)
+        return vault
+
+    yield factory
+    for vault in made:
+        vault.reader.close()
+
+
+@pytest.fixture
+def vault(make_vault: VaultFactory) -> Vault:
+    """A vault with default policies."""
+    return make_vault()

@@ -1,0 +1,109 @@
+"""One contract for every BlobStore backend (the local directory today)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from vault_store.blobstore import BlobStore, LocalBlobStore, blob_path, blob_store_from_url
+from vault_store.errors import AlreadyExists, BlobNotFound, ConfigError, CorruptData, InvalidInput
+
+
+@pytest.fixture(params=["local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    return LocalBlobStore(tmp_path / "store")
+
+
+def test_put_then_ranged_get(store: BlobStore) -> None:
+    data = bytes(range(256)) * 40
+    store.put("r90d/2026-01-01/00/x.vsb", data)
+    assert store.get_range("r90d/2026-01-01/00/x.vsb", 0, 10) == data[:10]
+    assert store.get_range("r90d/2026-01-01/00/x.vsb", 1000, 5000) == data[1000:5000]
+    assert store.get_range("r90d/2026-01-01/00/x.vsb", 5000, 5000) == b""
+    assert store.get("r90d/2026-01-01/00/x.vsb") == data
+
+
+def test_put_is_create_only(store: BlobStore) -> None:
+    store.put("a/b.vsb", b"first")
+    with pytest.raises(AlreadyExists):
+        store.put("a/b.vsb", b"second")
+    assert store.get("a/b.vsb") == b"first"
+
+
+def test_concurrent_creates_of_one_path_let_exactly_one_win(store: BlobStore) -> None:
+    def attempt(n: int) -> bool:
+        try:
+            store.put("race.vsb", bytes([n]) * 1000)
+        except AlreadyExists:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        wins = list(pool.map(attempt, range(16)))
+    assert wins.count(True) == 1
+    assert len(set(store.get("race.vsb"))) == 1
+
+
+def test_range_past_the_end_is_a_corruption_not_a_short_answer(store: BlobStore) -> None:
+    store.put("short.vsb", b"0123456789")
+    with pytest.raises(CorruptData):
+        store.get_range("short.vsb", 5, 11)
+
+
+def test_missing_blob(store: BlobStore) -> None:
+    with pytest.raises(BlobNotFound):
+        store.get_range("nope.vsb", 0, 1)
+    with pytest.raises(BlobNotFound):
+        store.delete("nope.vsb")
+
+
+def test_delete_and_list_by_prefix(store: BlobStore) -> None:
+    for path in (
+        "r30d/2026-01-01/00/a.vsb",
+        "r30d/2026-01-02/00/b.vsb",
+        "r90d/2026-01-01/00/c.vsb",
+    ):
+        store.put(path, b"x" * 3)
+    assert [b.path for b in store.list("r30d/")] == [
+        "r30d/2026-01-01/00/a.vsb",
+        "r30d/2026-01-02/00/b.vsb",
+    ]
+    assert all(b.size == 3 for b in store.list())
+    store.delete("r30d/2026-01-01/00/a.vsb")
+    assert [b.path for b in store.list()] == [
+        "r30d/2026-01-02/00/b.vsb",
+        "r90d/2026-01-01/00/c.vsb",
+    ]
+
+
+@pytest.mark.parametrize("path", ["../escape", "/abs", "a//b", "a/./b", ""])
+def test_paths_cannot_escape_the_store(store: BlobStore, path: str) -> None:
+    with pytest.raises(InvalidInput):
+        store.put(path, b"x")
+
+
+def test_blob_paths_are_partitioned_by_retention_and_date_with_a_random_name() -> None:
+    moment = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
+    first, second = blob_path(90, moment), blob_path(90, moment)
+    assert first.startswith("r90d/2026-11-24/13/") and first.endswith(".vsb")
+    assert first != second
+
+
+def test_local_store_leaves_no_temporary_files_and_writes_private_files(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    store.put("x/y.vsb", b"data")
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["y.vsb"]
+    assert stat.S_IMODE(os.stat(tmp_path / "x" / "y.vsb").st_mode) == 0o600
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    store = blob_store_from_url(f"file://{tmp_path}/blobs")
+    assert isinstance(store, LocalBlobStore) and store.root == tmp_path / "blobs"
+    for bad in ("file://relative/path", "s3://bucket/x", "file:relative"):
+        with pytest.raises(ConfigError):
+            blob_store_from_url(bad)

@@ -1,0 +1,173 @@
+"""The catalog on SQLite and the real PostgreSQL: inserts, duplicates, tombstones, pages, stats."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert
+
+from vault_store.catalog import BlobRecord, Catalog, RangeRecord, ReplayState
+from vault_store.catalog.models import Deletion, Tombstone
+from vault_store.errors import BackendUnavailable, ConfigError
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+REPLAY = "0123456789abcdef0123456789abcdef"
+
+
+def _row(
+    segment: int,
+    *,
+    replay: str = REPLAY,
+    project: int = 1,
+    path: str = "b1",
+    at: int = 0,
+    size: int = 100,
+    kek: str = "local-kms:/k#v1",
+) -> RangeRecord:
+    return RangeRecord(
+        project_id=project,
+        replay_id=replay,
+        segment_id=segment,
+        part="recording",
+        blob_path=path,
+        start=at,
+        stop=at + size,
+        wrapped_dek=b"\x00\\\t\n" + bytes(range(56)),  # bytes that COPY must escape
+        kek=kek,
+        key_check=bytes(range(32)),
+        created_at=NOW,
+        expires_at=NOW + timedelta(days=90),
+    )
+
+
+def _blob(path: str, rows: list[RangeRecord]) -> BlobRecord:
+    return BlobRecord(
+        path=path,
+        size=sum(r.size for r in rows),
+        frame_count=len(rows),
+        retention_days=90,
+        created_at=NOW,
+        expires_at=NOW + timedelta(days=90),
+    )
+
+
+def test_insert_and_read_back_every_column(catalog: Catalog) -> None:
+    rows = [_row(n, at=n * 100, kek="tab\there\\and\nnewline") for n in range(3)]
+    outcome = catalog.insert_blob(_blob("b1", rows), rows)
+    assert (outcome.inserted, outcome.duplicates, outcome.live_bytes) == (3, 0, 300)
+    assert catalog.replay_ranges(1, REPLAY) == rows
+
+
+def test_duplicates_are_ignored_first_write_wins(catalog: Catalog) -> None:
+    first = [_row(n, path="b1", at=n * 100) for n in range(3)]
+    catalog.insert_blob(_blob("b1", first), first)
+    second = [_row(n, path="b2", at=n * 50, size=50) for n in range(2, 5)]
+    outcome = catalog.insert_blob(_blob("b2", second), second)
+    assert (outcome.inserted, outcome.duplicates) == (2, 1)
+    assert outcome.live_bytes == 100  # only segments 3 and 4 count as live in b2
+    stored = catalog.replay_ranges(1, REPLAY)
+    assert [(r.segment_id, r.blob_path) for r in stored] == [
+        (0, "b1"),
+        (1, "b1"),
+        (2, "b1"),
+        (3, "b2"),
+        (4, "b2"),
+    ]
+    stats = catalog.stats()
+    assert (stats.rows, stats.blobs, stats.bytes_stored, stats.live_bytes) == (5, 2, 450, 400)
+    assert stats.dead_bytes == 50
+
+
+def test_duplicates_inside_one_batch_keep_the_first(catalog: Catalog) -> None:
+    rows = [_row(0, at=0), _row(0, at=100), _row(1, at=200)]
+    outcome = catalog.insert_blob(_blob("b1", rows), rows)
+    assert (outcome.inserted, outcome.duplicates) == (2, 1)
+    assert [r.start for r in catalog.replay_ranges(1, REPLAY)] == [0, 200]
+
+
+def test_rows_of_tombstoned_replays_and_projects_are_dropped(catalog: Catalog) -> None:
+    dead_replay, live_replay = "a" * 32, "b" * 32
+    with catalog.engine.begin() as conn:
+        conn.execute(
+            insert(Deletion)
+            .values(
+                id=uuid.uuid4().hex,
+                scope="replay",
+                project_id=1,
+                target=dead_replay,
+                requested_by="t",
+                reason="t",
+                requested_at=NOW,
+                status="done",
+                rows_deleted=0,
+                bytes_shredded=0,
+                replays_deleted=0,
+                overwrite_requested=False,
+            )
+            .returning(Deletion.id)
+        )
+        deletion_id = conn.execute(Deletion.__table__.select()).first().id  # type: ignore[union-attr]
+        conn.execute(
+            insert(Tombstone).values(
+                project_id=1, replay_id=dead_replay, deletion_id=deletion_id, created_at=NOW
+            )
+        )
+        conn.execute(
+            insert(Tombstone).values(
+                project_id=2, replay_id=None, deletion_id=deletion_id, created_at=NOW
+            )
+        )
+    rows = [
+        _row(0, replay=dead_replay),
+        _row(0, replay=live_replay, at=100),
+        _row(0, project=2, replay=live_replay, at=200),
+    ]
+    outcome = catalog.insert_blob(_blob("b1", rows), rows)
+    assert (outcome.inserted, outcome.dropped_deleted) == (1, 2)
+    assert catalog.replay_state(1, dead_replay) is ReplayState.SHREDDED
+    assert catalog.replay_state(2, "c" * 32) is ReplayState.SHREDDED
+    assert catalog.replay_state(1, live_replay) is ReplayState.STORED
+    assert catalog.replay_state(1, "c" * 32) is ReplayState.UNKNOWN
+
+
+def test_cursor_pagination_in_segment_order(catalog: Catalog) -> None:
+    rows = [_row(n, at=n * 100) for n in (7, 3, 11, 0, 5, 9, 1)]
+    catalog.insert_blob(_blob("b1", rows), rows)
+    pages, after = [], None
+    while True:
+        page = catalog.replay_ranges(1, REPLAY, after_segment=after, limit=3)
+        if not page:
+            break
+        pages.append([r.segment_id for r in page])
+        after = page[-1].segment_id
+    assert pages == [[0, 1, 3], [5, 7, 9], [11]]
+    window = catalog.replay_ranges(1, REPLAY, min_segment=3, stop_segment=9)
+    assert [r.segment_id for r in window] == [3, 5, 7]
+
+
+def test_replays_and_projects_do_not_mix(catalog: Catalog) -> None:
+    rows = [_row(0), _row(0, project=2, at=100), _row(0, replay="f" * 32, at=200)]
+    catalog.insert_blob(_blob("b1", rows), rows)
+    assert [r.start for r in catalog.replay_ranges(1, REPLAY)] == [0]
+    assert [r.start for r in catalog.replay_ranges(2, REPLAY)] == [100]
+    assert catalog.stats().replays == 3
+
+
+def test_migrate_is_idempotent(catalog: Catalog) -> None:
+    catalog.migrate()
+    assert catalog.stats().rows == 0
+
+
+def test_unreachable_database_is_backend_unavailable() -> None:
+    catalog = Catalog("postgresql://postgres@127.0.0.1:1/none?connect_timeout=1")
+    with pytest.raises(BackendUnavailable) as caught:
+        catalog.stats()
+    assert caught.value.backend == "catalog"
+
+
+@pytest.mark.parametrize("url", ["mysql://x@h/db", "not a url"])
+def test_unsupported_catalog_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        Catalog(url)

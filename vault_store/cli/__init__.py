@@ -1,0 +1,25 @@
+"""The `vault-store` command line."""
+
+from __future__ import annotations
+
+import click
+
+from vault_store.cli.common import EXIT_CODES_HELP
+from vault_store.cli.demo import demo
+from vault_store.cli.ingest import ingest
+from vault_store.cli.read import read
+from vault_store.cli.stats import migrate, stats
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vault-store")
+def main() -> None:
+    """Store session-replay recordings packed and sealed; delete them for real.
+
+    Configured by VAULT_STORE_* environment variables (see the README); by default everything
+    lives in ./.vault-store (SQLite catalog, blob directory, local key file).
+    """
+
+
+for command in (demo, ingest, read, stats, migrate):
+    main.add_command(command)

@@ -1,0 +1,96 @@
+"""What every CLI command shares: exit codes, error reporting, the Vault from settings, output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from vault_store.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    CorruptData,
+    InvalidInput,
+    ReplayNotFound,
+    ReplayShredded,
+    VaultError,
+)
+from vault_store.settings import Settings
+from vault_store.vault import Vault
+
+EXIT_OK = 0
+EXIT_REJECTED = 1  # ingest: some input was rejected (the rest was stored)
+EXIT_USAGE = 2  # bad arguments, bad input or bad configuration
+EXIT_NOT_FOUND = 3
+EXIT_SHREDDED = 4
+EXIT_INTEGRITY = 5
+EXIT_UNAVAILABLE = 6  # a backend is unreachable; retrying later may work
+EXIT_BACKEND = 7  # a backend refused the operation
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 some input rejected, 2 usage or configuration error, 3 replay not "
+    "found, 4 replay shredded, 5 integrity failure, 6 backend unavailable, 7 backend error."
+)
+
+# (error type, exit code, label) most specific first.
+_ERROR_EXITS: tuple[tuple[type[VaultError], int, str], ...] = (
+    (ReplayNotFound, EXIT_NOT_FOUND, "not found"),
+    (ReplayShredded, EXIT_SHREDDED, "shredded"),
+    (CorruptData, EXIT_INTEGRITY, "integrity failure"),
+    (BackendUnavailable, EXIT_UNAVAILABLE, "backend unavailable"),
+    (BackendError, EXIT_BACKEND, "backend error"),
+    (InvalidInput, EXIT_USAGE, "invalid input"),
+    (ConfigError, EXIT_USAGE, "configuration error"),
+    (VaultError, EXIT_BACKEND, "error"),
+)
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+def exit_code_for(error: VaultError) -> tuple[int, str]:
+    """The exit code and a short label for an error."""
+    for kind, code, label in _ERROR_EXITS:
+        if isinstance(error, kind):
+            return code, label
+    return EXIT_BACKEND, "error"
+
+
+def fail(error: VaultError, *, as_json: bool) -> NoReturn:
+    """Report `error` (JSON on stdout with --json, a line on stderr otherwise) and exit."""
+    code, label = exit_code_for(error)
+    if as_json:
+        emit_json({"error": label, "message": str(error), "exit_code": code})
+    else:
+        stderr.print(f"[bold red]vault-store: {label}:[/] {error}", markup=True)
+    sys.exit(code)
+
+
+@contextmanager
+def reporting_errors(*, as_json: bool) -> Iterator[None]:
+    """Turn a VaultError into its message and exit code."""
+    try:
+        yield
+    except VaultError as error:
+        fail(error, as_json=as_json)
+
+
+def open_vault() -> Vault:
+    """The Vault the environment configures."""
+    return Vault.from_settings(Settings.from_env())
+
+
+def emit_json(document: Any) -> None:
+    """One JSON document on stdout."""
+    click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
+
+
+def show_progress() -> bool:
+    """Progress bars only for a person watching a terminal."""
+    return stderr.is_terminal

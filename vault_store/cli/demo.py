@@ -1,0 +1,170 @@
+"""`vault-store demo`: the whole main job on the embedded defaults, in seconds."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+import click
+import orjson
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vault_store.cli.common import (
+    EXIT_INTEGRITY,
+    emit_json,
+    open_vault,
+    reporting_errors,
+    show_progress,
+    stderr,
+    stdout,
+)
+from vault_store.ingest_summary import IngestSummary
+from vault_store.message import build_message, parse_message
+from vault_store.rrweb import segment_bodies
+from vault_store.samples import Recording, recordings_or_synthetic
+from vault_store.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class DemoReplay:
+    """One replay the demo sends: which recording, under which ids, as which segments."""
+
+    recording: Recording
+    project_id: int
+    replay_id: str
+    bodies: list[bytes]
+
+
+@click.command()
+@click.option("--copies", default=3, show_default=True, help="Replays made from each recording.")
+@click.option("--seed", default=1, show_default=True, help="Seed for delivery order.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def demo(copies: int, seed: int, as_json: bool) -> None:
+    """Ingest real recordings as Sentry messages, flush, read one back and check it.
+
+    Messages arrive shuffled, some twice, with zlib and raw JSON bodies, as a relay sends them.
+    Data goes to VAULT_STORE_HOME (default ./.vault-store); afterwards try `vault-store stats`
+    and `vault-store read` with a printed replay id.
+    """
+    settings = Settings.from_env()
+    recordings, origin = recordings_or_synthetic(settings.recordings)
+    generator = random.Random(seed)  # noqa: S311 (delivery order, not secrets)
+    replays = [
+        DemoReplay(recording, 1 + n % 2, uuid.uuid4().hex, segment_bodies(recording.events))
+        for recording in recordings
+        for n in range(copies)
+    ]
+    messages = [
+        build_message(
+            project_id=replay.project_id,
+            replay_id=replay.replay_id,
+            segment_id=segment_id,
+            body=body,
+            compress=segment_id % 2 == 0,
+        )
+        for replay in replays
+        for segment_id, body in enumerate(replay.bodies)
+    ]
+    # Redeliver about 2% and shuffle: segments arrive out of order and twice.
+    messages += generator.sample(messages, len(messages) // 50)
+    generator.shuffle(messages)
+
+    summary = IngestSummary()
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+            disable=not show_progress(),
+        ) as progress:
+            task = progress.add_task("ingesting messages", total=len(messages))
+            for raw in messages:
+                segment = parse_message(raw)
+                summary.messages += 1
+                summary.ingested(vault.ingest_segment(segment), len(segment.body))
+                progress.advance(task)
+            summary.flushed(vault.flush())
+        ingest_seconds = time.perf_counter() - started
+
+        longest = max(replays, key=lambda replay: len(replay.bodies))
+        gets_before = vault.reader.counters.gets
+        started = time.perf_counter()
+        recording = b"".join(vault.read_recording(longest.project_id, longest.replay_id))
+        read_seconds = time.perf_counter() - started
+        gets = vault.reader.counters.gets - gets_before
+        events = [event for segment in orjson.loads(recording) for event in segment]
+        matches = events == longest.recording.events
+
+    unique_segments = sum(len(replay.bodies) for replay in replays)
+    results = {
+        "recordings_from": origin,
+        "recordings": len(recordings),
+        "replays": len(replays),
+        "messages": summary.messages,
+        "segments_unique": unique_segments,
+        "duplicates_ignored": summary.duplicates,
+        "blobs_written": summary.blobs_written,
+        "segments_per_blob": round(summary.segments_per_blob, 1),
+        "objects_if_one_per_segment": unique_segments,
+        "write_reduction": round(unique_segments / max(summary.blobs_written, 1), 1),
+        "bytes_in": summary.segment_bytes,
+        "bytes_stored": summary.bytes_stored,
+        "ingest_seconds": round(ingest_seconds, 3),
+        "ingest_mb_per_s": round(summary.segment_bytes / 1e6 / max(ingest_seconds, 1e-9), 1),
+        "read_replay": {"project": longest.project_id, "replay": longest.replay_id},
+        "read_segments": len(longest.bodies),
+        "read_events": len(events),
+        "read_ranged_gets": gets,
+        "read_ms": round(read_seconds * 1000, 1),
+        "read_back_equal": matches,
+    }
+    if as_json:
+        emit_json(results)
+    else:
+        _show(results)
+    if not matches:
+        stderr.print("[bold red]read-back differs from the original recording[/]")
+        sys.exit(EXIT_INTEGRITY)
+
+
+def _show(results: dict[str, object]) -> None:
+    table = Table(title="vault-store demo", show_header=False)
+    rows = (
+        ("recordings from", results["recordings_from"]),
+        ("replays / messages", f"{results['replays']} / {results['messages']}"),
+        ("unique segments", results["segments_unique"]),
+        ("duplicates ignored", results["duplicates_ignored"]),
+        ("blobs written", results["blobs_written"]),
+        ("segments per blob", results["segments_per_blob"]),
+        (
+            "objects written vs one per segment",
+            f"{results['blobs_written']} vs {results['objects_if_one_per_segment']} "
+            f"({results['write_reduction']}x fewer writes)",
+        ),
+        ("bytes in / stored", f"{results['bytes_in']:,} / {results['bytes_stored']:,}"),
+        ("ingest", f"{results['ingest_seconds']} s ({results['ingest_mb_per_s']} MB/s)"),
+        (
+            "read back",
+            f"{results['read_segments']} segments, {results['read_events']} events, "
+            f"{results['read_ranged_gets']} ranged GET(s), {results['read_ms']} ms",
+        ),
+        ("read-back equal to original", "yes" if results["read_back_equal"] else "NO"),
+    )
+    for label, value in rows:
+        table.add_row(label, str(value))
+    stdout.print(table)
+    replay = results["read_replay"]
+    assert isinstance(replay, dict)
+    stdout.print(
+        f"try: vault-store read --project {replay['project']} --replay {replay['replay']}"
+        " -o replay.json",
+        markup=False,
+    )

@@ -1,0 +1,64 @@
+"""`vault-store read`: a replay's merged recording, streamed to stdout or a file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+
+from vault_store.cli.common import EXIT_CODES_HELP, open_vault, reporting_errors
+from vault_store.errors import InvalidInput
+from vault_store.message import validate_replay_id
+
+
+def parse_segment_range(text: str | None) -> tuple[int, int | None]:
+    """``A:B`` -> segments A to B-1; ``A:`` from A; ``:B`` up to B-1; ``A`` just A."""
+    if text is None:
+        return 0, None
+    head, colon, tail = text.partition(":")
+    try:
+        start = int(head) if head else 0
+        stop = (int(tail) if tail else None) if colon else start + 1
+    except ValueError:
+        raise InvalidInput("--segments", f"expected A:B with whole numbers, got {text!r}") from None
+    if start < 0 or (stop is not None and stop < start):
+        raise InvalidInput("--segments", f"expected 0 <= A <= B, got {text!r}")
+    return start, stop
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option("--project", type=int, required=True, help="Project id.")
+@click.option("--replay", required=True, help="Replay id: 32 lowercase hex characters.")
+@click.option("--segments", help="Segment ids A:B (A included, B excluded), A:, :B or A.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
+)
+def read(project: int, replay: str, segments: str | None, output: Path | None) -> None:
+    """Print a replay's recording: one JSON array, one element per segment (its events)."""
+    with reporting_errors(as_json=False), open_vault() as vault:
+        replay_id = validate_replay_id(replay, "--replay")
+        start, stop = parse_segment_range(segments)
+        chunks = vault.read_recording(project, replay_id, start=start, stop=stop)
+        # The first chunk is produced only once the replay is known to exist and be readable.
+        first = next(chunks)
+        if output is None:
+            _write(sys.stdout.buffer, first, chunks)
+            sys.stdout.buffer.write(b"\n")
+            return
+        # Write next to the target and rename at the end: a failed read leaves no partial file.
+        partial = output.with_name(f".{output.name}.partial")
+        try:
+            with open(partial, "wb") as handle:
+                _write(handle, first, chunks)
+            os.replace(partial, output)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def _write(handle: BinaryIO, first: bytes, rest: object) -> None:
+    handle.write(first)
+    for chunk in rest:  # type: ignore[attr-defined]
+        handle.write(chunk)

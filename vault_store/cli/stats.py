@@ -1,0 +1,46 @@
+"""`vault-store stats` and `vault-store migrate`: what is stored, and the catalog schema."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+from rich.table import Table
+
+from vault_store.catalog import Catalog
+from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
+from vault_store.settings import Settings
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(as_json: bool) -> None:
+    """Replays, segments, blobs, bytes stored, live and dead bytes, segments per blob."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        totals = vault.stats()
+    document = asdict(totals) | {
+        "dead_bytes": totals.dead_bytes,
+        "segments_per_blob": round(totals.segments_per_blob, 2),
+    }
+    if as_json:
+        emit_json(document)
+        return
+    table = Table(title="vault-store stats", show_header=False)
+    for label, value in document.items():
+        table.add_row(
+            label.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value)
+        )
+    stdout.print(table)
+
+
+@click.command()
+def migrate() -> None:
+    """Bring the catalog schema to the newest migration (safe to repeat)."""
+    with reporting_errors(as_json=False):
+        settings = Settings.from_env()
+        catalog = Catalog(settings.database_url)
+        try:
+            catalog.migrate()
+        finally:
+            catalog.dispose()
+    click.echo("catalog schema is up to date")

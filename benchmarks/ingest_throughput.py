@@ -167,8 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--scale", type=int, default=4, help="copies of each recording")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--scale", type=int, default=8, help="copies of each recording")
     parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL URL ('' to skip)")
     parser.add_argument("--catalog-rows", type=int, default=200_000)
     parser.add_argument("--cores", type=int, default=1, help="CPUs this process may use")

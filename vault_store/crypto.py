@@ -123,13 +123,25 @@ def seal(
     nonce: bytes | None = None,
 ) -> bytes:
     """Compress and encrypt one segment into a frame (a random nonce unless one is given)."""
+    return b"".join(seal_parts(segment, key, identity, level=level, nonce=nonce))
+
+
+def seal_parts(
+    segment: bytes,
+    key: DataKey,
+    identity: FrameIdentity,
+    *,
+    level: int = codec.DEFAULT_LEVEL,
+    nonce: bytes | None = None,
+) -> tuple[bytes, bytes]:
+    """The frame as (version + nonce, ciphertext + tag), so packing can write it uncopied."""
     nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
     if len(nonce) != NONCE_BYTES:
         raise ValueError("a nonce is exactly 12 bytes")
     ciphertext = key.aead.encrypt(
         nonce, codec.compress(segment, level=level), identity.associated_data()
     )
-    return bytes([FRAME_VERSION]) + nonce + ciphertext
+    return bytes([FRAME_VERSION]) + nonce, ciphertext
 
 
 def open_frame(

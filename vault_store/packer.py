@@ -15,23 +15,40 @@ class SealedSegment:
     """A sealed frame waiting for its blob, with what its range row will carry."""
 
     identity: FrameIdentity
-    frame: bytes
+    header: bytes
+    ciphertext: bytes
     wrapped: WrappedKey
     key_check: bytes
     retention_days: int
     plain_bytes: int
 
+    @property
+    def size(self) -> int:
+        """Bytes of the whole frame."""
+        return len(self.header) + len(self.ciphertext)
+
+    @property
+    def frame(self) -> bytes:
+        """The whole frame as one bytes object (a copy: for tests and tools, not the hot path)."""
+        return self.header + self.ciphertext
+
     def __repr__(self) -> str:
-        return f"SealedSegment({self.identity}, frame=<{len(self.frame)} bytes>)"
+        return f"SealedSegment({self.identity}, frame=<{self.size} bytes>)"
 
 
 @dataclass(frozen=True, slots=True)
 class PackedBlob:
-    """The bytes of one blob and where each frame sits in it ([start, stop) offsets)."""
+    """One blob as the chunks to write in order, and where each frame sits ([start, stop))."""
 
-    data: bytes
+    chunks: tuple[bytes, ...]
+    size: int
     segments: tuple[SealedSegment, ...]
     offsets: tuple[tuple[int, int], ...]
+
+    @property
+    def data(self) -> bytes:
+        """The blob as one bytes object (a copy: for tests and tools)."""
+        return b"".join(self.chunks)
 
 
 def pack(segments: Sequence[SealedSegment]) -> PackedBlob:
@@ -42,11 +59,13 @@ def pack(segments: Sequence[SealedSegment]) -> PackedBlob:
     """
     segments = sorted(segments, key=lambda s: _identity_order(s.identity))
     offsets = []
+    chunks: list[bytes] = []
     position = 0
     for segment in segments:
-        offsets.append((position, position + len(segment.frame)))
-        position += len(segment.frame)
-    return PackedBlob(b"".join(s.frame for s in segments), tuple(segments), tuple(offsets))
+        offsets.append((position, position + segment.size))
+        chunks += (segment.header, segment.ciphertext)
+        position += segment.size
+    return PackedBlob(tuple(chunks), position, tuple(segments), tuple(offsets))
 
 
 def _identity_order(identity: FrameIdentity) -> tuple[int, str, int, str]:
@@ -77,7 +96,7 @@ class Packer:
         if not buffer.items:
             buffer.oldest = now
         buffer.items[segment.identity] = segment
-        buffer.size += len(segment.frame)
+        buffer.size += segment.size
         return True
 
     def due(self, now: float) -> list[int]:

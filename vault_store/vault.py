@@ -154,10 +154,13 @@ class Vault:
         owner = (segment.project_id, segment.replay_id)
         sealing = self.seal_keys.get_or_load(owner, owner, lambda: self._new_sealing_key(owner))
         identity = FrameIdentity(segment.project_id, segment.replay_id, segment.segment_id)
-        frame = crypto.seal(segment.body, sealing.key, identity, level=self._zstd_level)
+        header, ciphertext = crypto.seal_parts(
+            segment.body, sealing.key, identity, level=self._zstd_level
+        )
         return SealedSegment(
             identity=identity,
-            frame=frame,
+            header=header,
+            ciphertext=ciphertext,
             wrapped=sealing.wrapped,
             key_check=sealing.key_check,
             retention_days=segment.retention_days,
@@ -225,7 +228,7 @@ class Vault:
         created_at = self._clock()
         expires_at = created_at + timedelta(days=retention_days)
         path = blob_path(retention_days, created_at)
-        self.blob_store.put(path, packed.data, expires_at=expires_at)
+        self.blob_store.put(path, packed.chunks, expires_at=expires_at)
         rows = [
             RangeRecord(
                 project_id=segment.identity.project_id,
@@ -246,7 +249,7 @@ class Vault:
         outcome = self.catalog.insert_blob(
             BlobRecord(
                 path=path,
-                size=len(packed.data),
+                size=packed.size,
                 frame_count=len(rows),
                 retention_days=retention_days,
                 created_at=created_at,
@@ -259,11 +262,22 @@ class Vault:
             retention_days=retention_days,
             identities=tuple(segment.identity for segment in packed.segments),
             frames=len(rows),
-            blob_bytes=len(packed.data),
+            blob_bytes=packed.size,
             inserted=outcome.inserted,
             duplicates=outcome.duplicates,
             dropped_deleted=outcome.dropped_deleted,
         )
+
+    def forget_keys(self, project_id: int, replay_id: str | None = None) -> int:
+        """Drop this process's plaintext keys of a replay (or of a whole project); returns how
+        many went. Call after a shred so this process stops serving or sealing with them."""
+        caches: tuple[KeyCache[DataKey] | KeyCache[SealingKey], ...] = (
+            self.read_keys,
+            self.seal_keys,
+        )
+        if replay_id is None:
+            return sum(cache.evict_project(project_id) for cache in caches)
+        return sum(cache.evict_replay(project_id, replay_id) for cache in caches)
 
     # -- read -----------------------------------------------------------------------------
 

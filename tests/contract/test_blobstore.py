@@ -28,6 +28,12 @@ def test_put_then_ranged_get(store: BlobStore) -> None:
     assert store.get("r90d/2026-01-01/00/x.vsb") == data
 
 
+def test_put_of_chunks_writes_them_back_to_back(store: BlobStore) -> None:
+    chunks = [bytes([n % 251]) * (n % 7) for n in range(3000)]  # more than IOV_MAX pieces
+    store.put("chunked.vsb", chunks)
+    assert store.get("chunked.vsb") == b"".join(chunks)
+
+
 def test_put_is_create_only(store: BlobStore) -> None:
     store.put("a/b.vsb", b"first")
     with pytest.raises(AlreadyExists):

@@ -22,7 +22,7 @@ from vault_store import (
     Vault,
     WrappedKey,
 )
-from vault_store.blobstore import LocalBlobStore
+from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.catalog import BlobRecord, Catalog, InsertOutcome, RangeRecord
 from vault_store.message import Segment, build_message
 from vault_store.samples import Recording
@@ -235,7 +235,7 @@ class FlakyStore(LocalBlobStore):
 
     failures = 0
 
-    def put(self, path: str, data: bytes, **kwargs: object) -> None:
+    def put(self, path: str, data: Buffers, **kwargs: object) -> None:
         if self.failures:
             self.failures -= 1
             raise BackendUnavailable("injected", backend="test", op="put")

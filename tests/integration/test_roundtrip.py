@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
+import orjson
 import pytest
 
-from tests.conftest import VaultFactory
+from tests.conftest import RECORDINGS_DIR, VaultFactory, need
 from tests.integration.helpers import as_replays, messages_for, read_events
 from vault_store import FlushPolicy, ReadPolicy, ReplayNotFound
-from vault_store.message import Segment
+from vault_store.message import Segment, build_message
+from vault_store.rrweb import segment_bodies
 from vault_store.samples import Recording
 
 
@@ -125,3 +128,64 @@ def test_out_of_order_and_duplicate_delivery_across_flushes(make_vault: VaultFac
     stats = vault.stats()
     assert stats.rows == 6
     assert stats.dead_bytes > 0  # the redelivered frames are stored but dead
+
+
+def _fragment_recordings() -> list[tuple[str, list[Any]]]:
+    """rrweb's 49 integration-test recordings and Sentry's masked snapshot (made valid JSON)."""
+    need(RECORDINGS_DIR.is_dir(), f"real recordings not found at {RECORDINGS_DIR}")
+    suite = orjson.loads(
+        (RECORDINGS_DIR / "rrweb" / "rrweb-integration-test-recordings.json").read_bytes()
+    )
+    fragments = [(name, events) for name, events in suite.items()]
+    sentry = (
+        RECORDINGS_DIR / "sentry-javascript" / "privacyDefault-privacy-chromium.json.txt"
+    ).read_bytes()
+    fragments.append(
+        (
+            "sentry privacy snapshot",
+            [orjson.loads(sentry.replace(b"[timestamp]", b"1700000000000"))],
+        )
+    )
+    return fragments
+
+
+def test_fragment_recordings_round_trip(make_vault: VaultFactory) -> None:
+    fragments = _fragment_recordings()
+    assert len(fragments) == 50
+    vault = make_vault()
+    sent = []
+    for index, (name, events) in enumerate(fragments):
+        replay = f"{index:032x}"
+        bodies = segment_bodies(events)
+        for segment_id, body in enumerate(bodies):
+            vault.ingest_message(
+                build_message(
+                    project_id=5,
+                    replay_id=replay,
+                    segment_id=segment_id,
+                    body=body,
+                    compress=index % 2 == 0,
+                )
+            )
+        sent.append((name, replay, events))
+    vault.flush()
+    for name, replay, events in sent:
+        assert [e for s in read_events(vault, 5, replay) for e in s] == events, name
+
+
+def test_forgetting_keys_makes_the_next_read_unwrap_again(make_vault: VaultFactory) -> None:
+    vault = make_vault()
+    for replay in ("1" * 32, "2" * 32):
+        vault.ingest_segment(
+            Segment(project_id=1, replay_id=replay, segment_id=0, body=b"[1]", retention_days=30)
+        )
+    vault.flush()
+    read_events(vault, 1, "1" * 32)
+    read_events(vault, 1, "2" * 32)
+    assert vault.reader.counters.unwraps == 2
+    assert vault.forget_keys(1, "1" * 32) == 2  # its read key and its sealing key
+    read_events(vault, 1, "1" * 32)
+    read_events(vault, 1, "2" * 32)
+    assert vault.reader.counters.unwraps == 3
+    assert vault.forget_keys(1) == 3  # what remains of project 1: two read keys, one sealing key
+    assert len(vault.read_keys) == 0 and len(vault.seal_keys) == 0

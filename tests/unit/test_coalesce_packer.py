@@ -66,7 +66,8 @@ def test_every_range_is_covered_by_exactly_one_fetch_of_its_blob(
 def _sealed(replay: str, segment: int, size: int = 10, days: int = 90) -> SealedSegment:
     return SealedSegment(
         identity=FrameIdentity(1, replay * 32, segment),
-        frame=bytes([segment % 256]) * size,
+        header=bytes([segment % 256]),
+        ciphertext=bytes([segment % 256]) * (size - 1),
         wrapped=WrappedKey(b"w", "k"),
         key_check=b"c" * 32,
         retention_days=days,

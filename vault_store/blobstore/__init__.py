@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from vault_store.blobstore.base import BlobInfo, BlobStore, blob_path
+from vault_store.blobstore.base import BlobInfo, BlobStore, Buffers, blob_path
 from vault_store.blobstore.local import LocalBlobStore
 from vault_store.errors import ConfigError
 
-__all__ = ["BlobInfo", "BlobStore", "LocalBlobStore", "blob_path", "blob_store_from_url"]
+__all__ = [
+    "BlobInfo",
+    "BlobStore",
+    "Buffers",
+    "LocalBlobStore",
+    "blob_path",
+    "blob_store_from_url",
+]
 
 
 def blob_store_from_url(url: str) -> BlobStore:

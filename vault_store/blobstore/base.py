@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -18,10 +18,14 @@ class BlobInfo:
     created_at: datetime
 
 
+# A blob to write: one bytes object, or chunks written back to back (no joined copy needed).
+Buffers = bytes | Sequence[bytes]
+
+
 class BlobStore(Protocol):
     """Create-only object storage with ranged reads."""
 
-    def put(self, path: str, data: bytes, *, expires_at: datetime | None = None) -> None:
+    def put(self, path: str, data: Buffers, *, expires_at: datetime | None = None) -> None:
         """Store `data` at `path`; AlreadyExists if an object is there. Never overwrites."""
         ...
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vault_store.blobstore.base import BlobInfo
+from vault_store.blobstore.base import BlobInfo, Buffers
 from vault_store.errors import (
     AlreadyExists,
     BackendError,
@@ -20,6 +20,7 @@ from vault_store.errors import (
 )
 
 _BACKEND = "local-blob"
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 # Errors that a later attempt may not meet again (disk full, I/O hiccup, too many files open).
 _TRANSIENT = {errno.ENOSPC, errno.EIO, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.EDQUOT}
 
@@ -42,7 +43,7 @@ class LocalBlobStore:
         """The store's URL."""
         return f"file://{self._root}"
 
-    def put(self, path: str, data: bytes, *, expires_at: datetime | None = None) -> None:
+    def put(self, path: str, data: Buffers, *, expires_at: datetime | None = None) -> None:
         """Write to a temporary file, fsync, then link into place (atomic and create-only).
 
         `expires_at` is not recorded: the path names the retention class and day, which is
@@ -55,9 +56,7 @@ class LocalBlobStore:
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                _write_all(fd, [data] if isinstance(data, bytes) else data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -114,6 +113,19 @@ class LocalBlobStore:
         if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise InvalidInput("blob_path", f"not a relative blob path: {path!r}")
         return self._root.joinpath(*parts)
+
+
+def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
+    """writev() the chunks in IOV_MAX-sized groups, finishing any partial write by hand."""
+    for first in range(0, len(chunks), _IOV_MAX):
+        group = chunks[first : first + _IOV_MAX]
+        written = os.writev(fd, group)
+        expected = sum(len(chunk) for chunk in group)
+        if written == expected:
+            continue
+        rest = memoryview(b"".join(group))[written:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
 
 
 def _fsync_directory(directory: Path) -> None:

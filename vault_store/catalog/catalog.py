@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ _RANGE_COLUMNS = (
     "created_at",
     "expires_at",
 )
+_COPY_CHUNK = 64 * 1024
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -245,12 +245,15 @@ def _insert_ranges_postgresql(conn: Connection, rows: Sequence[RangeRecord]) -> 
     """
     if not rows:
         return 0, 0
-    payload = _copy_payload(rows)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     columns = ", ".join(_RANGE_COLUMNS)
     savepoint = conn.begin_nested()
     try:
-        cursor.copy_expert(f"COPY recording_byte_range ({columns}) FROM STDIN", payload)
+        cursor.copy_expert(
+            f"COPY recording_byte_range ({columns}) FROM STDIN",
+            _CopyStream(_copy_lines(rows)),
+            size=_COPY_CHUNK,
+        )
     except psycopg2.errors.UniqueViolation:
         savepoint.rollback()
     else:
@@ -260,8 +263,11 @@ def _insert_ranges_postgresql(conn: Connection, rows: Sequence[RangeRecord]) -> 
         "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_range "
         "(LIKE recording_byte_range INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    payload.seek(0)
-    cursor.copy_expert(f"COPY incoming_range ({columns}) FROM STDIN", payload)
+    cursor.copy_expert(
+        f"COPY incoming_range ({columns}) FROM STDIN",
+        _CopyStream(_copy_lines(rows)),
+        size=_COPY_CHUNK,
+    )
     # Column names are our own constants, never input.
     insert_new = (
         f"INSERT INTO recording_byte_range ({columns}) SELECT {columns} FROM incoming_range "  # noqa: S608
@@ -331,33 +337,60 @@ def _insert_ranges_sqlite(conn: Connection, rows: Sequence[RangeRecord]) -> tupl
     return inserted, int(live)
 
 
-def _copy_payload(rows: Sequence[RangeRecord]) -> io.StringIO:
-    """Rows in COPY text format (tab-separated, bytea as \\x hex).
+def _copy_lines(rows: Sequence[RangeRecord]) -> Iterator[str]:
+    """Rows in COPY text format (tab-separated, bytea as \\x hex), one line each.
 
-    A flush's rows share their timestamps, blob path and, per replay, wrapped key and key check:
-    each distinct value is rendered once, which makes formatting cheap next to the COPY itself.
+    A flush's rows share their blob path and timestamps, and each replay's rows share a wrapped
+    key and key check: those columns are rendered once per distinct value, not once per row.
     """
-    rendered: dict[object, str] = {}
+    tails: dict[tuple[bytes, bytes, str, datetime, datetime], str] = {}
+    texts: dict[str, str] = {}
+    for row in rows:
+        key = (row.wrapped_dek, row.key_check, row.kek, row.created_at, row.expires_at)
+        tail = tails.get(key)
+        if tail is None:
+            tail = tails[key] = (
+                f"\t\\\\x{row.wrapped_dek.hex()}\t{row.kek.translate(_COPY_ESCAPES)}"
+                f"\t\\\\x{row.key_check.hex()}\t{row.created_at.isoformat()}"
+                f"\t{row.expires_at.isoformat()}\n"
+            )
+        part = texts.get(row.part) or texts.setdefault(row.part, row.part.translate(_COPY_ESCAPES))
+        path = texts.get(row.blob_path) or texts.setdefault(
+            row.blob_path, row.blob_path.translate(_COPY_ESCAPES)
+        )
+        yield (
+            f"{row.project_id}\t{row.replay_id}\t{row.segment_id}\t{part}\t{path}"
+            f"\t{row.start}\t{row.stop}{tail}"
+        )
 
-    def text(value: bytes | datetime | str) -> str:
-        cached = rendered.get(value)
-        if cached is None:
-            if isinstance(value, bytes):
-                cached = "\\\\x" + value.hex()
-            elif isinstance(value, datetime):
-                cached = value.isoformat()
-            else:
-                cached = value.translate(_COPY_ESCAPES)
-            rendered[value] = cached
-        return cached
 
-    lines = [
-        f"{row.project_id}\t{row.replay_id}\t{row.segment_id}\t{text(row.part)}\t"
-        f"{text(row.blob_path)}\t{row.start}\t{row.stop}\t{text(row.wrapped_dek)}\t"
-        f"{text(row.kek)}\t{text(row.key_check)}\t{text(row.created_at)}\t{text(row.expires_at)}\n"
-        for row in rows
-    ]
-    return io.StringIO("".join(lines))
+class _CopyStream:
+    """A file-like view of COPY lines for psycopg2, produced as the server asks for them.
+
+    Streaming lets PostgreSQL parse one chunk while the next is being formatted here.
+    """
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._pending = ""
+
+    def read(self, size: int = -1) -> str:
+        parts = [self._pending]
+        length = len(self._pending)
+        for line in self._lines:
+            parts.append(line)
+            length += len(line)
+            if 0 <= size <= length:
+                break
+        data = "".join(parts)
+        if size < 0:
+            self._pending = ""
+            return data
+        self._pending = data[size:]
+        return data[:size]
+
+    def readline(self, size: int = -1) -> str:
+        return self.read(size)
 
 
 def _range_record(row: Any) -> RangeRecord:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import random
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vault_store.rrweb import Event, load_events
+from vault_store.message import build_message
+from vault_store.rrweb import Event, load_events, segment_bodies
 
 # Recordings of full sessions with timestamps; the others in shared/ are test fragments.
 SESSION_FILES = (
@@ -29,6 +31,58 @@ class Recording:
 
     name: str
     events: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class SampleReplay:
+    """A recording sent as one replay: its ids and the segment bodies its messages carry."""
+
+    recording: Recording
+    project_id: int
+    replay_id: str
+    bodies: list[bytes]
+
+    @property
+    def events(self) -> list[Event]:
+        """The original events, to compare a read against."""
+        return self.recording.events
+
+
+def as_replays(
+    recordings: list[Recording], *, copies: int = 1, projects: int = 2
+) -> list[SampleReplay]:
+    """Each recording as `copies` replays with fresh ids, spread over `projects` projects."""
+    return [
+        SampleReplay(
+            recording, 1 + n % projects, uuid.uuid4().hex, segment_bodies(recording.events)
+        )
+        for index, recording in enumerate(recordings)
+        for n in range(index, index + copies)
+    ]
+
+
+def as_messages(
+    replays: list[SampleReplay], *, seed: int = 0, duplicate_fraction: float = 0.0
+) -> list[bytes]:
+    """Every segment as a relay message, shuffled, a fraction sent twice: as a relay delivers.
+
+    Bodies alternate between zlib and raw JSON, the two forms the relay uses.
+    """
+    generator = random.Random(seed)  # noqa: S311 (delivery order, not secrets)
+    messages = [
+        build_message(
+            project_id=replay.project_id,
+            replay_id=replay.replay_id,
+            segment_id=segment_id,
+            body=body,
+            compress=segment_id % 2 == 0,
+        )
+        for replay in replays
+        for segment_id, body in enumerate(replay.bodies)
+    ]
+    messages += generator.sample(messages, int(len(messages) * duplicate_fraction))
+    generator.shuffle(messages)
+    return messages
 
 
 def find_recordings_dir(explicit: Path | None = None) -> Path | None:

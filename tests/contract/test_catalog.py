@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert
 
+from tests.integration.helpers import tombstone
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord, ReplayState
-from vault_store.catalog.models import Deletion, Tombstone
 from vault_store.errors import BackendUnavailable, ConfigError
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -89,36 +87,8 @@ def test_duplicates_inside_one_batch_keep_the_first(catalog: Catalog) -> None:
 
 def test_rows_of_tombstoned_replays_and_projects_are_dropped(catalog: Catalog) -> None:
     dead_replay, live_replay = "a" * 32, "b" * 32
-    with catalog.engine.begin() as conn:
-        conn.execute(
-            insert(Deletion)
-            .values(
-                id=uuid.uuid4().hex,
-                scope="replay",
-                project_id=1,
-                target=dead_replay,
-                requested_by="t",
-                reason="t",
-                requested_at=NOW,
-                status="done",
-                rows_deleted=0,
-                bytes_shredded=0,
-                replays_deleted=0,
-                overwrite_requested=False,
-            )
-            .returning(Deletion.id)
-        )
-        deletion_id = conn.execute(Deletion.__table__.select()).first().id  # type: ignore[union-attr]
-        conn.execute(
-            insert(Tombstone).values(
-                project_id=1, replay_id=dead_replay, deletion_id=deletion_id, created_at=NOW
-            )
-        )
-        conn.execute(
-            insert(Tombstone).values(
-                project_id=2, replay_id=None, deletion_id=deletion_id, created_at=NOW
-            )
-        )
+    tombstone(catalog, 1, dead_replay)
+    tombstone(catalog, 2, None)
     rows = [
         _row(0, replay=dead_replay),
         _row(0, replay=live_replay, at=100),

@@ -1,58 +1,17 @@
-"""Helpers for end-to-end tests: recordings as Sentry messages, and reading replays back."""
+"""Helpers for end-to-end tests: reading replays back, and tombstoning one by hand."""
 
 from __future__ import annotations
 
-import random
 import uuid
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import insert
 
 from vault_store import Vault
-from vault_store.message import build_message
-from vault_store.rrweb import Event, segment_bodies
-from vault_store.samples import Recording
-
-
-@dataclass(frozen=True)
-class SentReplay:
-    """A recording sent under a project and replay id, as the segments its messages carry."""
-
-    name: str
-    project_id: int
-    replay_id: str
-    events: list[Event]
-    bodies: list[bytes]
-
-
-def as_replays(recordings: list[Recording], *, projects: int = 2) -> list[SentReplay]:
-    """Each recording as one replay with a fresh id."""
-    return [
-        SentReplay(r.name, 1 + n % projects, uuid.uuid4().hex, r.events, segment_bodies(r.events))
-        for n, r in enumerate(recordings)
-    ]
-
-
-def messages_for(
-    replays: list[SentReplay], *, seed: int = 0, duplicate_fraction: float = 0.0
-) -> list[bytes]:
-    """Every segment as a message (zlib and raw JSON bodies alternate), shuffled, some twice."""
-    generator = random.Random(seed)
-    messages = [
-        build_message(
-            project_id=replay.project_id,
-            replay_id=replay.replay_id,
-            segment_id=segment_id,
-            body=body,
-            compress=segment_id % 2 == 0,
-        )
-        for replay in replays
-        for segment_id, body in enumerate(replay.bodies)
-    ]
-    messages += generator.sample(messages, int(len(messages) * duplicate_fraction))
-    generator.shuffle(messages)
-    return messages
+from vault_store.catalog import Catalog
+from vault_store.catalog.models import Deletion, Tombstone
 
 
 def read_events(vault: Vault, project_id: int, replay_id: str) -> list[Any]:
@@ -60,3 +19,31 @@ def read_events(vault: Vault, project_id: int, replay_id: str) -> list[Any]:
     document = orjson.loads(b"".join(vault.read_recording(project_id, replay_id)))
     assert isinstance(document, list)
     return document
+
+
+def tombstone(catalog: Catalog, project_id: int, replay_id: str | None) -> None:
+    """Record a deletion of a replay (or, with None, a whole project) straight in the catalog."""
+    deletion = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    with catalog.engine.begin() as conn:
+        conn.execute(
+            insert(Deletion).values(
+                id=deletion,
+                scope="replay" if replay_id else "project",
+                project_id=project_id,
+                target=replay_id,
+                requested_by="test",
+                reason="test",
+                requested_at=now,
+                status="done",
+                rows_deleted=0,
+                bytes_shredded=0,
+                replays_deleted=0,
+                overwrite_requested=False,
+            )
+        )
+        conn.execute(
+            insert(Tombstone).values(
+                project_id=project_id, replay_id=replay_id, deletion_id=deletion, created_at=now
+            )
+        )

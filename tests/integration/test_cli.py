@@ -6,17 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import insert
 
 from tests.conftest import RECORDINGS_DIR, need
+from tests.integration.helpers import tombstone
 from vault_store.catalog import Catalog
-from vault_store.catalog.models import Deletion, Tombstone
 from vault_store.message import build_message
 
 REPLAY = "0123456789abcdef0123456789abcdef"
@@ -136,30 +133,7 @@ def test_read_exit_codes(home: dict[str, str], tmp_path: Path) -> None:
     )
 
     catalog = Catalog(home["VAULT_STORE_DATABASE_URL"])
-    with catalog.engine.begin() as conn:
-        deletion = uuid.uuid4().hex
-        now = datetime.now(UTC)
-        conn.execute(
-            insert(Deletion).values(
-                id=deletion,
-                scope="replay",
-                project_id=3,
-                target="e" * 32,
-                requested_by="t",
-                reason="t",
-                requested_at=now,
-                status="done",
-                rows_deleted=0,
-                bytes_shredded=0,
-                replays_deleted=0,
-                overwrite_requested=False,
-            )
-        )
-        conn.execute(
-            insert(Tombstone).values(
-                project_id=3, replay_id="e" * 32, deletion_id=deletion, created_at=now
-            )
-        )
+    tombstone(catalog, 3, "e" * 32)
     catalog.dispose()
     shredded = run(home, "read", "--project", "3", "--replay", "e" * 32)
     assert shredded.returncode == 4 and b"deleted" in shredded.stderr

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import VaultFactory
-from tests.integration.helpers import as_replays, messages_for, read_events
+from tests.integration.helpers import read_events
 from vault_store import (
     BackendUnavailable,
     CorruptData,
@@ -25,7 +25,7 @@ from vault_store import (
 from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.catalog import BlobRecord, Catalog, InsertOutcome, RangeRecord
 from vault_store.message import Segment, build_message
-from vault_store.samples import Recording
+from vault_store.samples import Recording, as_messages, as_replays
 
 A, B = "a" * 32, "b" * 32
 
@@ -182,7 +182,7 @@ def test_no_plaintext_or_key_material_in_blobs_catalog_or_logs(
     logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)  # logs every statement
     vault = make_vault()
     replays = as_replays(recordings)
-    for raw in messages_for(replays):
+    for raw in as_messages(replays):
         vault.ingest_message(raw)
     vault.flush()
     assert read_events(vault, replays[0].project_id, replays[0].replay_id)

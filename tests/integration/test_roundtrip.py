@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from tests.conftest import RECORDINGS_DIR, VaultFactory, need
-from tests.integration.helpers import as_replays, messages_for, read_events
+from tests.integration.helpers import read_events
 from vault_store import FlushPolicy, ReadPolicy, ReplayNotFound
 from vault_store.message import Segment, build_message
 from vault_store.rrweb import segment_bodies
-from vault_store.samples import Recording
+from vault_store.samples import Recording, as_messages, as_replays
 
 
 def test_every_recording_round_trips_through_two_workers(
@@ -21,7 +21,7 @@ def test_every_recording_round_trips_through_two_workers(
 ) -> None:
     """Shuffled, 5% redelivered, spread over two ingest processes with their own keys."""
     replays = as_replays(recordings)
-    messages = messages_for(replays, seed=3, duplicate_fraction=0.05)
+    messages = as_messages(replays, seed=3, duplicate_fraction=0.05)
     workers = [make_vault(flush=FlushPolicy(max_segments=150)) for _ in range(2)]
     for worker, raw in zip(itertools.cycle(workers), messages, strict=False):
         worker.ingest_message(raw)
@@ -31,8 +31,10 @@ def test_every_recording_round_trips_through_two_workers(
     reader = make_vault()
     for replay in replays:
         segments = read_events(reader, replay.project_id, replay.replay_id)
-        assert len(segments) == len(replay.bodies), replay.name
-        assert [event for segment in segments for event in segment] == replay.events, replay.name
+        assert len(segments) == len(replay.bodies), replay.recording.name
+        assert [event for segment in segments for event in segment] == replay.events, (
+            replay.recording.name
+        )
     stats = reader.stats()
     assert stats.segments == sum(len(r.bodies) for r in replays)
     assert stats.replays == len(replays)
@@ -42,9 +44,9 @@ def test_every_recording_round_trips_through_two_workers(
 def test_reading_in_small_pages_gives_the_same_recording(
     make_vault: VaultFactory, recordings: list[Recording]
 ) -> None:
-    (replay,) = [r for r in as_replays(recordings) if r.name == "docs"]
+    (replay,) = [r for r in as_replays(recordings) if r.recording.name == "docs"]
     writer = make_vault()
-    for raw in messages_for([replay]):
+    for raw in as_messages([replay]):
         writer.ingest_message(raw)
     writer.flush()
     whole = read_events(make_vault(), replay.project_id, replay.replay_id)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import random
 import sys
 import time
-import uuid
-from dataclasses import dataclass
 
 import click
 import orjson
@@ -23,20 +20,9 @@ from vault_store.cli.common import (
     stdout,
 )
 from vault_store.ingest_summary import IngestSummary
-from vault_store.message import build_message, parse_message
-from vault_store.rrweb import segment_bodies
-from vault_store.samples import Recording, recordings_or_synthetic
+from vault_store.message import parse_message
+from vault_store.samples import as_messages, as_replays, recordings_or_synthetic
 from vault_store.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class DemoReplay:
-    """One replay the demo sends: which recording, under which ids, as which segments."""
-
-    recording: Recording
-    project_id: int
-    replay_id: str
-    bodies: list[bytes]
 
 
 @click.command()
@@ -52,26 +38,9 @@ def demo(copies: int, seed: int, as_json: bool) -> None:
     """
     settings = Settings.from_env()
     recordings, origin = recordings_or_synthetic(settings.recordings)
-    generator = random.Random(seed)  # noqa: S311 (delivery order, not secrets)
-    replays = [
-        DemoReplay(recording, 1 + n % 2, uuid.uuid4().hex, segment_bodies(recording.events))
-        for recording in recordings
-        for n in range(copies)
-    ]
-    messages = [
-        build_message(
-            project_id=replay.project_id,
-            replay_id=replay.replay_id,
-            segment_id=segment_id,
-            body=body,
-            compress=segment_id % 2 == 0,
-        )
-        for replay in replays
-        for segment_id, body in enumerate(replay.bodies)
-    ]
+    replays = as_replays(recordings, copies=copies)
     # Redeliver about 2% and shuffle: segments arrive out of order and twice.
-    messages += generator.sample(messages, len(messages) // 50)
-    generator.shuffle(messages)
+    messages = as_messages(replays, seed=seed, duplicate_fraction=0.02)
 
     summary = IngestSummary()
     with reporting_errors(as_json=as_json), open_vault() as vault:
@@ -101,7 +70,7 @@ def demo(copies: int, seed: int, as_json: bool) -> None:
         read_seconds = time.perf_counter() - started
         gets = vault.reader.counters.gets - gets_before
         events = [event for segment in orjson.loads(recording) for event in segment]
-        matches = events == longest.recording.events
+        matches = events == longest.events
 
     unique_segments = sum(len(replay.bodies) for replay in replays)
     results = {

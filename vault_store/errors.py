@@ -9,6 +9,7 @@
     └── BackendError         a blob store, KMS or catalog operation failed (.backend, .op)
         ├── BackendUnavailable   transient; the only retryable error
         ├── AlreadyExists        create-only write found the object present
+        ├── GenerationMismatch   a conditional replace lost a race; read again and retry
         └── BlobNotFound         the blob is not in the store
 
 Messages never carry key material or recording content: only ids, field names and counts.
@@ -61,6 +62,10 @@ class BackendUnavailable(BackendError):
 
 class AlreadyExists(BackendError):
     """A create-only write found the object already present."""
+
+
+class GenerationMismatch(BackendError):
+    """A replace's generation precondition failed: someone rewrote the blob first."""
 
 
 class BlobNotFound(BackendError):

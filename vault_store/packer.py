@@ -21,6 +21,8 @@ class SealedSegment:
     key_check: bytes
     retention_days: int
     plain_bytes: int
+    # Keyed hashes of the user identifiers in the replay event (see subjects.py).
+    subjects: frozenset[bytes] = frozenset()
 
     @property
     def size(self) -> int:

@@ -76,16 +76,13 @@ class Reader:
     ) -> Iterator[StoredSegment]:
         """Segments with start <= id < stop, in order, one page of rows at a time.
 
-        ReplayNotFound or ReplayShredded is raised before anything is yielded when the replay
-        has no rows at all; a replay that exists but has no segment in the range yields nothing.
+        ReplayShredded (a deletion is recorded) or ReplayNotFound (no rows) is raised before
+        anything is yielded; a replay that exists but has no segment in the range yields nothing.
         """
+        self._raise_if_unreadable(project_id, replay_id)
         after: int | None = None
-        first_page = True
         while True:
             rows = self._page(project_id, replay_id, start=start, after=after, stop=stop)
-            if first_page and not rows:
-                self._raise_if_absent(project_id, replay_id)
-            first_page = False
             if not rows:
                 return
             yield from self._open_page(rows)
@@ -128,7 +125,7 @@ class Reader:
             rows = [row for row in rows if row.segment_id != last]
         return rows
 
-    def _raise_if_absent(self, project_id: int, replay_id: str) -> None:
+    def _raise_if_unreadable(self, project_id: int, replay_id: str) -> None:
         state = self._catalog.replay_state(project_id, replay_id)
         if state is ReplayState.SHREDDED:
             raise ReplayShredded(f"replay {replay_id} of project {project_id} was deleted")

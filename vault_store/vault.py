@@ -16,9 +16,12 @@ from vault_store.crypto import DataKey, FrameIdentity
 from vault_store.keycache import KeyCache
 from vault_store.kms import KeyContext, Kms, WrappedKey, kms_from_url
 from vault_store.message import Segment, parse_message
+from vault_store.overwriter import Overwriter
 from vault_store.packer import Packer, SealedSegment, pack
 from vault_store.reader import Reader, StoredSegment
 from vault_store.settings import FlushPolicy, KeyCachePolicy, ReadPolicy, Settings
+from vault_store.shredder import DeletionStatus, Scope, Shredder
+from vault_store.subjects import SubjectHasher
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +87,15 @@ class Vault:
             ttl_seconds=cache.ttl_seconds, max_uses=cache.max_uses, max_entries=cache.max_entries
         )
         self.packer = Packer(flush_policy or FlushPolicy())
+        self._subjects: SubjectHasher | None = None
         # One blob may be uploading and committing while the next one fills: sealing is CPU,
         # uploading waits on disk or network, so overlapping them raises ingest throughput.
         self._pipeline = pipeline_flushes
         self._flusher = ThreadPoolExecutor(1, thread_name_prefix="vault-flush")
         self._in_flight: tuple[list[SealedSegment], Future[FlushResult]] | None = None
         self.reader = Reader(catalog, blob_store, kms, self.read_keys, read_policy or ReadPolicy())
+        self.shredder = Shredder(catalog, clock=clock)
+        self.overwriter = Overwriter(catalog, blob_store, clock=clock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Vault:
@@ -165,7 +171,16 @@ class Vault:
             key_check=sealing.key_check,
             retention_days=segment.retention_days,
             plain_bytes=len(segment.body),
+            subjects=self.subjects().hashes(segment.replay_event)
+            if segment.replay_event
+            else frozenset(),
         )
+
+    def subjects(self) -> SubjectHasher:
+        """The subject hasher (its key is unwrapped from the catalog on first use)."""
+        if self._subjects is None:
+            self._subjects = SubjectHasher.load_or_create(self.catalog, self.kms)
+        return self._subjects
 
     def _new_sealing_key(self, owner: tuple[int, str]) -> SealingKey:
         key = DataKey.generate()
@@ -256,6 +271,11 @@ class Vault:
                 expires_at=expires_at,
             ),
             rows,
+            subjects={
+                (s.identity.project_id, s.identity.replay_id, subject)
+                for s in packed.segments
+                for subject in s.subjects
+            },
         )
         return FlushResult(
             blob_path=path,
@@ -278,6 +298,55 @@ class Vault:
         if replay_id is None:
             return sum(cache.evict_project(project_id) for cache in caches)
         return sum(cache.evict_replay(project_id, replay_id) for cache in caches)
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def shred(
+        self,
+        scope: Scope,
+        project_id: int,
+        *,
+        requested_by: str,
+        reason: str,
+        replay_id: str | None = None,
+        user: str | None = None,
+        overwrite: bool = False,
+        run: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> DeletionStatus:
+        """Delete a replay, a user's replays or a project by destroying their keys.
+
+        The request is recorded first (from then on reads answer shredded and late segments
+        are dropped), this process's cached keys are evicted, then unless `run` is False the rows
+        are deleted in chunks, and with `overwrite` the ciphertext is zeroed before returning.
+        Other processes stop serving the replay within their key cache's time-to-live.
+        """
+        subject_hash = self.subjects().hash(user) if scope is Scope.USER and user else None
+        deletion_id = self.shredder.request(
+            scope,
+            project_id,
+            requested_by=requested_by,
+            reason=reason,
+            replay_id=replay_id,
+            subject_hash=subject_hash,
+            overwrite=overwrite,
+        )
+        # A user's replays are known only to the catalog: evicting the project is simpler and
+        # merely costs a few extra unwraps.
+        self.forget_keys(project_id, replay_id if scope is Scope.REPLAY else None)
+        if not run:
+            return self.shredder.status(deletion_id)
+        return self.resume_deletion(deletion_id, progress=progress)
+
+    def resume_deletion(
+        self, deletion_id: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> DeletionStatus:
+        """Run (or continue) a recorded deletion to the end, including its overwrite."""
+        status = self.shredder.run(deletion_id, progress=progress)
+        if status.overwrite_requested and status.overwrite_done_at is None:
+            self.overwriter.run(deletion_id=deletion_id)
+            status = self.shredder.status(deletion_id)
+        return status
 
     # -- read -----------------------------------------------------------------------------
 

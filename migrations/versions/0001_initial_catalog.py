@@ -24,7 +24,7 @@ def upgrade() -> None:
     """Create every catalog table and its indexes."""
     op.create_table(
         "audit_event",
-        sa.Column("seq", AUTO_ID, autoincrement=True, nullable=False),
+        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("at", TIMESTAMP, nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("actor", sa.String(255), nullable=False),
@@ -34,6 +34,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name="pk_audit_event"),
     )
     op.create_index("ix_audit_event_at", "audit_event", ["at"])
+
+    op.create_table(
+        "catalog_secret",
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("wrapped", sa.LargeBinary(), nullable=False),
+        sa.Column("kek", sa.String(512), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_catalog_secret"),
+    )
 
     op.create_table(
         "blob",
@@ -154,6 +163,7 @@ def downgrade() -> None:
         "recording_byte_range",
         "deletion",
         "blob",
+        "catalog_secret",
         "audit_event",
     ):
         op.drop_table(table)

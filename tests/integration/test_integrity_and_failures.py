@@ -273,7 +273,7 @@ def test_failed_catalog_insert_leaves_an_orphan_blob_and_no_row(
     )
     real_insert = vault.catalog.insert_blob
 
-    def refuse(blob: BlobRecord, ranges: Sequence[RangeRecord]) -> InsertOutcome:
+    def refuse(blob: BlobRecord, ranges: Sequence[RangeRecord], **kwargs: object) -> InsertOutcome:
         raise BackendUnavailable("injected", backend="catalog", op="insert")
 
     vault.catalog.insert_blob = refuse  # type: ignore[method-assign]

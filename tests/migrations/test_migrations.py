@@ -13,6 +13,7 @@ TABLES = {
     "alembic_version",
     "audit_event",
     "blob",
+    "catalog_secret",
     "deletion",
     "overwrite_job",
     "recording_byte_range",

@@ -37,6 +37,17 @@ class BlobStore(Protocol):
         """The whole blob."""
         ...
 
+    def get_versioned(self, path: str) -> tuple[bytes, str]:
+        """The whole blob and its generation (an opaque token for `replace`)."""
+        ...
+
+    def replace(
+        self, path: str, data: Buffers, *, if_generation: str, expires_at: datetime | None
+    ) -> str:
+        """Overwrite an existing blob only if it is still at `if_generation`; returns the new
+        generation, or raises GenerationMismatch. The expiry passed in is kept on the object."""
+        ...
+
     def delete(self, path: str) -> None:
         """Remove a blob; BlobNotFound if it is not there."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from vault_store.errors import (
     BlobNotFound,
     ConfigError,
     CorruptData,
+    GenerationMismatch,
     InvalidInput,
 )
 
@@ -84,6 +86,44 @@ class LocalBlobStore:
             raise CorruptData(f"blob {path} is shorter than a range the catalog points at")
         return data
 
+    def get_versioned(self, path: str) -> tuple[bytes, str]:
+        """Read through one descriptor, so the data and the generation are of the same file."""
+        try:
+            with open(self._resolve(path), "rb") as handle:
+                return handle.read(), _generation(os.fstat(handle.fileno()))
+        except OSError as exc:
+            raise _map(exc, "get", path) from None
+
+    def replace(
+        self, path: str, data: Buffers, *, if_generation: str, expires_at: datetime | None
+    ) -> str:
+        """Compare-and-swap under a store-wide lock: check the generation, then rename a new
+        file into place (a new inode, so a new generation). Expiry lives in the path: kept."""
+        target = self._resolve(path)
+        temporary = target.with_name(f".{target.name}.{os.urandom(8).hex()}.tmp")
+        lock = os.open(self._root / ".replace.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = _generation(os.stat(target))
+            if current != if_generation:
+                raise GenerationMismatch(
+                    f"{path} changed since it was read", backend=_BACKEND, op="replace"
+                )
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_all(fd, [data] if isinstance(data, bytes) else data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, target)
+            _fsync_directory(target.parent)
+            return _generation(os.stat(target))
+        except OSError as exc:
+            raise _map(exc, "replace", path) from None
+        finally:
+            temporary.unlink(missing_ok=True)
+            os.close(lock)  # closing releases the lock
+
     def get(self, path: str) -> bytes:
         """The whole file."""
         try:
@@ -126,6 +166,11 @@ def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
         rest = memoryview(b"".join(group))[written:]
         while rest:
             rest = rest[os.write(fd, rest) :]
+
+
+def _generation(status: os.stat_result) -> str:
+    # Every replace renames a new inode into place: inode, change time and size identify it.
+    return f"{status.st_ino}-{status.st_mtime_ns}-{status.st_size}"
 
 
 def _fsync_directory(directory: Path) -> None:

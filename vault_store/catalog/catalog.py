@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,20 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from vault_store.catalog import migrate
-from vault_store.catalog.models import Blob, RecordingByteRange, Tombstone
+from vault_store.catalog.models import Blob, RecordingByteRange, ReplaySubject, Tombstone
 from vault_store.catalog.records import (
     BlobRecord,
     CatalogStats,
     InsertOutcome,
     RangeRecord,
     ReplayState,
+    as_utc,
 )
 from vault_store.errors import BackendError, BackendUnavailable, ConfigError
 
@@ -87,8 +90,14 @@ class Catalog:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def insert_blob(self, blob: BlobRecord, ranges: Sequence[RangeRecord]) -> InsertOutcome:
-        """Record an uploaded blob and its range rows in one transaction.
+    def insert_blob(
+        self,
+        blob: BlobRecord,
+        ranges: Sequence[RangeRecord],
+        *,
+        subjects: Collection[tuple[int, str, bytes]] = (),
+    ) -> InsertOutcome:
+        """Record an uploaded blob, its range rows and its replays' subjects in one transaction.
 
         Call only after the blob is durably in the store: a row must never point at a missing
         blob. Rows of tombstoned replays or projects are dropped; duplicates of rows already
@@ -96,6 +105,15 @@ class Catalog:
         """
         with self._errors("insert"), self.engine.begin() as conn:
             keep = self._drop_tombstoned(conn, ranges)
+            live_replays = {(row.project_id, row.replay_id) for row in keep}
+            new_subjects = [
+                {"project_id": project, "replay_id": replay, "subject_hash": subject}
+                for project, replay, subject in subjects
+                if (project, replay) in live_replays
+            ]
+            if new_subjects:
+                dialect_insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+                conn.execute(dialect_insert(ReplaySubject).on_conflict_do_nothing(), new_subjects)
             if self.dialect == "postgresql":
                 inserted, live = _insert_ranges_postgresql(conn, keep)
             else:
@@ -174,18 +192,9 @@ class Catalog:
         return [_range_record(row) for row in rows]
 
     def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
-        """STORED if any row exists, SHREDDED if tombstoned, else UNKNOWN."""
+        """SHREDDED once a deletion of it (or its project) is recorded, even while its rows are
+        still being deleted; else STORED if any row exists; else UNKNOWN."""
         with self._errors("read"), self.engine.connect() as conn:
-            exists = conn.execute(
-                select(RecordingByteRange.segment_id)
-                .where(
-                    RecordingByteRange.project_id == project_id,
-                    RecordingByteRange.replay_id == replay_id,
-                )
-                .limit(1)
-            ).first()
-            if exists is not None:
-                return ReplayState.STORED
             tombstone = conn.execute(
                 select(Tombstone.id)
                 .where(
@@ -194,7 +203,17 @@ class Catalog:
                 )
                 .limit(1)
             ).first()
-        return ReplayState.SHREDDED if tombstone is not None else ReplayState.UNKNOWN
+            if tombstone is not None:
+                return ReplayState.SHREDDED
+            exists = conn.execute(
+                select(RecordingByteRange.segment_id)
+                .where(
+                    RecordingByteRange.project_id == project_id,
+                    RecordingByteRange.replay_id == replay_id,
+                )
+                .limit(1)
+            ).first()
+        return ReplayState.STORED if exists is not None else ReplayState.UNKNOWN
 
     def stats(self) -> CatalogStats:
         """Replays, segments, rows, blobs and byte totals."""
@@ -395,16 +414,11 @@ class _CopyStream:
 
 def _range_record(row: Any) -> RangeRecord:
     values = dict(zip(_RANGE_COLUMNS, row, strict=True))
-    values["created_at"] = _utc(values["created_at"])
-    values["expires_at"] = _utc(values["expires_at"])
+    values["created_at"] = as_utc(values["created_at"])
+    values["expires_at"] = as_utc(values["expires_at"])
     values["wrapped_dek"] = bytes(values["wrapped_dek"])
     values["key_check"] = bytes(values["key_check"])
     return RangeRecord(**values)
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -151,12 +151,27 @@ class OverwriteJob(Base):
     done_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class CatalogSecret(Base):
+    """A catalog-wide secret (the subject HMAC key), stored only wrapped by the KMS."""
+
+    __tablename__ = "catalog_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    kek: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 class AuditEvent(Base):
-    """Append-only, hash-chained record of what was done (each row hashes the previous one)."""
+    """Append-only, hash-chained record of what was done (each row hashes the previous one).
+
+    `seq` is assigned by the writer (last + 1) under a lock, so it is covered by the hash and a
+    removed or reordered event breaks the chain.
+    """
 
     __tablename__ = "audit_event"
 
-    seq: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(Timestamp, index=True)
     kind: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(255))

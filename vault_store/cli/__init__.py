@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from vault_store.cli.audit import audit
 from vault_store.cli.common import EXIT_CODES_HELP
+from vault_store.cli.delete import delete, deletion, expire, gc, overwrite
 from vault_store.cli.demo import demo
 from vault_store.cli.ingest import ingest
 from vault_store.cli.read import read
@@ -21,5 +23,17 @@ def main() -> None:
     """
 
 
-for command in (demo, ingest, read, stats, migrate):
+for command in (
+    demo,
+    ingest,
+    read,
+    stats,
+    migrate,
+    delete,
+    deletion,
+    overwrite,
+    gc,
+    expire,
+    audit,
+):
     main.add_command(command)

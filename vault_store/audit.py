@@ -1,0 +1,153 @@
+"""The append-only, hash-chained audit trail: write events inside a caller's transaction, verify.
+
+Each event's hash is SHA-256(previous hash || canonical JSON of (seq, at, kind, actor, details)),
+with seq assigned as last + 1. Editing an event, removing one, or reordering them breaks the
+chain from that point. A chain cannot show that its newest events were cut off, so `verify` also
+checks every deletion row against its events, and it reports the head hash for anchoring
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, text
+
+from vault_store.catalog.models import AuditEvent, Deletion
+from vault_store.catalog.records import as_utc
+
+GENESIS = bytes(32)
+# Any constant works; it only has to be the same in every process.
+_ADVISORY_LOCK = 0x7661756C74  # "vault"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One event as stored."""
+
+    seq: int
+    at: datetime
+    kind: str
+    actor: str
+    details: dict[str, Any]
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The outcome of a verification: events checked, the first bad one, the head hash."""
+
+    events: int
+    head: bytes
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the whole chain and the deletion cross-check held."""
+        return self.problem is None
+
+
+def append(
+    conn: Connection,
+    *,
+    kind: str,
+    actor: str,
+    details: Mapping[str, Any],
+    at: datetime,
+) -> AuditRecord:
+    """Add one event in the caller's transaction (so it commits with what it records)."""
+    if conn.dialect.name == "postgresql":
+        # Serialize writers: two appends must never both extend the same previous event.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK})
+    last = conn.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    seq = last[0] + 1 if last else 1
+    prev_hash = bytes(last[1]) if last else GENESIS
+    at = at.astimezone(UTC)
+    details_text = _canonical(details)
+    digest = _hash(prev_hash, seq, at, kind, actor, details_text)
+    conn.execute(
+        insert(AuditEvent).values(
+            seq=seq,
+            at=at,
+            kind=kind,
+            actor=actor,
+            details=details_text,
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+    )
+    return AuditRecord(seq, at, kind, actor, dict(details), prev_hash, digest)
+
+
+def events(conn: Connection, *, since: datetime | None = None) -> Iterator[AuditRecord]:
+    """Events in seq order (from `since` on, if given)."""
+    query = select(AuditEvent).order_by(AuditEvent.seq)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    for row in conn.execute(query).yield_per(1000):
+        yield AuditRecord(
+            row.seq,
+            as_utc(row.at),
+            row.kind,
+            row.actor,
+            json.loads(row.details),
+            bytes(row.prev_hash),
+            bytes(row.hash),
+        )
+
+
+def verify(conn: Connection) -> ChainReport:
+    """Recompute the chain; then check each deletion's request and completion were recorded."""
+    expected_prev, expected_seq, count = GENESIS, 1, 0
+    recorded: dict[str, set[str]] = {}
+    for event in events(conn):
+        count += 1
+        if event.seq != expected_seq:
+            return _bad(count, expected_prev, event.seq, f"expected event {expected_seq} here")
+        if event.prev_hash != expected_prev:
+            return _bad(count, expected_prev, event.seq, "does not link to the event before it")
+        digest = _hash(
+            event.prev_hash, event.seq, event.at, event.kind, event.actor, _canonical(event.details)
+        )
+        if digest != event.hash:
+            return _bad(count, expected_prev, event.seq, "content does not match its hash")
+        deletion_id = event.details.get("deletion_id")
+        if isinstance(deletion_id, str):
+            recorded.setdefault(deletion_id, set()).add(event.kind)
+        expected_prev, expected_seq = event.hash, expected_seq + 1
+    for deletion_id, status in conn.execute(select(Deletion.id, Deletion.status)):
+        kinds = recorded.get(deletion_id, set())
+        if "deletion.requested" not in kinds or (
+            status == "done" and "deletion.completed" not in kinds
+        ):
+            return ChainReport(
+                count,
+                expected_prev,
+                None,
+                f"deletion {deletion_id} ({status}) is missing its audit events",
+            )
+    return ChainReport(count, expected_prev)
+
+
+def _bad(count: int, head: bytes, seq: int, problem: str) -> ChainReport:
+    return ChainReport(count, head, seq, f"event {seq}: {problem}")
+
+
+def _canonical(details: Mapping[str, Any]) -> str:
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _hash(prev: bytes, seq: int, at: datetime, kind: str, actor: str, details: str) -> bytes:
+    body = json.dumps(
+        [seq, at.astimezone(UTC).isoformat(), kind, actor, details], separators=(",", ":")
+    )
+    return hashlib.sha256(prev + body.encode()).digest()

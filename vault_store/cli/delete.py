@@ -1,0 +1,227 @@
+"""`vault-store delete ...`, `deletion ...`, `overwrite`, `gc`, `expire`: deleting for real."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import timedelta
+
+import click
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from vault_store.catalog.models import RecordingByteRange
+from vault_store.cli.common import (
+    emit_json,
+    open_vault,
+    reporting_errors,
+    show_progress,
+    stderr,
+    stdout,
+)
+from vault_store.gc import collect
+from vault_store.message import validate_replay_id
+from vault_store.retention import expire as expire_rows
+from vault_store.shredder import DeletionStatus, Scope
+
+
+def _common(function: Callable[..., None]) -> Callable[..., None]:
+    options = (
+        click.option("--json", "as_json", is_flag=True, help="Print the deletion as JSON."),
+        click.option(
+            "--async",
+            "queue_only",
+            is_flag=True,
+            help="Only record the deletion (reads stop at once); run it later with "
+            "`vault-store deletion resume ID` or a worker.",
+        ),
+        click.option("--reason", required=True, help="Why (kept in the audit trail)."),
+        click.option(
+            "--by", "requested_by", required=True, help="Who asked (kept in the audit trail)."
+        ),
+        click.option("--project", type=int, required=True, help="Project id."),
+    )
+    for option in options:
+        function = option(function)
+    return function
+
+
+@click.group()
+def delete() -> None:
+    """Delete a replay, a user's replays or a project by destroying their keys (crypto-shred)."""
+
+
+@delete.command("replay")
+@_common
+@click.option("--replay", required=True, help="Replay id: 32 lowercase hex characters.")
+@click.option("--overwrite", is_flag=True, help="Also zero the ciphertext in the shared blobs.")
+def delete_replay(
+    project: int,
+    requested_by: str,
+    reason: str,
+    queue_only: bool,
+    as_json: bool,
+    replay: str,
+    overwrite: bool,
+) -> None:
+    """Shred one replay; with --overwrite also null-overwrite its bytes in place."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        status = vault.shred(
+            Scope.REPLAY,
+            project,
+            requested_by=requested_by,
+            reason=reason,
+            replay_id=validate_replay_id(replay, "--replay"),
+            overwrite=overwrite,
+            run=not queue_only,
+        )
+    _show(status, as_json=as_json)
+
+
+@delete.command("user")
+@_common
+@click.option("--user", required=True, help="The user's id, email or username in replay events.")
+def delete_user(
+    project: int, requested_by: str, reason: str, queue_only: bool, as_json: bool, user: str
+) -> None:
+    """Shred every replay of a user, found through the keyed subject index."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        status = vault.shred(
+            Scope.USER,
+            project,
+            requested_by=requested_by,
+            reason=reason,
+            user=user,
+            run=not queue_only,
+        )
+    _show(status, as_json=as_json)
+
+
+@delete.command("project")
+@_common
+def delete_project(
+    project: int, requested_by: str, reason: str, queue_only: bool, as_json: bool
+) -> None:
+    """Shred a whole project, in chunks, with progress; resumable with `deletion resume`."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        with vault.catalog.engine.connect() as conn:
+            total = conn.execute(
+                select(func.count())
+                .select_from(RecordingByteRange)
+                .where(RecordingByteRange.project_id == project)
+            ).scalar_one()
+        with _progress(total) as advance:
+            status = vault.shred(
+                Scope.PROJECT,
+                project,
+                requested_by=requested_by,
+                reason=reason,
+                run=not queue_only,
+                progress=advance,
+            )
+    _show(status, as_json=as_json)
+
+
+@click.group()
+def deletion() -> None:
+    """Inspect or continue recorded deletions."""
+
+
+@deletion.command("status")
+@click.argument("deletion_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def deletion_status(deletion_id: str, as_json: bool) -> None:
+    """Show a deletion's status and counts."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        status = vault.shredder.status(deletion_id)
+    _show(status, as_json=as_json)
+
+
+@deletion.command("resume")
+@click.argument("deletion_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def deletion_resume(deletion_id: str, as_json: bool) -> None:
+    """Run a queued or interrupted deletion to the end (safe to repeat)."""
+    with reporting_errors(as_json=as_json), open_vault() as vault, _progress(None) as advance:
+        status = vault.resume_deletion(deletion_id, progress=advance)
+    _show(status, as_json=as_json)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def overwrite(as_json: bool) -> None:
+    """Zero every pending overwrite range (blobs rewritten with a generation precondition)."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        result = vault.overwriter.run()
+    _table_or_json(asdict(result), "overwrite", as_json=as_json)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option(
+    "--grace", default=3600, show_default=True, help="Seconds before an orphan blob may go."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def gc(dry_run: bool, grace: int, as_json: bool) -> None:
+    """Delete orphan blobs (no catalog record, older than --grace) and fully dead blobs."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        result = collect(
+            vault.catalog, vault.blob_store, grace=timedelta(seconds=grace), dry_run=dry_run
+        )
+    document = asdict(result)
+    if as_json:
+        emit_json(document)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    stdout.print(
+        f"gc {verb} {len(result.orphans)} orphan and {len(result.dead)} dead blob(s), "
+        f"{result.bytes_freed:,} bytes"
+    )
+    for path in [*result.orphans, *result.dead]:
+        stdout.print(f"  {path}", markup=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def expire(as_json: bool) -> None:
+    """Delete rows and blobs past their retention (the local store deletes its own files)."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        result = expire_rows(vault.catalog, vault.blob_store)
+    _table_or_json(asdict(result), "retention", as_json=as_json)
+
+
+class _progress:
+    """A rich progress bar fed by the shredder's (rows, bytes) callback; silent off a terminal."""
+
+    def __init__(self, total: int | None) -> None:
+        self._bar = Progress(
+            TextColumn("shredding"),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+            disable=not show_progress(),
+        )
+        self._task = self._bar.add_task("shred", total=total)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self._bar.start()
+        return lambda rows, _bytes: self._bar.update(self._task, completed=rows)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+
+def _show(status: DeletionStatus, *, as_json: bool) -> None:
+    _table_or_json(status.as_dict(), f"deletion {status.id}", as_json=as_json)
+
+
+def _table_or_json(document: dict[str, object], title: str, *, as_json: bool) -> None:
+    if as_json:
+        emit_json(document)
+        return
+    table = Table(title=title, show_header=False)
+    for key, value in document.items():
+        table.add_row(key.replace("_", " "), "" if value is None else str(value))
+    stdout.print(table)

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import select, update
 
 from vault_store import audit
 from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange
 from vault_store.errors import BlobNotFound
-from vault_store.shredder import lower_live_bytes
+from vault_store.shredder import delete_rows, lower_live_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,20 +42,13 @@ def expire(
 ) -> RetentionResult:
     """Delete expired rows chunk by chunk, then expired blobs (if this store must do it)."""
     now = now or clock()
-    rbr = RecordingByteRange
-    key = (rbr.project_id, rbr.replay_id, rbr.segment_id, rbr.part)
     rows_expired = 0
     while True:
         with catalog.engine.begin() as conn:
-            chunk = conn.execute(
-                select(*key, rbr.blob_path, rbr.start, rbr.stop)
-                .where(rbr.expires_at <= now)
-                .limit(chunk_rows)
-            ).all()
-            if not chunk:
-                break
-            conn.execute(delete(rbr).where(tuple_(*key).in_([tuple(row[:4]) for row in chunk])))
+            chunk = delete_rows(conn, RecordingByteRange.expires_at <= now, chunk_rows)
             lower_live_bytes(conn, chunk)
+        if not chunk:
+            break
         rows_expired += len(chunk)
     blobs_deleted = bytes_deleted = 0
     if delete_blobs:

@@ -52,6 +52,21 @@ class KeyCachePolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CopyPolicy:
+    """How long copies outside the live catalog and store may outlive a deletion (for reports).
+
+    Catalog backups hold wrapped keys until they expire; the KMS key version that wrapped them
+    can be destroyed after a rotation (Cloud KMS destroys 30 days after scheduling); GCS soft
+    delete keeps an overwritten object's previous generation for 7 days by default.
+    """
+
+    backup_retention_days: int = 30
+    kms_destroy_days: int = 30
+    soft_delete_days: int = 7
+    deadline_days: int = 30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything vault-store can be told; `from_env` is the only reader of the environment."""
 
@@ -62,6 +77,7 @@ class Settings:
     flush: FlushPolicy = field(default_factory=FlushPolicy)
     read: ReadPolicy = field(default_factory=ReadPolicy)
     key_cache: KeyCachePolicy = field(default_factory=KeyCachePolicy)
+    copies: CopyPolicy = field(default_factory=CopyPolicy)
     zstd_level: int = 3
     auto_migrate: bool = True
     # Where the demo and benchmarks look for real rrweb recordings (None: search, then synthesize).
@@ -103,6 +119,11 @@ class Settings:
             key_cache=KeyCachePolicy(
                 ttl_seconds=_number(env, "VAULT_STORE_KEY_CACHE_TTL", float, 300.0),
                 max_uses=_number(env, "VAULT_STORE_KEY_CACHE_MAX_USES", int, 100_000),
+            ),
+            copies=CopyPolicy(
+                backup_retention_days=_number(env, "VAULT_STORE_BACKUP_RETENTION_DAYS", int, 30),
+                kms_destroy_days=_number(env, "VAULT_STORE_KMS_DESTROY_DAYS", int, 30),
+                soft_delete_days=_number(env, "VAULT_STORE_SOFT_DELETE_DAYS", int, 7),
             ),
             zstd_level=level,
             auto_migrate=_flag(env, "VAULT_STORE_AUTO_MIGRATE", True),

@@ -25,8 +25,8 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
-    tuple_,
     update,
 )
 
@@ -252,19 +252,13 @@ class Shredder:
 
     def _delete_chunk(self, conn: Connection, status: DeletionStatus) -> int:
         """Delete one chunk of the target's rows; returns how many (0: nothing left)."""
-        rbr = RecordingByteRange
-        key = (rbr.project_id, rbr.replay_id, rbr.segment_id, rbr.part)
-        chunk = conn.execute(
-            select(*key, rbr.blob_path, rbr.start, rbr.stop)
-            .where(self._target(status))
-            .limit(self._chunk_rows)
-        ).all()
+        chunk = delete_rows(conn, self._target(status), self._chunk_rows)
         if not chunk:
             return 0
-        now = self._clock()
         if status.overwrite_requested:
-            # Recorded before the rows go: once the rows are deleted, nothing else says where
-            # the ciphertext lies.
+            # Same transaction as the delete: the ranges are on record exactly when the rows
+            # (the only other record of where the ciphertext lies) are gone.
+            now = self._clock()
             conn.execute(
                 insert(OverwriteJob),
                 [
@@ -278,7 +272,6 @@ class Shredder:
                     for row in chunk
                 ],
             )
-        conn.execute(delete(rbr).where(tuple_(*key).in_([tuple(row[:4]) for row in chunk])))
         shredded = lower_live_bytes(conn, chunk)
         conn.execute(
             update(Deletion)
@@ -342,6 +335,25 @@ class Shredder:
                 },
             )
         return current
+
+
+def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> Sequence[Any]:
+    """Delete up to `limit` range rows matching `where`; returns their blob_path, start, stop.
+
+    One statement, by physical row id from an index-driven subquery (ctid on PostgreSQL, rowid
+    on SQLite): no list of keys travels back and forth, whatever the chunk size.
+    """
+    rbr = RecordingByteRange
+    row_id: ColumnElement[Any] = literal_column(
+        "ctid" if conn.dialect.name == "postgresql" else "rowid"
+    )
+    victims = select(row_id).select_from(rbr).where(where).limit(limit)
+    statement = (
+        delete(rbr)
+        .where(row_id.in_(victims.scalar_subquery()))
+        .returning(rbr.blob_path, rbr.start, rbr.stop)
+    )
+    return conn.execute(statement).all()
 
 
 def lower_live_bytes(conn: Connection, rows: Sequence[Any]) -> int:

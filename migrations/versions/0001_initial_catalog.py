@@ -68,7 +68,7 @@ def upgrade() -> None:
         sa.Column("requested_by", sa.String(255), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("requested_at", TIMESTAMP, nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(24), nullable=False),
         sa.Column("completed_at", TIMESTAMP, nullable=True),
         sa.Column("rows_deleted", sa.BigInteger(), nullable=False),
         sa.Column("bytes_shredded", sa.BigInteger(), nullable=False),

@@ -99,7 +99,7 @@ class Deletion(Base):
     requested_by: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text)
     requested_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     rows_deleted: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_shredded: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, date, datetime, time
+from pathlib import Path
 
 import click
 
 from vault_store import audit as audit_trail
+from vault_store import report as compliance
 from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
+from vault_store.settings import Settings
 
 EXIT_TAMPERED = 1
 
@@ -22,9 +26,12 @@ def audit() -> None:
 def verify(as_json: bool) -> None:
     """Check the chain; exit 1 and name the first bad event if any was edited, removed or
     reordered, or if a deletion lacks its events."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
-        with vault.catalog.engine.connect() as conn:
-            report = audit_trail.verify(conn)
+    with (
+        reporting_errors(as_json=as_json),
+        open_vault() as vault,
+        vault.catalog.engine.connect() as conn,
+    ):
+        report = audit_trail.verify(conn)
     if as_json:
         emit_json(
             {
@@ -41,3 +48,36 @@ def verify(as_json: bool) -> None:
         stdout.print(f"[bold red]audit trail broken:[/] {report.problem}")
     if not report.ok:
         sys.exit(EXIT_TAMPERED)
+
+
+@audit.command("report")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day (UTC).")
+@click.option(
+    "--until", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Day after the last."
+)
+@click.option("--project", type=int, help="Only this project.")
+@click.option(
+    "--format", "fmt", type=click.Choice(compliance.FORMATS), default="html", show_default=True
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def report(since: datetime, until: datetime, project: int | None, fmt: str, output: Path) -> None:
+    """Every deletion requested in [SINCE, UNTIL): requester, reason, scope, times against the
+    deadline, method, counts, proof, and what may still hold a copy until when."""
+    if until <= since:
+        raise click.BadParameter("must be after --since", param_hint="--until")
+    period = compliance.Period(_day(since.date()), _day(until.date()))
+    with reporting_errors(as_json=False), open_vault() as vault:
+        document = compliance.build(
+            vault, period, project_id=project, copies=Settings.from_env().copies
+        )
+    output.write_text(compliance.render(document, fmt), encoding="utf-8")
+    summary = document["summary"]
+    stdout.print(
+        f"{output}: {summary['requests']} request(s), {summary['completed']} completed, "
+        f"{summary['pending']} pending, {summary['overdue']} overdue",
+        markup=False,
+    )
+
+
+def _day(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)

@@ -1,0 +1,160 @@
+"""The compliance report, on SQLite and PostgreSQL, for pending, completed and overdue requests."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.conftest import VaultFactory
+from vault_store import Vault
+from vault_store import report as compliance
+from vault_store.message import Segment
+from vault_store.settings import CopyPolicy
+from vault_store.shredder import Scope, Shredder
+
+NOW = datetime.now(UTC)
+A, B, C, D = "a" * 32, "b" * 32, "c" * 32, "d" * 32
+
+
+@pytest.fixture
+def scenario(make_vault: VaultFactory) -> tuple[Vault, dict[str, str]]:
+    """Four requests: two completed (one with overwrite), one pending, one overdue."""
+    vault = make_vault()
+    for replay in (A, B, C, D):
+        for n in range(3):
+            vault.ingest_segment(
+                Segment(
+                    project_id=5,
+                    replay_id=replay,
+                    segment_id=n,
+                    body=b"[%d]" % n,
+                    retention_days=30,
+                )
+            )
+    vault.flush()
+    ids = {
+        "done": vault.shred(
+            Scope.REPLAY, 5, replay_id=A, requested_by="dpo", reason="GDPR art. 17"
+        ).id,
+        "overwritten": vault.shred(
+            Scope.REPLAY, 5, replay_id=B, requested_by="legal", reason="court", overwrite=True
+        ).id,
+        "pending": vault.shred(
+            Scope.REPLAY, 5, replay_id=C, requested_by="dpo", reason="user asked", run=False
+        ).id,
+    }
+    forty_days_ago = Shredder(vault.catalog, clock=lambda: NOW - timedelta(days=40))
+    ids["overdue"] = forty_days_ago.request(
+        Scope.REPLAY, 5, replay_id=D, requested_by="dpo", reason="forgotten"
+    )
+    return vault, ids
+
+
+def _build(vault: Vault, **kwargs: Any) -> dict[str, Any]:
+    period = compliance.Period(NOW - timedelta(days=60), NOW + timedelta(days=1))
+    return compliance.build(
+        vault,
+        period,
+        copies=CopyPolicy(backup_retention_days=35, soft_delete_days=7),
+        now=NOW,
+        **kwargs,
+    )
+
+
+def test_report_counts_and_proofs(scenario: tuple[Vault, dict[str, str]]) -> None:
+    vault, ids = scenario
+    report = _build(vault)
+    summary = report["summary"]
+    assert summary == {
+        **summary,
+        "requests": 4,
+        "completed": 2,
+        "pending": 2,
+        "overdue": 1,
+        "completed_late": 0,
+        "proof_failures": 0,
+        "rows_deleted": 6,
+    }
+    entries = {entry["id"]: entry for entry in report["deletions"]}
+    done = entries[ids["done"]]
+    assert (
+        done["method"] == "shred" and done["within_deadline"] is True and done["overdue"] is False
+    )
+    assert done["proof"] == {
+        "checked": True,
+        "range_rows_remaining": 0,
+        "wrapped_keys_remaining": 0,
+        "read_attempt": ["shredded"],
+        "overwrite_ranges_pending": 0,
+        "holds": True,
+    }
+    assert 0 <= done["hours_to_complete"] < 1
+    completed = datetime.fromisoformat(done["completed_at"])
+    assert [c["until"] for c in done["copies_may_remain"]] == [
+        (completed + timedelta(days=35)).isoformat(),
+        (completed + timedelta(days=30)).isoformat(),
+    ]
+    overwritten = entries[ids["overwritten"]]
+    assert overwritten["method"] == "shred + null-overwrite" and overwritten["proof"]["holds"]
+    soft = datetime.fromisoformat(overwritten["overwrite_done_at"]) + timedelta(days=7)
+    assert overwritten["copies_may_remain"][-1]["until"] == soft.isoformat()
+    assert entries[ids["pending"]]["status"] == "pending" and not entries[ids["pending"]]["overdue"]
+    overdue = entries[ids["overdue"]]
+    assert overdue["overdue"] is True and overdue["hours_to_complete"] is None
+    assert (
+        overdue["deadline"]
+        == (datetime.fromisoformat(overdue["requested_at"]) + timedelta(days=30)).isoformat()
+    )
+    (storage,) = report["storage_by_retention"]
+    assert storage["retention_days"] == 30 and storage["blobs"] == 1
+    assert storage["live_bytes"] + storage["dead_bytes"] == storage["bytes_stored"]
+    assert storage["live_bytes"] == vault.stats().live_bytes
+
+
+def test_a_false_proof_is_reported(scenario: tuple[Vault, dict[str, str]]) -> None:
+    vault, ids = scenario
+    from sqlalchemy import delete
+
+    from vault_store.catalog.models import Tombstone
+
+    with vault.catalog.engine.begin() as conn:  # someone removed the tombstone: A reads again?
+        conn.execute(delete(Tombstone).where(Tombstone.deletion_id == ids["done"]))
+    entry = next(e for e in _build(vault)["deletions"] if e["id"] == ids["done"])
+    assert entry["proof"]["holds"] is False
+    assert entry["proof"]["read_attempt"] == ["not found"]
+
+
+def test_project_filter_and_formats(scenario: tuple[Vault, dict[str, str]]) -> None:
+    vault, _ids = scenario
+    assert _build(vault, project_id=6)["summary"]["requests"] == 0
+    report = _build(vault)
+    assert json.loads(compliance.render(report, "json")) == report
+    rows = list(csv.DictReader(io.StringIO(compliance.render(report, "csv"))))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"done", "pending"}
+    assert sum(r["overdue"] == "True" for r in rows) == 1
+    page = compliance.render(report, "html")
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 2
+    assert "OVERDUE" in page and "@media print" in page and "GDPR art. 17" in page
+    assert "<script" not in page
+    with pytest.raises(ValueError, match="unknown format"):
+        compliance.render(report, "pdf")
+
+
+def test_html_escapes_what_requesters_typed(make_vault: VaultFactory) -> None:
+    vault = make_vault()
+    vault.shred(Scope.REPLAY, 1, replay_id=A, requested_by="<script>x</script>", reason="a & b")
+    page = compliance.render(_build(vault), "html")
+    assert "<script>x</script>" not in page and "&lt;script&gt;" in page and "a &amp; b" in page
+
+
+def test_html_shows_a_zero_median_as_a_number(scenario: tuple[Vault, dict[str, str]]) -> None:
+    vault, _ids = scenario
+    report = _build(vault)
+    report["summary"]["median_hours_to_complete"] = 0.0
+    page = compliance.render(report, "html")
+    assert "<b>0.00</b><span>median hours to complete" in page

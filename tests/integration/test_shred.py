@@ -1,0 +1,375 @@
+"""Crypto-shredding on SQLite and PostgreSQL: replays, users, projects, overwrite, retention, GC."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select, text
+
+from tests.conftest import VaultFactory
+from tests.integration.helpers import read_events
+from vault_store import FlushPolicy, ReplayNotFound, ReplayShredded, Vault
+from vault_store.blobstore import Buffers, LocalBlobStore
+from vault_store.catalog import BlobRecord, RangeRecord
+from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, ReplaySubject
+from vault_store.gc import collect
+from vault_store.message import Segment
+from vault_store.overwriter import Overwriter
+from vault_store.retention import expire
+from vault_store.shredder import Scope, Shredder, Status
+
+X, Y, Z = "a" * 32, "b" * 32, "c" * 32
+
+
+def _segment(
+    replay: str, n: int, *, project: int = 1, days: int = 30, user: str | None = None
+) -> Segment:
+    event = orjson.dumps({"user": {"id": user, "email": f"{user}@Example.com"}}) if user else None
+    body = b'[{"type":3,"data":{"replay":"%s","n":%d,"pad":"%s"}}]' % (
+        replay[:4].encode(),
+        n,
+        os.urandom(40).hex().encode(),
+    )
+    return Segment(
+        project_id=project,
+        replay_id=replay,
+        segment_id=n,
+        body=body,
+        retention_days=days,
+        replay_event=event,
+    )
+
+
+def _blob_fingerprints(root: Path) -> dict[str, tuple[str, int, int]]:
+    return {
+        str(p.relative_to(root)): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_ino,
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(root.rglob("*.vsb"))
+    }
+
+
+def test_shredding_a_700_segment_replay_touches_no_blob(
+    make_vault: VaultFactory, tmp_path: Path
+) -> None:
+    vault = make_vault(flush=FlushPolicy(max_segments=400))
+    for n in range(700):
+        vault.ingest_segment(_segment(X, n))
+        if n % 2 == 0:
+            vault.ingest_segment(_segment(Y, n // 2))  # a neighbour in the same blobs
+    vault.flush()
+    before = _blob_fingerprints(tmp_path / "blobs")
+    live_before = vault.stats().live_bytes
+
+    status = vault.shred(
+        Scope.REPLAY, 1, replay_id=X, requested_by="dpo@example.com", reason="GDPR art. 17"
+    )
+
+    assert (status.status, status.rows_deleted, status.replays_deleted) == ("done", 700, 1)
+    assert status.completed_at is not None and status.bytes_shredded > 0
+    assert _blob_fingerprints(tmp_path / "blobs") == before  # not a byte, not an inode changed
+    with pytest.raises(ReplayShredded):
+        read_events(vault, 1, X)
+    with pytest.raises(ReplayShredded):
+        read_events(make_vault(), 1, X)  # another process, with a cold cache
+    neighbour = read_events(make_vault(), 1, Y)
+    assert [s[0]["data"]["n"] for s in neighbour] == list(range(350))
+    assert vault.stats().live_bytes == live_before - status.bytes_shredded
+    with vault.catalog.engine.connect() as conn:
+        assert (
+            conn.execute(select(func.count()).where(RecordingByteRange.replay_id == X)).scalar_one()
+            == 0
+        )
+
+
+def test_reads_stop_as_soon_as_a_deletion_is_recorded(make_vault: VaultFactory) -> None:
+    vault = make_vault()
+    vault.ingest_segment(_segment(X, 0))
+    vault.flush()
+    status = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b", run=False)
+    assert status.status == "pending"
+    with pytest.raises(ReplayShredded):
+        read_events(make_vault(), 1, X)  # rows still exist, but the request is recorded
+    assert vault.resume_deletion(status.id).status == "done"
+
+
+def test_late_segments_of_a_shredded_replay_are_dropped_without_a_new_key(
+    make_vault: VaultFactory,
+) -> None:
+    vault = make_vault()
+    vault.ingest_segment(_segment(X, 0))
+    vault.flush()
+    vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
+    late = make_vault()  # another worker that never heard of the deletion
+    late.ingest_segment(_segment(X, 1))
+    (result,) = late.flush()
+    assert (result.inserted, result.dropped_deleted) == (0, 1)
+    with vault.catalog.engine.connect() as conn:
+        assert (
+            conn.execute(select(func.count()).where(RecordingByteRange.replay_id == X)).scalar_one()
+            == 0
+        )
+    with pytest.raises(ReplayShredded):
+        read_events(vault, 1, X)
+
+
+def test_user_deletion_uses_the_keyed_subject_index(
+    make_vault: VaultFactory, tmp_path: Path
+) -> None:
+    vault = make_vault()
+    for replay, user in ((X, "alice"), (Y, "bob"), (Z, "alice")):
+        for n in range(3):
+            vault.ingest_segment(_segment(replay, n, user=user))
+    vault.flush()
+    with vault.catalog.engine.connect() as conn:
+        stored = b"".join(
+            bytes(h) for h in conn.execute(select(ReplaySubject.subject_hash)).scalars()
+        )
+        dump = repr(conn.execute(text("SELECT * FROM replay_subject")).all()).lower()
+    assert len(stored) == 32 * 2 * 3  # id and email, for each of three replays
+    assert "alice" not in dump and "example.com" not in dump
+
+    status = vault.shred(
+        Scope.USER, 1, user="ALICE@example.com ", requested_by="dpo", reason="user request"
+    )
+    assert (status.scope, status.replays_deleted, status.rows_deleted) == ("user", 2, 6)
+    assert status.target is not None and "alice" not in status.target
+    for replay in (X, Z):
+        with pytest.raises(ReplayShredded):
+            read_events(vault, 1, replay)
+    assert len(read_events(vault, 1, Y)) == 3
+    with vault.catalog.engine.connect() as conn:
+        left = conn.execute(select(ReplaySubject.replay_id).distinct()).scalars().all()
+    assert left == [Y]
+
+
+def test_shredding_twice_and_unknown_targets_are_harmless(make_vault: VaultFactory) -> None:
+    vault = make_vault()
+    vault.ingest_segment(_segment(X, 0))
+    vault.flush()
+    first = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
+    assert vault.resume_deletion(first.id) == vault.shredder.status(first.id)
+    again = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
+    assert (again.status, again.rows_deleted) == ("done", 0)
+    nobody = vault.shred(Scope.USER, 1, user="nobody", requested_by="a", reason="b")
+    assert (nobody.status, nobody.replays_deleted) == ("done", 0)
+
+
+def _bulk_rows(vault: Vault, project: int, rows: int, replays: int) -> None:
+    """Catalog rows straight through insert_blob (no sealing), in 5000-row flushes."""
+    now = datetime.now(UTC)
+    ids = [uuid.uuid4().hex for _ in range(replays)]
+    for batch in range(0, rows, 5000):
+        path = f"r90d/bulk/{uuid.uuid4().hex}.vsb"
+        ranges = [
+            RangeRecord(
+                project,
+                ids[n % replays],
+                n,
+                "recording",
+                path,
+                (n - batch) * 10,
+                (n - batch) * 10 + 10,
+                b"w" * 52,
+                "k",
+                b"c" * 32,
+                now,
+                now + timedelta(days=90),
+            )
+            for n in range(batch, min(batch + 5000, rows))
+        ]
+        vault.catalog.insert_blob(
+            BlobRecord(path, len(ranges) * 10, len(ranges), 90, now, now + timedelta(days=90)),
+            ranges,
+        )
+
+
+def test_project_of_200k_rows_shreds_in_chunks_and_resumes(make_vault: VaultFactory) -> None:
+    vault = make_vault()
+    _bulk_rows(vault, project=7, rows=200_000, replays=300)
+    _bulk_rows(vault, project=8, rows=5_000, replays=10)
+    shredder = Shredder(vault.catalog, chunk_rows=20_000)
+    deletion_id = shredder.request(Scope.PROJECT, 7, requested_by="ops", reason="project removed")
+    seen: list[int] = []
+
+    interrupted = shredder.run(
+        deletion_id, max_chunks=4, progress=lambda rows, _b: seen.append(rows)
+    )
+    assert (interrupted.status, interrupted.rows_deleted) == ("running", 80_000)
+    assert seen == [20_000, 40_000, 60_000, 80_000]
+
+    resumed = Shredder(vault.catalog, chunk_rows=20_000).run(deletion_id)  # a new process
+    assert (resumed.status, resumed.rows_deleted, resumed.replays_deleted) == ("done", 200_000, 300)
+    assert resumed.bytes_shredded == 200_000 * 10
+    with vault.catalog.engine.connect() as conn:
+        remaining = dict(
+            conn.execute(
+                select(RecordingByteRange.project_id, func.count()).group_by(
+                    RecordingByteRange.project_id
+                )
+            ).all()
+        )
+        dead_blobs = conn.execute(select(func.count()).where(Blob.state == "dead")).scalar_one()
+    assert remaining == {8: 5_000}
+    assert dead_blobs == 40
+
+
+def test_forced_overwrite_zeroes_exactly_the_shredded_ranges(
+    make_vault: VaultFactory, tmp_path: Path
+) -> None:
+    vault = make_vault()
+    for n in range(4):
+        vault.ingest_segment(_segment(X, n))
+        vault.ingest_segment(_segment(Y, n))
+    (flushed,) = vault.flush()
+    blob = tmp_path / "blobs" / flushed.blob_path
+    original = blob.read_bytes()
+    with vault.catalog.engine.connect() as conn:
+        ranges = conn.execute(
+            select(RecordingByteRange.start, RecordingByteRange.stop).where(
+                RecordingByteRange.replay_id == X
+            )
+        ).all()
+        expiry = conn.execute(
+            select(Blob.expires_at).where(Blob.path == flushed.blob_path)
+        ).scalar_one()
+
+    status = vault.shred(
+        Scope.REPLAY, 1, replay_id=X, overwrite=True, requested_by="dpo", reason="court order"
+    )
+
+    assert status.status == "done" and status.overwrite_done_at is not None
+    rewritten = blob.read_bytes()
+    assert len(rewritten) == len(original)
+    expected = bytearray(original)
+    for start, stop in ranges:
+        expected[start:stop] = bytes(stop - start)
+    assert rewritten == bytes(expected)  # only X's ranges changed, and to zeros
+    assert [s[0]["data"]["n"] for s in read_events(make_vault(), 1, Y)] == [0, 1, 2, 3]
+    with vault.catalog.engine.connect() as conn:
+        assert (
+            conn.execute(select(Blob.expires_at).where(Blob.path == flushed.blob_path)).scalar_one()
+            == expiry
+        )
+        assert (
+            conn.execute(select(func.count()).where(OverwriteJob.done_at.is_(None))).scalar_one()
+            == 0
+        )
+    assert blob.parent.name == flushed.blob_path.split("/")[-2]  # same retention-class path
+
+
+class RacingStore(LocalBlobStore):
+    """Both overwriters read the blob before either writes: the slower one must retry."""
+
+    def __init__(self, root: Path, barrier: threading.Barrier) -> None:
+        super().__init__(root)
+        self.barrier = barrier
+        self.reads = 0
+
+    def get_versioned(self, path: str) -> tuple[bytes, str]:
+        result = super().get_versioned(path)
+        self.reads += 1
+        if self.reads <= 2:
+            self.barrier.wait(timeout=10)
+        return result
+
+    def replace(self, path: str, data: Buffers, **kwargs: object) -> str:
+        return super().replace(path, data, **kwargs)  # type: ignore[arg-type]
+
+
+def test_two_concurrent_overwrites_of_one_blob_lose_nothing(
+    make_vault: VaultFactory, tmp_path: Path
+) -> None:
+    vault = make_vault()
+    for n in range(3):
+        for replay in (X, Y, Z):
+            vault.ingest_segment(_segment(replay, n))
+    (flushed,) = vault.flush()
+    deletions = [
+        vault.shred(
+            Scope.REPLAY, 1, replay_id=r, overwrite=True, requested_by="a", reason="b", run=False
+        ).id
+        for r in (X, Z)
+    ]
+    with vault.catalog.engine.connect() as conn:
+        doomed = conn.execute(
+            select(RecordingByteRange.start, RecordingByteRange.stop).where(
+                RecordingByteRange.replay_id.in_([X, Z])
+            )
+        ).all()
+    for deletion_id in deletions:
+        assert vault.shredder.run(deletion_id).status == Status.OVERWRITE_PENDING.value
+
+    store = RacingStore(tmp_path / "blobs", threading.Barrier(2))
+    results = []
+    threads = [
+        threading.Thread(
+            target=lambda d=d: results.append(Overwriter(vault.catalog, store).run(deletion_id=d))
+        )
+        for d in deletions
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert len(results) == 2
+    assert sum(r.conflicts_retried for r in results) >= 1  # the race really happened
+    data = (tmp_path / "blobs" / flushed.blob_path).read_bytes()
+    for start, stop in doomed:
+        assert data[start:stop] == bytes(stop - start)
+    assert len(read_events(make_vault(), 1, Y)) == 3
+    for deletion_id in deletions:
+        status = vault.shredder.status(deletion_id)
+        assert status.status == "done" and status.overwrite_done_at is not None
+
+
+def test_retention_expires_rows_and_deletes_local_blobs(
+    make_vault: VaultFactory, tmp_path: Path
+) -> None:
+    vault = make_vault()
+    vault.ingest_segment(_segment(X, 0, days=1))
+    vault.ingest_segment(_segment(Y, 0, days=90))
+    vault.flush()
+    assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 2
+    result = expire(vault.catalog, vault.blob_store, now=datetime.now(UTC) + timedelta(days=2))
+    assert (result.rows_expired, result.blobs_deleted) == (1, 1)
+    assert [p.parts[-4] for p in (tmp_path / "blobs").rglob("*.vsb")] == ["r90d"]
+    with pytest.raises(ReplayNotFound):
+        read_events(vault, 1, X)
+    assert len(read_events(vault, 1, Y)) == 1
+
+
+def test_gc_collects_orphans_after_the_grace_period_and_dead_blobs(
+    make_vault: VaultFactory, tmp_path: Path
+) -> None:
+    vault = make_vault()
+    vault.blob_store.put("r30d/2026-01-01/00/orphan.vsb", b"left by a crashed flush")
+    vault.ingest_segment(_segment(X, 0))
+    vault.flush()
+    vault.ingest_segment(_segment(Y, 0))
+    vault.flush()
+    vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
+
+    fresh = collect(vault.catalog, vault.blob_store, dry_run=True)
+    assert fresh.orphans == []  # younger than the grace period: maybe a flush in progress
+    assert len(fresh.dead) == 1
+    later = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
+    planned = collect(vault.catalog, vault.blob_store, dry_run=True, clock=later)
+    assert planned.orphans == ["r30d/2026-01-01/00/orphan.vsb"]
+    assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 3  # a dry run deletes nothing
+
+    done = collect(vault.catalog, vault.blob_store, clock=later)
+    assert (len(done.orphans), len(done.dead)) == (1, 1)
+    assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 1
+    assert len(read_events(vault, 1, Y)) == 1
+    assert collect(vault.catalog, vault.blob_store, clock=later) == type(done)()

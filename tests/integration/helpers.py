@@ -1,7 +1,9 @@
-"""Helpers for end-to-end tests: reading replays back, and tombstoning one by hand."""
+"""Helpers for end-to-end tests: reading replays back, tombstoning by hand, running the CLI."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -47,3 +49,14 @@ def tombstone(catalog: Catalog, project_id: int, replay_id: str | None) -> None:
                 project_id=project_id, replay_id=replay_id, deletion_id=deletion, created_at=now
             )
         )
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    """`vault-store ARGS` as a real process with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "vault_store", *args],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )

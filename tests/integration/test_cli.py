@@ -4,41 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
-import pytest
 
 from tests.conftest import RECORDINGS_DIR, need
-from tests.integration.helpers import tombstone
+from tests.integration.helpers import run, tombstone
 from vault_store.catalog import Catalog
 from vault_store.message import build_message
 
 REPLAY = "0123456789abcdef0123456789abcdef"
 DEMO_FILE = RECORDINGS_DIR / "rrweb" / "rrweb-player-demo-events.json"
-
-
-@pytest.fixture
-def home(tmp_path: Path, database_url: str) -> dict[str, str]:
-    """Environment for the CLI: its own home, on SQLite or on a fresh PostgreSQL schema."""
-    return {
-        **os.environ,
-        "VAULT_STORE_HOME": str(tmp_path / "home"),
-        "VAULT_STORE_DATABASE_URL": database_url,
-        "VAULT_STORE_RECORDINGS": str(RECORDINGS_DIR),
-    }
-
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "vault_store", *args],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_ingest_message_files_and_streams_then_read(home: dict[str, str], tmp_path: Path) -> None:

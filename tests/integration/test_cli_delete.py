@@ -1,0 +1,158 @@
+"""The deletion commands as a real process: delete, deletion, overwrite, gc, expire, audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+from sqlalchemy import text
+
+from tests.integration.helpers import run
+from vault_store.catalog import Catalog
+from vault_store.message import build_message
+
+REPLAY = "0123456789abcdef0123456789abcdef"
+OTHER = "f" * 32
+BY = ("--by", "dpo@example.com", "--reason", "GDPR art. 17")
+
+
+def _ingest(
+    env: dict[str, str], tmp_path: Path, *, project: int = 3, user: str | None = None
+) -> None:
+    event = orjson.dumps({"user": {"email": user}}) if user else None
+    stream = tmp_path / f"p{project}.msgpack"
+    stream.write_bytes(
+        b"".join(
+            build_message(
+                project_id=project,
+                replay_id=replay,
+                segment_id=n,
+                body=b"[%d]" % n,
+                replay_event=event if replay == REPLAY else None,
+            )
+            for replay in (REPLAY, OTHER)
+            for n in range(3)
+        )
+    )
+    assert run(env, "ingest", str(stream)).returncode == 0
+
+
+def test_delete_replay_with_overwrite_then_read_says_shredded(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    _ingest(home, tmp_path)
+    result = run(
+        home, "delete", "replay", "--project", "3", "--replay", REPLAY, "--overwrite", *BY, "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert (status["status"], status["rows_deleted"], status["overwrite_requested"]) == (
+        "done",
+        3,
+        True,
+    )
+    assert status["overwrite_done_at"] is not None
+    assert run(home, "read", "--project", "3", "--replay", REPLAY).returncode == 4
+    assert orjson.loads(run(home, "read", "--project", "3", "--replay", OTHER).stdout) == [
+        [0],
+        [1],
+        [2],
+    ]
+    shown = json.loads(run(home, "deletion", "status", status["id"], "--json").stdout)
+    assert shown == status
+    verify = run(home, "audit", "verify", "--json")
+    assert verify.returncode == 0 and json.loads(verify.stdout)["events"] == 4
+
+
+def test_delete_user_finds_replays_by_identifier(home: dict[str, str], tmp_path: Path) -> None:
+    _ingest(home, tmp_path, user="Carol@Example.com")
+    result = run(
+        home, "delete", "user", "--project", "3", "--user", "carol@example.com", *BY, "--json"
+    )
+    status = json.loads(result.stdout)
+    assert (status["scope"], status["replays_deleted"], status["rows_deleted"]) == ("user", 1, 3)
+    assert run(home, "read", "--project", "3", "--replay", REPLAY).returncode == 4
+    assert run(home, "read", "--project", "3", "--replay", OTHER).returncode == 0
+
+
+def test_async_delete_is_recorded_then_resumed(home: dict[str, str], tmp_path: Path) -> None:
+    _ingest(home, tmp_path)
+    _ingest(home, tmp_path, project=4)
+    queued = json.loads(
+        run(home, "delete", "project", "--project", "3", *BY, "--async", "--json").stdout
+    )
+    assert (queued["status"], queued["rows_deleted"], queued["replays_deleted"]) == (
+        "pending",
+        0,
+        2,
+    )
+    assert run(home, "read", "--project", "3", "--replay", OTHER).returncode == 4  # at once
+    done = json.loads(run(home, "deletion", "resume", queued["id"], "--json").stdout)
+    assert (done["status"], done["rows_deleted"]) == ("done", 6)
+    assert run(home, "read", "--project", "4", "--replay", OTHER).returncode == 0
+    stats = json.loads(run(home, "stats", "--json").stdout)
+    assert stats["rows"] == 6 and stats["dead_bytes"] > 0
+
+
+def test_gc_expire_and_usage_errors(home: dict[str, str], tmp_path: Path) -> None:
+    _ingest(home, tmp_path)
+    assert run(home, "delete", "project", "--project", "3", *BY).returncode == 0
+    planned = json.loads(run(home, "gc", "--dry-run", "--json").stdout)
+    assert (len(planned["dead"]), planned["dry_run"]) == (1, True)
+    assert len(list(Path(home["VAULT_STORE_HOME"], "blobs").rglob("*.vsb"))) == 1
+    done = json.loads(run(home, "gc", "--json").stdout)
+    assert len(done["dead"]) == 1
+    assert list(Path(home["VAULT_STORE_HOME"], "blobs").rglob("*.vsb")) == []
+    expired = json.loads(run(home, "expire", "--json").stdout)
+    assert expired == {"rows_expired": 0, "blobs_deleted": 0, "bytes_deleted": 0}
+    missing_reason = run(
+        home, "delete", "replay", "--project", "3", "--replay", REPLAY, "--by", "x"
+    )
+    assert missing_reason.returncode == 2 and b"--reason" in missing_reason.stderr
+    assert run(home, "deletion", "status", "nope").returncode == 2
+
+
+def test_audit_verify_fails_on_tampering_and_report_is_written(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    _ingest(home, tmp_path)
+    assert run(home, "delete", "replay", "--project", "3", "--replay", REPLAY, *BY).returncode == 0
+    report = tmp_path / "report.csv"
+    made = run(
+        home,
+        "audit",
+        "report",
+        "--since",
+        "2020-01-01",
+        "--until",
+        "2100-01-01",
+        "--format",
+        "csv",
+        "-o",
+        str(report),
+    )
+    assert made.returncode == 0, made.stderr
+    assert b"1 request(s), 1 completed" in made.stdout
+    assert report.read_text().count("\n") == 2
+    assert (
+        run(
+            home,
+            "audit",
+            "report",
+            "--since",
+            "2026-02-01",
+            "--until",
+            "2026-01-01",
+            "-o",
+            str(report),
+        ).returncode
+        == 2
+    )
+
+    catalog = Catalog(home["VAULT_STORE_DATABASE_URL"])
+    with catalog.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET actor = 'mallory' WHERE seq = 1"))
+    catalog.dispose()
+    broken = run(home, "audit", "verify")
+    assert broken.returncode == 1 and b"event 1" in broken.stdout

@@ -99,20 +99,16 @@ def _deletion(vault: Vault, row: Any, copies: CopyPolicy, now: datetime) -> dict
     if completed:
         backups_until = completed + timedelta(days=copies.backup_retention_days)
         residual = [
+            {"holder": "catalog backups", "until": backups_until.isoformat()},
             {
-                "holder": "catalog backups and replicas (wrapped keys)",
-                "until": backups_until.isoformat(),
-            },
-            {
-                "holder": "KMS key version that wrapped those keys, if rotated and destroyed "
-                "sooner",
+                "holder": "KMS key version",
                 "until": (completed + timedelta(days=copies.kms_destroy_days)).isoformat(),
             },
         ]
         if overwritten:
             residual.append(
                 {
-                    "holder": "GCS soft-deleted generation of each overwritten blob",
+                    "holder": "GCS soft delete",
                     "until": (overwritten + timedelta(days=copies.soft_delete_days)).isoformat(),
                 }
             )
@@ -266,7 +262,7 @@ def _html(report: dict[str, Any]) -> str:
     rows = "\n".join(
         "<tr class='{cls}'><td><code>{id}</code></td><td>{scope}</td><td>{project}</td>"
         "<td>{by}</td><td>{reason}</td><td>{requested}</td><td>{completed}</td><td>{hours}</td>"
-        "<td>{status}</td><td>{method}</td><td>{rows}</td><td>{proof}</td><td>{copies}</td></tr>".format(
+        "<td>{status}</td><td>{method}</td><td>{rows}</td><td>{proof}</td><td class='copies'>{copies}</td></tr>".format(
             cls="overdue" if d["overdue"] else ("pending" if d["status"] != "done" else ""),
             id=e(d["id"][:12]),
             scope=e(d["scope"]),
@@ -406,7 +402,12 @@ _PAGE = """<!doctype html>
  svg {{ width: 100%; max-width: 640px; height: auto; border: 1px solid #ddd; }}
  svg rect {{ fill: #3b6ea5; }} svg polyline {{ fill: none; stroke: #3b6ea5; stroke-width: 2; }}
  svg line {{ stroke: #999; }} svg text {{ font-size: 11px; fill: #555; }}
- @media print {{ body {{ margin: 1cm; }} tr, .fact, svg {{ page-break-inside: avoid; }} }}
+ td.copies {{ white-space: nowrap; }}
+ @page {{ size: A4 landscape; margin: 1cm; }}
+ @media print {{
+   body {{ margin: 0; font-size: 12px; }}
+   h2 {{ break-after: avoid; }} tr, .fact, svg, section {{ break-inside: avoid; }}
+ }}
 </style></head><body>
 <h1>{title}</h1>
 <p class="meta">Generated {generated} UTC for {project}. Deadline per request: {deadline} days.</p>
@@ -417,17 +418,19 @@ _PAGE = """<!doctype html>
 <th>reason</th><th>requested (UTC)</th><th>completed (UTC)</th><th>hours</th><th>status</th>
 <th>method</th><th>rows</th><th>proof</th><th>copies may remain</th></tr></thead>
 <tbody>{rows}</tbody></table>
-<h2>Storage over the period</h2>{storage_chart}
-<h2>Live and dead bytes by retention class</h2>
+<section><h2>Storage over the period</h2>{storage_chart}</section>
+<section><h2>Live and dead bytes by retention class</h2>
 <table><thead><tr><th>retention</th><th>blobs</th><th>bytes stored</th><th>live bytes</th>
-<th>dead bytes</th></tr></thead><tbody>{storage}</tbody></table>
-<h2>What may still hold a copy</h2>
+<th>dead bytes</th></tr></thead><tbody>{storage}</tbody></table></section>
+<section><h2>What may still hold a copy</h2>
 <ul>
-<li>Catalog backups and replicas keep wrapped keys until they expire ({backup_days} days here).</li>
-<li>Those wrapped keys open only with the KMS key version that wrapped them: rotating and
-destroying that version ends them sooner (Cloud KMS destroys {kms_days} days after scheduling).</li>
-<li>A forced overwrite leaves the previous object generation in GCS soft delete for
-{soft_days} days.</li>
-</ul>
+<li><b>catalog backups</b>: backups and replicas of the catalog keep the wrapped keys until they
+expire ({backup_days} days here).</li>
+<li><b>KMS key version</b>: those wrapped keys open only with the KMS key version that wrapped
+them; rotating and destroying that version ends them sooner (Cloud KMS destroys a version
+{kms_days} days after it is scheduled for destruction).</li>
+<li><b>GCS soft delete</b>: a forced overwrite leaves the previous object generation in GCS soft
+delete for {soft_days} days.</li>
+</ul></section>
 </body></html>
 """

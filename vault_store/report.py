@@ -260,9 +260,7 @@ def _html(report: dict[str, Any]) -> str:
     e = html.escape
     summary = report["summary"]
     rows = "\n".join(
-        "<tr class='{cls}'><td><code>{id}</code></td><td>{scope}</td><td>{project}</td>"
-        "<td>{by}</td><td>{reason}</td><td>{requested}</td><td>{completed}</td><td>{hours}</td>"
-        "<td>{status}</td><td>{method}</td><td>{rows}</td><td>{proof}</td><td class='copies'>{copies}</td></tr>".format(
+        _ROW.format(
             cls="overdue" if d["overdue"] else ("pending" if d["status"] != "done" else ""),
             id=e(d["id"][:12]),
             scope=e(d["scope"]),
@@ -385,6 +383,13 @@ def _line_chart(points: list[tuple[str, float]], *, unit: str) -> str:
 def _round(value: float) -> float:
     return round(value, 4)
 
+
+_ROW = (
+    "<tr class='{cls}'><td><code>{id}</code></td><td>{scope}</td><td>{project}</td>"
+    "<td>{by}</td><td>{reason}</td><td>{requested}</td><td>{completed}</td><td>{hours}</td>"
+    "<td>{status}</td><td>{method}</td><td>{rows}</td><td>{proof}</td>"
+    "<td class='copies'>{copies}</td></tr>"
+)
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>

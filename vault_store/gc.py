@@ -44,7 +44,7 @@ def collect(
 ) -> GcResult:
     """Find orphans older than `grace` and dead blobs; delete them unless `dry_run`."""
     now = clock()
-    with catalog.engine.connect() as conn:
+    with catalog.connection("gc") as conn:
         known = set(conn.execute(select(Blob.path)).scalars())
         dead = conn.execute(
             select(Blob.path, Blob.size).where(Blob.live_bytes <= 0, Blob.state != "deleted")
@@ -62,7 +62,7 @@ def collect(
                 blob_store.delete(info.path)
         for path, _size in dead:
             forget_blob(catalog, blob_store, path, now)
-        with catalog.engine.begin() as conn:
+        with catalog.transaction("gc") as conn:
             audit.append(
                 conn,
                 kind="gc.run",

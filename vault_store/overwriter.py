@@ -57,7 +57,7 @@ class Overwriter:
         query = select(OverwriteJob).where(OverwriteJob.done_at.is_(None))
         if deletion_id is not None:
             query = query.where(OverwriteJob.deletion_id == deletion_id)
-        with self._catalog.engine.connect() as conn:
+        with self._catalog.connection("overwrite") as conn:
             jobs = conn.execute(query.order_by(OverwriteJob.blob_path, OverwriteJob.start)).all()
         by_blob: dict[str, list[Any]] = defaultdict(list)
         for job in jobs:
@@ -70,7 +70,7 @@ class Overwriter:
 
     def _rewrite(self, path: str, jobs: list[Any]) -> tuple[int, int, int, int, int]:
         ranges = sorted({(job.start, job.stop) for job in jobs})
-        with self._catalog.engine.connect() as conn:
+        with self._catalog.connection("overwrite") as conn:
             expires_at = conn.execute(select(Blob.expires_at).where(Blob.path == path)).scalar_one()
         conflicts = 0
         rewritten = 0
@@ -123,7 +123,7 @@ class Overwriter:
     ) -> None:
         now = self._clock()
         deletion_ids = sorted({job.deletion_id for job in jobs})
-        with self._catalog.engine.begin() as conn:
+        with self._catalog.transaction("overwrite") as conn:
             conn.execute(
                 update(OverwriteJob)
                 .where(OverwriteJob.id.in_([job.id for job in jobs]))

@@ -53,7 +53,7 @@ def build(
     )
     if project_id is not None:
         query = query.where(Deletion.project_id == project_id)
-    with vault.catalog.engine.connect() as conn:
+    with vault.catalog.connection("report") as conn:
         rows = conn.execute(query.order_by(Deletion.requested_at)).all()
     deletions = [_deletion(vault, row, copies, now) for row in rows]
     latencies = [d["hours_to_complete"] for d in deletions if d["hours_to_complete"] is not None]
@@ -144,7 +144,7 @@ def _proof(vault: Vault, row: Any) -> dict[str, Any]:
     are its tombstones, and their number must match what the deletion recorded.
     """
     rbr = RecordingByteRange
-    with vault.catalog.engine.connect() as conn:
+    with vault.catalog.connection("report") as conn:
         if row.scope == "project":
             target = rbr.project_id == row.project_id
             replays = [uuid.uuid4().hex]  # any replay of a deleted project must answer shredded
@@ -188,7 +188,7 @@ def _read_answer(vault: Vault, project_id: int, replay_id: str) -> str:
 
 
 def _storage_by_retention(vault: Vault) -> list[dict[str, Any]]:
-    with vault.catalog.engine.connect() as conn:
+    with vault.catalog.connection("report") as conn:
         rows = conn.execute(
             select(
                 Blob.retention_days,
@@ -214,7 +214,7 @@ def _storage_by_retention(vault: Vault) -> list[dict[str, Any]]:
 
 def _storage_over_period(vault: Vault, period: Period) -> list[dict[str, Any]]:
     """Bytes stored at the end of each day: blobs created by then and not yet expired."""
-    with vault.catalog.engine.connect() as conn:
+    with vault.catalog.connection("report") as conn:
         blobs = conn.execute(select(Blob.created_at, Blob.expires_at, Blob.size)).all()
     days: list[dict[str, Any]] = []
     day = period.since

@@ -44,7 +44,7 @@ def expire(
     now = now or clock()
     rows_expired = 0
     while True:
-        with catalog.engine.begin() as conn:
+        with catalog.transaction("expire") as conn:
             chunk = delete_rows(conn, RecordingByteRange.expires_at <= now, chunk_rows)
             lower_live_bytes(conn, chunk)
         if not chunk:
@@ -52,7 +52,7 @@ def expire(
         rows_expired += len(chunk)
     blobs_deleted = bytes_deleted = 0
     if delete_blobs:
-        with catalog.engine.connect() as conn:
+        with catalog.connection("expire") as conn:
             expired = conn.execute(
                 select(Blob.path, Blob.size).where(Blob.expires_at <= now, Blob.state != "deleted")
             ).all()
@@ -60,7 +60,7 @@ def expire(
             forget_blob(catalog, blob_store, path, now)
             blobs_deleted += 1
             bytes_deleted += size
-    with catalog.engine.begin() as conn:
+    with catalog.transaction("expire") as conn:
         audit.append(
             conn,
             kind="retention.run",
@@ -81,7 +81,7 @@ def forget_blob(catalog: Catalog, blob_store: BlobStore, path: str, now: datetim
     # Already gone if an earlier run stopped between this delete and the update below.
     with contextlib.suppress(BlobNotFound):
         blob_store.delete(path)
-    with catalog.engine.begin() as conn:
+    with catalog.transaction("expire") as conn:
         conn.execute(update(Blob).where(Blob.path == path).values(state="deleted", live_bytes=0))
         conn.execute(
             update(OverwriteJob)

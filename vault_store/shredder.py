@@ -122,7 +122,7 @@ class Shredder:
             raise InvalidInput("--by/--reason", "a deletion needs who asked and why")
         deletion_id = uuid.uuid4().hex
         now = self._clock()
-        with self._catalog.engine.begin() as conn:
+        with self._catalog.transaction("shred") as conn:
             replays = self._target_replays(conn, scope, project_id, replay_id, subject_hash)
             target = (
                 replay_id
@@ -206,7 +206,7 @@ class Shredder:
             return status
         chunks = 0
         while max_chunks is None or chunks < max_chunks:
-            with self._catalog.engine.begin() as conn:
+            with self._catalog.transaction("shred") as conn:
                 deleted = self._delete_chunk(conn, status)
             chunks += 1
             if not deleted:
@@ -218,7 +218,7 @@ class Shredder:
 
     def status(self, deletion_id: str) -> DeletionStatus:
         """The deletion's current row; InvalidInput if there is none."""
-        with self._catalog.engine.connect() as conn:
+        with self._catalog.connection("shred") as conn:
             row = conn.execute(select(Deletion).where(Deletion.id == deletion_id)).one_or_none()
             if row is None:
                 raise InvalidInput("deletion", f"no deletion {deletion_id!r}")
@@ -295,7 +295,7 @@ class Shredder:
 
     def _finish(self, status: DeletionStatus) -> DeletionStatus:
         now = self._clock()
-        with self._catalog.engine.begin() as conn:
+        with self._catalog.transaction("shred") as conn:
             subjects = delete(ReplaySubject).where(ReplaySubject.project_id == status.project_id)
             if status.scope != Scope.PROJECT.value:
                 subjects = subjects.where(

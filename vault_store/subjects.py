@@ -13,8 +13,7 @@ import hmac
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import CatalogSecret
@@ -66,18 +65,16 @@ class SubjectHasher:
         if stored is None:
             key = DataKey.generate()
             wrapped = kms.wrap(key, _SUBJECT_KEY_CONTEXT)
-            try:
-                with catalog.engine.begin() as conn:
-                    conn.execute(
-                        insert(CatalogSecret).values(
-                            name=SECRET_NAME,
-                            wrapped=wrapped.ciphertext,
-                            kek=wrapped.kek,
-                            created_at=datetime.now(UTC),
-                        )
+            # If another process stored its key first, nothing is inserted and we read theirs.
+            with catalog.transaction("subjects") as conn:
+                conn.execute(
+                    catalog.insert_ignoring_conflicts(CatalogSecret).values(
+                        name=SECRET_NAME,
+                        wrapped=wrapped.ciphertext,
+                        kek=wrapped.kek,
+                        created_at=datetime.now(UTC),
                     )
-            except IntegrityError:
-                pass  # another process stored its key first: the read below takes theirs
+                )
             stored = _read(catalog)
             assert stored is not None
         return cls(kms.unwrap(stored, _SUBJECT_KEY_CONTEXT).reveal())
@@ -95,7 +92,7 @@ class SubjectHasher:
 
 
 def _read(catalog: Catalog) -> bytes | None:
-    with catalog.engine.connect() as conn:
+    with catalog.connection("subjects") as conn:
         row = conn.execute(
             select(CatalogSecret.wrapped).where(CatalogSecret.name == SECRET_NAME)
         ).first()

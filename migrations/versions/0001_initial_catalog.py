@@ -36,6 +36,18 @@ def upgrade() -> None:
     op.create_index("ix_audit_event_at", "audit_event", ["at"])
 
     op.create_table(
+        "api_token",
+        sa.Column("id", sa.String(16), nullable=False),
+        sa.Column("secret_hash", sa.LargeBinary(), nullable=False),
+        sa.Column("label", sa.String(255), nullable=False),
+        sa.Column("projects", sa.Text(), nullable=False),
+        sa.Column("scopes", sa.String(64), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("revoked_at", TIMESTAMP, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_api_token"),
+    )
+
+    op.create_table(
         "catalog_secret",
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("wrapped", sa.LargeBinary(), nullable=False),
@@ -164,6 +176,7 @@ def downgrade() -> None:
         "deletion",
         "blob",
         "catalog_secret",
+        "api_token",
         "audit_event",
     ):
         op.drop_table(table)

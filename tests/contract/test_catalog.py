@@ -141,3 +141,12 @@ def test_unreachable_database_is_backend_unavailable() -> None:
 def test_unsupported_catalog_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         Catalog(url)
+
+
+def test_library_operations_map_database_outages_too() -> None:
+    from vault_store.shredder import Scope, Shredder
+
+    catalog = Catalog("postgresql://postgres@127.0.0.1:1/none?connect_timeout=1")
+    with pytest.raises(BackendUnavailable) as caught:
+        Shredder(catalog).request(Scope.PROJECT, 1, requested_by="a", reason="b")
+    assert caught.value.op == "shred"

@@ -11,6 +11,7 @@ from vault_store.catalog.models import Base
 
 TABLES = {
     "alembic_version",
+    "api_token",
     "audit_event",
     "blob",
     "catalog_secret",

@@ -22,9 +22,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
 
 from vault_store.catalog import migrate
-from vault_store.catalog.models import Blob, RecordingByteRange, ReplaySubject, Tombstone
+from vault_store.catalog.models import Base, Blob, RecordingByteRange, ReplaySubject, Tombstone
 from vault_store.catalog.records import (
     BlobRecord,
     CatalogStats,
@@ -112,8 +113,7 @@ class Catalog:
                 if (project, replay) in live_replays
             ]
             if new_subjects:
-                dialect_insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-                conn.execute(dialect_insert(ReplaySubject).on_conflict_do_nothing(), new_subjects)
+                conn.execute(self.insert_ignoring_conflicts(ReplaySubject), new_subjects)
             if self.dialect == "postgresql":
                 inserted, live = _insert_ranges_postgresql(conn, keep)
             else:
@@ -239,6 +239,24 @@ class Catalog:
             bytes_stored=int(stored),
             live_bytes=int(live),
         )
+
+    def insert_ignoring_conflicts(self, model: type[Base]) -> Insert:
+        """INSERT ... ON CONFLICT DO NOTHING for this database (first write wins)."""
+        dialect_insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        statement: Insert = dialect_insert(model).on_conflict_do_nothing()
+        return statement
+
+    @contextmanager
+    def transaction(self, op: str) -> Iterator[Connection]:
+        """A connection in a transaction that commits on success; errors mapped (see _errors)."""
+        with self._errors(op), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connection(self, op: str) -> Iterator[Connection]:
+        """A connection for reads; errors mapped (see _errors)."""
+        with self._errors(op), self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def _errors(self, op: str) -> Iterator[None]:

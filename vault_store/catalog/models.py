@@ -162,6 +162,21 @@ class CatalogSecret(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+class ApiToken(Base):
+    """A bearer token of the read API: only a hash of its secret is kept."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    label: Mapped[str] = mapped_column(String(255))
+    # JSON list of project ids, and comma-separated permissions (read, delete, audit).
+    projects: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 class AuditEvent(Base):
     """Append-only, hash-chained record of what was done (each row hashes the previous one).
 

@@ -10,6 +10,7 @@ from vault_store.cli.delete import delete, deletion, expire, gc, overwrite
 from vault_store.cli.demo import demo
 from vault_store.cli.ingest import ingest
 from vault_store.cli.read import read
+from vault_store.cli.serve import serve, token
 from vault_store.cli.stats import migrate, stats
 
 
@@ -35,5 +36,7 @@ for command in (
     gc,
     expire,
     audit,
+    serve,
+    token,
 ):
     main.add_command(command)

@@ -29,7 +29,7 @@ def verify(as_json: bool) -> None:
     with (
         reporting_errors(as_json=as_json),
         open_vault() as vault,
-        vault.catalog.engine.connect() as conn,
+        vault.catalog.connection("audit") as conn,
     ):
         report = audit_trail.verify(conn)
     if as_json:

@@ -105,7 +105,7 @@ def delete_project(
 ) -> None:
     """Shred a whole project, in chunks, with progress; resumable with `deletion resume`."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        with vault.catalog.engine.connect() as conn:
+        with vault.catalog.connection("delete") as conn:
             total = conn.execute(
                 select(func.count())
                 .select_from(RecordingByteRange)

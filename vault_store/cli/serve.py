@@ -1,0 +1,96 @@
+"""`vault-store serve` and `vault-store token ...`: the read API and its bearer tokens."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import uvicorn
+
+from vault_store.api import PERMISSIONS, TokenStore, create_app
+from vault_store.cli.common import EXIT_NOT_FOUND, emit_json, open_vault, reporting_errors, stdout
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, help="Worker processes.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the decrypting read API (OpenAPI at /openapi.json, metrics at /metrics)."""
+    if workers > 1:
+        # Each worker process imports the factory and builds its own Vault after the fork.
+        uvicorn.run(
+            "vault_store.api.app:create_app", factory=True, host=host, port=port, workers=workers
+        )
+    else:
+        uvicorn.run(create_app(), host=host, port=port)
+
+
+@click.group()
+def token() -> None:
+    """Bearer tokens of the read API, scoped to projects and permissions."""
+
+
+@token.command("create")
+@click.option(
+    "--project", "projects", type=int, multiple=True, required=True, help="Project id (repeatable)."
+)
+@click.option(
+    "--scope",
+    default="read",
+    show_default=True,
+    help=f"Comma-separated permissions: {', '.join(PERMISSIONS)}.",
+)
+@click.option("--label", default="", help="What the token is for (shown in the audit trail).")
+@click.option("--json", "as_json", is_flag=True, help="Print {token, id, projects, scopes}.")
+def token_create(projects: tuple[int, ...], scope: str, label: str, as_json: bool) -> None:
+    """Make a token and print it once: it cannot be shown again."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        issued = TokenStore(vault.catalog).create(
+            projects, [s.strip() for s in scope.split(",") if s.strip()], label=label
+        )
+    if as_json:
+        emit_json(
+            {
+                "token": issued.token,
+                "id": issued.principal.token_id,
+                "projects": sorted(issued.principal.projects),
+                "scopes": sorted(issued.principal.permissions),
+            }
+        )
+        return
+    click.echo(issued.token)
+    click.echo(
+        f"id {issued.principal.token_id}; projects {sorted(issued.principal.projects)}; "
+        f"scopes {','.join(sorted(issued.principal.permissions))}; store it now, it is not kept",
+        err=True,
+    )
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by its id (exit 3 if there is no such live token)."""
+    with reporting_errors(as_json=False), open_vault() as vault:
+        revoked = TokenStore(vault.catalog).revoke(token_id)
+    if not revoked:
+        click.echo(f"no live token {token_id}", err=True)
+        sys.exit(EXIT_NOT_FOUND)
+    stdout.print(f"revoked {token_id}", markup=False)
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(as_json: bool) -> None:
+    """Tokens' ids, labels, projects and scopes (never their secrets)."""
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        tokens = TokenStore(vault.catalog).list()
+    if as_json:
+        emit_json(tokens)
+        return
+    for entry in tokens:
+        stdout.print(
+            f"{entry['id']}  projects={entry['projects']} scopes={','.join(entry['scopes'])}"  # type: ignore[arg-type]
+            f"{'  REVOKED' if entry['revoked'] else ''}  {entry['label']}",
+            markup=False,
+        )

@@ -40,7 +40,8 @@ class Api:
         merged = dict(headers or {})
         if token:
             merged["Authorization"] = f"Bearer {self.tokens[token]}"
-        return self.client.get(path, headers=merged, params=params)
+        reply: httpx.Response = self.client.get(path, headers=merged, params=params)
+        return reply
 
 
 def _fill(vault: Vault) -> None:
@@ -89,7 +90,8 @@ def test_segments_are_paged_by_cursor(api: Api) -> None:
 
 def test_recording_pages_concatenate_to_the_whole_replay(api: Api) -> None:
     whole = orjson.loads(b"".join(api.vault.read_recording(1, A)))
-    got, cursor = [], 0
+    got: list[Any] = []
+    cursor: int | None = 0
     while cursor is not None:
         reply = api.get(
             f"/v1/projects/1/replays/{A}/recording", params={"cursor": cursor, "per_page": 45}

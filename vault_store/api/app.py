@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from vault_store.api.metrics import Metrics
 from vault_store.api.tokens import Principal, TokenStore
@@ -87,30 +89,7 @@ def create_app(
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     _install_error_handlers(app, limits)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        started = time.perf_counter()
-        try:
-            response: Response = await asyncio.wait_for(
-                call_next(request), timeout=limits.request_timeout_seconds
-            )
-        except TimeoutError:
-            response = _error_response(
-                ApiError(
-                    503,
-                    "timeout",
-                    "the request took too long",
-                    **{"Retry-After": str(limits.retry_after_seconds)},
-                )
-            )
-        route = request.scope.get("route")
-        metrics.observe(
-            getattr(route, "path", "unmatched"),
-            request.method,
-            response.status_code,
-            time.perf_counter() - started,
-        )
-        return response
+    app.add_middleware(_Observe, metrics=metrics, limits=limits)
 
     @app.get("/healthz", summary="Liveness and catalog reachability")
     def healthz() -> dict[str, str]:
@@ -251,6 +230,65 @@ def principal(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(principal)]
+
+
+class _Observe:
+    """Plain ASGI middleware: counts requests and latency, and bounds time to the first byte.
+
+    If no response has started within the request timeout, the request is abandoned and a 503
+    with Retry-After is sent instead; a response already streaming is left to finish.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, limits: ApiLimits) -> None:
+        self._app = app
+        self._metrics = metrics
+        self._limits = limits
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        began = asyncio.Event()
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                began.set()
+            await send(message)
+
+        task = asyncio.ensure_future(self._app(scope, receive, observed_send))
+        waiter = asyncio.ensure_future(began.wait())
+        done, _ = await asyncio.wait(
+            {task, waiter},
+            timeout=self._limits.request_timeout_seconds,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if not done:
+            task.cancel()
+            status = 503
+            await _error_response(
+                ApiError(
+                    503,
+                    "timeout",
+                    "the request took too long",
+                    **{"Retry-After": str(self._limits.retry_after_seconds)},
+                )
+            )(scope, receive, send)
+        else:
+            try:
+                await task
+            finally:
+                waiter.cancel()
+        route = scope.get("route")
+        self._metrics.observe(
+            getattr(route, "path", "unmatched"),
+            scope["method"],
+            status,
+            time.perf_counter() - started,
+        )
 
 
 class _State:

@@ -86,6 +86,8 @@ class LibraryRun:
             catalog=catalog,
             blob_store=LocalBlobStore(work / uuid.uuid4().hex),
             kms=LocalKms(work / "kek.json"),
+            # The storage core: one frame per segment (typed parts: see parts_report.py).
+            typed_parts=False,
         )
         self.round: list[Segment] = []
 

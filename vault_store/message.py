@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import orjson
 
+from vault_store import jsontree
 from vault_store.errors import InvalidInput
 
 MESSAGE_TYPE = "replay_recording_not_chunked"
@@ -38,6 +39,8 @@ class Segment:
     received: int = 0
     replay_event: bytes | None = None
     replay_video: bytes | None = None
+    # The body already parsed by validation, handed on so typed parts need not parse it again.
+    events: list[Any] | None = field(default=None, compare=False, repr=False)
 
 
 def validate_replay_id(value: object, field: str = "replay_id") -> str:
@@ -79,7 +82,7 @@ def parse_message(raw: bytes) -> Segment:
     message_type = _required(message, "type")
     if message_type != MESSAGE_TYPE:
         raise InvalidInput("type", f"expected {MESSAGE_TYPE!r}")
-    segment_id, body = parse_payload(_required(message, "payload"))
+    segment_id, body, events = parse_payload(_required(message, "payload"))
     key_id = message.get("key_id")
     if key_id is not None:
         validate_uint64(key_id, "key_id")
@@ -91,6 +94,7 @@ def parse_message(raw: bytes) -> Segment:
         replay_id=validate_replay_id(_required(message, "replay_id")),
         segment_id=segment_id,
         body=body,
+        events=events,
         retention_days=validate_retention_days(_required(message, "retention_days")),
         org_id=validate_uint64(_required(message, "org_id"), "org_id"),
         received=validate_uint64(_required(message, "received"), "received"),
@@ -99,8 +103,8 @@ def parse_message(raw: bytes) -> Segment:
     )
 
 
-def parse_payload(payload: object) -> tuple[int, bytes]:
-    """Split `{"segment_id":N}\\n<body>` and return (N, the decompressed rrweb JSON)."""
+def parse_payload(payload: object) -> tuple[int, bytes, list[Any]]:
+    """Split `{"segment_id":N}\\n<body>`: (N, the decompressed rrweb JSON, its events)."""
     if not isinstance(payload, bytes):
         raise InvalidInput("payload", f"expected bytes, got {_type_name(payload)}")
     header, newline, body = payload.partition(b"\n")
@@ -117,11 +121,11 @@ def parse_payload(payload: object) -> tuple[int, bytes]:
         raise InvalidInput("payload.header.segment_id", "expected a non-negative integer")
     if segment_id >= _UINT64_LIMIT:
         raise InvalidInput("payload.header.segment_id", "expected an unsigned 64-bit integer")
-    return segment_id, decode_body(body)
+    return segment_id, *decode_body(body)
 
 
-def decode_body(body: bytes) -> bytes:
-    """The rrweb JSON of a body that is zlib-compressed or raw JSON; checked to be an array."""
+def decode_body(body: bytes) -> tuple[bytes, list[Any]]:
+    """The rrweb JSON of a body that is zlib-compressed or raw JSON, and its parsed events."""
     if _looks_like_zlib(body):
         if len(body) > MAX_COMPRESSED_BODY_BYTES:
             raise InvalidInput("payload.body", f"compressed body over {MAX_COMPRESSED_BODY_BYTES}")
@@ -131,10 +135,12 @@ def decode_body(body: bytes) -> bytes:
     if not body.lstrip()[:1] == b"[":
         raise InvalidInput("payload.body", "neither zlib data nor a JSON array")
     try:
-        orjson.loads(body)
+        events = jsontree.parse(body)
     except orjson.JSONDecodeError:
         raise InvalidInput("payload.body", "not a valid JSON array") from None
-    return body
+    if not isinstance(events, list):
+        raise InvalidInput("payload.body", "not a JSON array")
+    return body, events
 
 
 def _inflate(body: bytes) -> bytes:

@@ -54,7 +54,7 @@ class PackedBlob:
 
 
 def pack(segments: Sequence[SealedSegment]) -> PackedBlob:
-    """Concatenate frames in (project, replay, segment, part) order; record each byte range.
+    """Concatenate frames in (project, replay, part, segment) order; record each byte range.
 
     Arrival order is arbitrary (many replays interleave); sorting makes each replay's frames
     contiguous in the blob, so a read of one replay coalesces into one ranged GET per blob.
@@ -70,8 +70,9 @@ def pack(segments: Sequence[SealedSegment]) -> PackedBlob:
     return PackedBlob(tuple(chunks), position, tuple(segments), tuple(offsets))
 
 
-def _identity_order(identity: FrameIdentity) -> tuple[int, str, int, str]:
-    return (identity.project_id, identity.replay_id, identity.segment_id, identity.part)
+def _identity_order(identity: FrameIdentity) -> tuple[int, str, str, int]:
+    # Part before segment: a view reading one part (console, say) finds it in one run.
+    return (identity.project_id, identity.replay_id, identity.part, identity.segment_id)
 
 
 @dataclass(slots=True)

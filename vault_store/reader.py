@@ -15,6 +15,7 @@ from vault_store.crypto import DataKey, FrameIdentity, open_frame
 from vault_store.errors import CorruptData, ReplayNotFound, ReplayShredded
 from vault_store.keycache import KeyCache
 from vault_store.kms import KeyContext, Kms
+from vault_store.parts import RECORDING, merge
 from vault_store.settings import ReadPolicy
 
 
@@ -72,55 +73,112 @@ class Reader:
         self._pool.shutdown(wait=True)
 
     def segments(
-        self, project_id: int, replay_id: str, *, start: int = 0, stop: int | None = None
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        only: frozenset[str] | None = None,
     ) -> Iterator[StoredSegment]:
-        """Segments with start <= id < stop, in order, one page of rows at a time.
+        """Segment parts with start <= id < stop, in order, one page of rows at a time.
 
-        ReplayShredded (a deletion is recorded) or ReplayNotFound (no rows) is raised before
-        anything is yielded; a replay that exists but has no segment in the range yields nothing.
+        `only` limits the typed parts read (only their ranges are fetched); rows stored whole
+        (part "recording") are always read, as they hold every part. ReplayShredded or
+        ReplayNotFound is raised before anything is yielded.
         """
-        for page in self._pages(project_id, replay_id, start=start, stop=stop):
-            yield from page
+        for _segment_ids, opened in self._pages(
+            project_id, replay_id, start=start, stop=stop, only=only
+        ):
+            yield from opened
+
+    def merged(
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        only: frozenset[str] | None = None,
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """Pages of (segment id, the segment's events of the `only` parts as a JSON array).
+
+        Every segment of the range appears, with [] when it holds none of those parts: a view
+        has the same shape as the whole recording.
+        """
+        for segment_ids, opened in self._pages(
+            project_id, replay_id, start=start, stop=stop, only=only
+        ):
+            by_segment: dict[int, list[tuple[str, bytes]]] = {}
+            for stored in opened:
+                by_segment.setdefault(stored.segment_id, []).append((stored.part, stored.body))
+            yield [(sid, merge(by_segment.get(sid, []), only)) for sid in segment_ids]
 
     def recording(
-        self, project_id: int, replay_id: str, *, start: int = 0, stop: int | None = None
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        only: frozenset[str] | None = None,
     ) -> Iterator[bytes]:
         """The merged recording as one JSON array, one element per segment, one chunk per page.
 
         A chunk per page (not per segment) keeps servers from paying per-piece costs, and the
         first page still leaves as soon as it is decoded.
         """
-        pages = self._pages(project_id, replay_id, start=start, stop=stop)
+        pages = self.merged(project_id, replay_id, start=start, stop=stop, only=only)
         # Decode the first page before emitting "[": a missing replay must fail, not half-answer.
         first = next(pages, None)
         yield b"["
         written = 0
         for page in itertools.chain([first] if first else [], pages):
             pieces: list[bytes] = []
-            for _segment_id, parts in itertools.groupby(page, key=lambda s: s.segment_id):
+            for _segment_id, body in page:
                 if written:
                     pieces.append(b",")
-                pieces.append(join_arrays([part.body for part in parts]))
+                pieces.append(body)
                 written += 1
             yield b"".join(pieces)
         yield b"]"
 
     def _pages(
-        self, project_id: int, replay_id: str, *, start: int, stop: int | None
-    ) -> Iterator[list[StoredSegment]]:
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int,
+        stop: int | None,
+        only: frozenset[str] | None,
+    ) -> Iterator[tuple[list[int], list[StoredSegment]]]:
+        """Pages as (every segment id in the page, the opened rows of the wanted parts).
+
+        Rows of every part are listed (cheap metadata, and it tells which segments exist), but
+        only the wanted parts' ranges are fetched; rows stored whole always are.
+        """
         self._raise_if_unreadable(project_id, replay_id)
         after: int | None = None
         while True:
             rows = self._page(project_id, replay_id, start=start, after=after, stop=stop)
             if not rows:
                 return
-            yield list(self._open_page(rows))
+            wanted = [r for r in rows if only is None or r.part in only or r.part == RECORDING]
+            segment_ids = list(dict.fromkeys(row.segment_id for row in rows))
+            yield segment_ids, list(self._open_page(wanted)) if wanted else []
             after = rows[-1].segment_id
 
     def _page(
-        self, project_id: int, replay_id: str, *, start: int, after: int | None, stop: int | None
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int,
+        after: int | None,
+        stop: int | None,
     ) -> list[RangeRecord]:
-        limit = self._policy.page_segments
+        # Up to four typed parts per segment: ask for enough rows to fill a page of segments.
+        limit = self._policy.page_segments * 4
         rows = self._catalog.replay_ranges(
             project_id,
             replay_id,
@@ -134,6 +192,12 @@ class Reader:
         if len(rows) == limit and rows[0].segment_id != rows[-1].segment_id:
             last = rows[-1].segment_id
             rows = [row for row in rows if row.segment_id != last]
+        # And hold at most page_segments segments, so the first page leaves early.
+        segments: set[int] = set()
+        for position, row in enumerate(rows):
+            segments.add(row.segment_id)
+            if len(segments) > self._policy.page_segments:
+                return rows[:position]
         return rows
 
     def _raise_if_unreadable(self, project_id: int, replay_id: str) -> None:
@@ -187,11 +251,3 @@ class Reader:
         if not key.matches(row.key_check):
             raise CorruptData(f"segment {row.segment_id} failed its key check")
         return key
-
-
-def join_arrays(bodies: Sequence[bytes]) -> bytes:
-    """One JSON array holding the elements of several JSON arrays, without parsing them."""
-    if len(bodies) == 1:
-        return bodies[0]
-    inner = [body.strip()[1:-1].strip() for body in bodies]
-    return b"[" + b",".join(part for part in inner if part) + b"]"

@@ -79,6 +79,8 @@ class Settings:
     key_cache: KeyCachePolicy = field(default_factory=KeyCachePolicy)
     copies: CopyPolicy = field(default_factory=CopyPolicy)
     zstd_level: int = 3
+    # "typed": each segment stored as dom/console/network/timeline parts; "off": one part.
+    parts: str = "typed"
     auto_migrate: bool = True
     # Where the demo and benchmarks look for real rrweb recordings (None: search, then synthesize).
     recordings: Path | None = None
@@ -126,6 +128,7 @@ class Settings:
                 soft_delete_days=_number(env, "VAULT_STORE_SOFT_DELETE_DAYS", int, 7),
             ),
             zstd_level=level,
+            parts=_choice(env, "VAULT_STORE_PARTS", ("typed", "off"), "typed"),
             auto_migrate=_flag(env, "VAULT_STORE_AUTO_MIGRATE", True),
             recordings=Path(env["VAULT_STORE_RECORDINGS"])
             if env.get("VAULT_STORE_RECORDINGS")
@@ -144,6 +147,15 @@ def _number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default
     if value <= 0:
         raise ConfigError(f"{name}: expected a positive number, got {raw!r}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
-from vault_store import crypto
+from vault_store import crypto, parts
 from vault_store.blobstore import BlobStore, blob_path, blob_store_from_url
 from vault_store.catalog import BlobRecord, Catalog, CatalogStats, RangeRecord
 from vault_store.crypto import DataKey, FrameIdentity
@@ -69,6 +69,7 @@ class Vault:
         read_policy: ReadPolicy | None = None,
         key_cache_policy: KeyCachePolicy | None = None,
         zstd_level: int = 3,
+        typed_parts: bool = False,
         pipeline_flushes: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -77,6 +78,7 @@ class Vault:
         self.blob_store = blob_store
         self.kms = kms
         self._zstd_level = zstd_level
+        self._typed_parts = typed_parts
         self._clock = clock
         self._monotonic = monotonic
         cache = key_cache_policy or KeyCachePolicy()
@@ -111,6 +113,7 @@ class Vault:
             read_policy=settings.read,
             key_cache_policy=settings.key_cache,
             zstd_level=settings.zstd_level,
+            typed_parts=settings.parts == "typed",
         )
 
     def close(self) -> None:
@@ -149,32 +152,47 @@ class Vault:
         the same segment again is safe (the buffer keeps one frame per identity).
         """
         finished = self._collect(wait=False)
-        buffered = self.packer.add(self.seal(segment), self._monotonic())
-        return IngestResult(buffered, finished + self.flush_due())
+        now = self._monotonic()
+        added = [self.packer.add(sealed, now) for sealed in self.seal(segment)]
+        return IngestResult(any(added), finished + self.flush_due())
 
-    def seal(self, segment: Segment) -> SealedSegment:
-        """Seal one segment under its replay's DEK (made and wrapped on first use).
+    def seal(self, segment: Segment) -> list[SealedSegment]:
+        """Seal one segment (one frame per typed part, or one whole) under its replay's DEK.
 
-        If the KMS cannot wrap, this raises and nothing is buffered: never a plaintext fallback.
+        The DEK is made and wrapped on first use; if the KMS cannot wrap, this raises and nothing
+        is buffered: never a plaintext fallback.
         """
         owner = (segment.project_id, segment.replay_id)
         sealing = self.seal_keys.get_or_load(owner, owner, lambda: self._new_sealing_key(owner))
-        identity = FrameIdentity(segment.project_id, segment.replay_id, segment.segment_id)
-        header, ciphertext = crypto.seal_parts(
-            segment.body, sealing.key, identity, level=self._zstd_level
+        subjects = (
+            self.subjects().hashes(segment.replay_event) if segment.replay_event else frozenset()
         )
-        return SealedSegment(
-            identity=identity,
-            header=header,
-            ciphertext=ciphertext,
-            wrapped=sealing.wrapped,
-            key_check=sealing.key_check,
-            retention_days=segment.retention_days,
-            plain_bytes=len(segment.body),
-            subjects=self.subjects().hashes(segment.replay_event)
-            if segment.replay_event
-            else frozenset(),
+        bodies = (
+            parts.split(segment.body, segment.events)
+            if self._typed_parts
+            else {parts.RECORDING: segment.body}
         )
+        sealed = []
+        for part, body in bodies.items():
+            identity = FrameIdentity(
+                segment.project_id, segment.replay_id, segment.segment_id, part
+            )
+            header, ciphertext = crypto.seal_parts(
+                body, sealing.key, identity, level=self._zstd_level
+            )
+            sealed.append(
+                SealedSegment(
+                    identity=identity,
+                    header=header,
+                    ciphertext=ciphertext,
+                    wrapped=sealing.wrapped,
+                    key_check=sealing.key_check,
+                    retention_days=segment.retention_days,
+                    plain_bytes=len(body),
+                    subjects=subjects,
+                )
+            )
+        return sealed
 
     def subjects(self) -> SubjectHasher:
         """The subject hasher (its key is unwrapped from the catalog on first use)."""
@@ -351,16 +369,28 @@ class Vault:
     # -- read -----------------------------------------------------------------------------
 
     def segments(
-        self, project_id: int, replay_id: str, *, start: int = 0, stop: int | None = None
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        only: frozenset[str] | None = None,
     ) -> Iterator[StoredSegment]:
-        """Decrypted segments of a replay in order (ReplayNotFound / ReplayShredded)."""
-        return self.reader.segments(project_id, replay_id, start=start, stop=stop)
+        """Decrypted segment parts of a replay in order (ReplayNotFound / ReplayShredded)."""
+        return self.reader.segments(project_id, replay_id, start=start, stop=stop, only=only)
 
     def read_recording(
-        self, project_id: int, replay_id: str, *, start: int = 0, stop: int | None = None
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        only: frozenset[str] | None = None,
     ) -> Iterator[bytes]:
-        """The merged recording, streamed as chunks of one JSON array."""
-        return self.reader.recording(project_id, replay_id, start=start, stop=stop)
+        """The merged recording (of the `only` parts, if given), as chunks of one JSON array."""
+        return self.reader.recording(project_id, replay_id, start=start, stop=stop, only=only)
 
     def stats(self) -> CatalogStats:
         """Catalog totals."""

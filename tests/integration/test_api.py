@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,3 +279,34 @@ def test_responses_are_capped_and_continue_by_cursor(make_vault: VaultFactory) -
     segments = reply.json()
     assert 1 <= len(segments) < 10  # a few ~40-byte frames fit in 200 sealed bytes
     assert reply.headers["x-next-cursor"] == str(len(segments))
+
+
+class SlowStore(LocalBlobStore):
+    def get_range(self, path: str, start: int, stop: int) -> bytes:
+        time.sleep(2)
+        return super().get_range(path, start, stop)
+
+
+def test_a_request_without_a_first_byte_in_time_is_503(
+    make_vault: VaultFactory, tmp_path: Path
+) -> None:
+    from vault_store.api import ApiLimits
+
+    vault = make_vault()
+    _fill(vault)
+    vault.reader._blob_store = SlowStore(tmp_path / "blobs")
+    token = TokenStore(vault.catalog).create([1], ["read"]).token
+    app = create_app(
+        lambda: vault, limits=ApiLimits(request_timeout_seconds=0.3, retry_after_seconds=7)
+    )
+    with TestClient(app) as client:
+        reply = client.get(
+            f"/v1/projects/1/replays/{A}/recording", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert reply.status_code == 503
+        assert reply.json()["error"] == "timeout" and reply.headers["retry-after"] == "7"
+        metrics = client.get("/metrics").text
+    assert (
+        'route="/v1/projects/{project_id}/replays/{replay_id}/recording",status="503"} 1.0'
+        in metrics
+    )

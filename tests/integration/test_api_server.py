@@ -91,6 +91,17 @@ def test_serve_answers_over_http(home: dict[str, str], tmp_path: Path) -> None:
             == 401
         )
         assert run(home, "token", "revoke", token_id).returncode == 3
+        listed = json.loads(run(home, "token", "list", "--json").stdout)
+        assert listed == [
+            {
+                "id": token_id,
+                "label": "e2e",
+                "projects": [9],
+                "scopes": ["delete", "read"],
+                "revoked": True,
+            }
+        ]
+        assert token.split("_")[2] not in run(home, "token", "list").stdout.decode()
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -34,7 +34,7 @@ from vault_store.errors import (
     ReplayShredded,
     VaultError,
 )
-from vault_store.reader import join_arrays
+from vault_store.parts import RECORDING, TYPED_PARTS, parse_filter
 from vault_store.settings import Settings
 from vault_store.shredder import Scope
 from vault_store.vault import Vault
@@ -51,6 +51,13 @@ Cursor = Annotated[
     int | None, Query(ge=0, le=UINT64_MAX, description="Start at this segment id (from a reply).")
 ]
 PerPage = Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Segments per page.")]
+PartFilter = Annotated[
+    str | None,
+    Query(
+        pattern=rf"^({'|'.join(TYPED_PARTS)})(,({'|'.join(TYPED_PARTS)}))*$",
+        description="Only these parts, comma-separated (dom, console, network, timeline).",
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,12 +141,14 @@ def create_app(
         caller: Caller,
         cursor: Cursor = None,
         per_page: PerPage = MAX_PER_PAGE,
+        part: PartFilter = None,
     ) -> Response:
         vault = _readable(state, caller, project_id, replay_id)
+        only = parse_filter(part)
         start = cursor or 0
-        rows, next_cursor = _page(vault, project_id, replay_id, start, per_page, limits)
+        rows, next_cursor = _page(vault, project_id, replay_id, start, per_page, limits, only=only)
         stop = rows[-1].segment_id + 1 if rows else start
-        chunks = vault.read_recording(project_id, replay_id, start=start, stop=stop)
+        chunks = vault.read_recording(project_id, replay_id, start=start, stop=stop, only=only)
         first = _first_chunk(chunks)
         headers = {"X-Next-Cursor": str(next_cursor)} if next_cursor is not None else {}
         return StreamingResponse(
@@ -155,15 +164,16 @@ def create_app(
         replay_id: ReplayId,
         segment_id: Annotated[int, Path(ge=0, le=UINT64_MAX)],
         caller: Caller,
+        part: PartFilter = None,
     ) -> Response:
         vault = _readable(state, caller, project_id, replay_id)
-        parts = [
-            s.body
-            for s in vault.segments(project_id, replay_id, start=segment_id, stop=segment_id + 1)
-        ]
-        if not parts:
+        pages = vault.reader.merged(
+            project_id, replay_id, start=segment_id, stop=segment_id + 1, only=parse_filter(part)
+        )
+        found = [body for page in pages for _segment, body in page]
+        if not found:
             raise ApiError(404, "not_found", f"replay has no segment {segment_id}")
-        body = join_arrays(parts)
+        body = found[0]
         metrics.bytes_sent(len(body))
         return Response(body, media_type="application/json")
 
@@ -343,12 +353,23 @@ def _readable(state: _State, caller: Principal, project_id: int, replay_id: str)
 
 
 def _page(
-    vault: Vault, project_id: int, replay_id: str, start: int, per_page: int, limits: ApiLimits
+    vault: Vault,
+    project_id: int,
+    replay_id: str,
+    start: int,
+    per_page: int,
+    limits: ApiLimits,
+    *,
+    only: frozenset[str] | None = None,
 ) -> tuple[list[RangeRecord], int | None]:
-    """Rows of up to `per_page` whole segments from `start`, within the response size cap, and
-    the cursor of the next page (None at the end)."""
+    """Rows of up to `per_page` whole segments from `start` (of the `only` parts), within the
+    response size cap, and the cursor of the next page (None at the end)."""
     rows = vault.catalog.replay_ranges(
-        project_id, replay_id, min_segment=start, limit=per_page * 8 + 1
+        project_id,
+        replay_id,
+        min_segment=start,
+        limit=per_page * 8 + 1,
+        parts=None if only is None else only | {RECORDING},
     )
     kept: list[RangeRecord] = []
     segments: list[int] = []

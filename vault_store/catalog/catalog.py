@@ -170,8 +170,10 @@ class Catalog:
         stop_segment: int | None = None,
         limit: int = 100,
         min_segment: int = 0,
+        parts: Collection[str] | None = None,
     ) -> list[RangeRecord]:
-        """Up to `limit` rows of one replay in (segment, part) order, after a cursor."""
+        """Up to `limit` rows of one replay in (segment, part) order, after a cursor, optionally
+        only of some parts."""
         columns = [getattr(RecordingByteRange, name) for name in _RANGE_COLUMNS]
         query = (
             select(*columns)
@@ -187,6 +189,8 @@ class Catalog:
             query = query.where(RecordingByteRange.segment_id > after_segment)
         if stop_segment is not None:
             query = query.where(RecordingByteRange.segment_id < stop_segment)
+        if parts is not None:
+            query = query.where(RecordingByteRange.part.in_(sorted(parts)))
         with self._errors("read"), self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [_range_record(row) for row in rows]

@@ -12,6 +12,7 @@ import click
 from vault_store.cli.common import EXIT_CODES_HELP, open_vault, reporting_errors
 from vault_store.errors import InvalidInput
 from vault_store.message import validate_replay_id
+from vault_store.parts import parse_filter
 
 
 def parse_segment_range(text: str | None) -> tuple[int, int | None]:
@@ -34,14 +35,26 @@ def parse_segment_range(text: str | None) -> tuple[int, int | None]:
 @click.option("--replay", required=True, help="Replay id: 32 lowercase hex characters.")
 @click.option("--segments", help="Segment ids A:B (A included, B excluded), A:, :B or A.")
 @click.option(
+    "--part",
+    "part_names",
+    help="Only these parts, comma-separated: dom, console, network, timeline.",
+)
+@click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
 )
-def read(project: int, replay: str, segments: str | None, output: Path | None) -> None:
-    """Print a replay's recording: one JSON array, one element per segment (its events)."""
+def read(
+    project: int, replay: str, segments: str | None, part_names: str | None, output: Path | None
+) -> None:
+    """Print a replay's recording: one JSON array, one element per segment (its events).
+
+    With --part, each element holds only the events of those parts, in their original order,
+    and only those parts' bytes are fetched.
+    """
     with reporting_errors(as_json=False), open_vault() as vault:
         replay_id = validate_replay_id(replay, "--replay")
         start, stop = parse_segment_range(segments)
-        chunks = vault.read_recording(project, replay_id, start=start, stop=stop)
+        only = parse_filter(part_names, field="--part")
+        chunks = vault.read_recording(project, replay_id, start=start, stop=stop, only=only)
         # The first chunk is produced only once the replay is known to exist and be readable.
         first = next(chunks)
         if output is None:

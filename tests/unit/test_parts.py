@@ -109,7 +109,7 @@ def test_a_whole_segment_mixed_with_parts_is_refused() -> None:
 
 def test_part_filters() -> None:
     assert parse_filter(None) is None and parse_filter(" ") is None
-    assert parse_filter("console, network") == {CONSOLE, NETWORK}
+    assert parse_filter("console, network") == frozenset({CONSOLE, NETWORK})
     with pytest.raises(InvalidInput, match="unknown part 'video'"):
         parse_filter("console,video", field="--part")
     with pytest.raises(InvalidInput):

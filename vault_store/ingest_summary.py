@@ -54,8 +54,8 @@ class IngestSummary:
 
     @property
     def segments_per_blob(self) -> float:
-        """Packing achieved by this run."""
-        return self.rows_inserted / self.blobs_written if self.blobs_written else 0.0
+        """Packing achieved by this run (segments, not rows: a segment may be several parts)."""
+        return self.segments / self.blobs_written if self.blobs_written else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for --json."""

@@ -166,6 +166,7 @@ def test_cli_and_api_take_a_part_filter(home: dict[str, str], tmp_path: Path) ->
     assert bad.returncode == 2 and b"--part" in bad.stderr
     stats = json.loads(run(home, "stats", "--json").stdout)
     assert (stats["segments"], stats["rows"]) == (3, 9)  # typed parts are the default
+    assert stats["segments_per_blob"] == 3.0  # segments, not rows
 
     vault = Vault.from_settings(__import__("vault_store").Settings.from_env(home))
     token = TokenStore(vault.catalog).create([6], ["read"]).token

@@ -91,5 +91,5 @@ class CatalogStats:
 
     @property
     def segments_per_blob(self) -> float:
-        """Average packing factor."""
-        return self.rows / self.blobs if self.blobs else 0.0
+        """Average packing factor (segments, not rows: a segment may be several parts)."""
+        return self.segments / self.blobs if self.blobs else 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vault_store.cli.audit import audit
+from vault_store.cli.bench import bench
 from vault_store.cli.common import EXIT_CODES_HELP
 from vault_store.cli.delete import delete, deletion, expire, gc, overwrite
 from vault_store.cli.demo import demo
@@ -38,5 +39,6 @@ for command in (
     audit,
     serve,
     token,
+    bench,
 ):
     main.add_command(command)

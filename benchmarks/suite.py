@@ -1,0 +1,477 @@
+"""`vault-store bench`: ingest, writes, reads, deletes and a cost model, side by side in one run.
+
+Every measurement runs in this process on the same data: the real recordings in
+../shared/data/recordings (or synthetic ones), split like the SDK and repeated under new replay
+ids. Packed (vault-store) is compared with the naive layout, one object per segment, written by
+the same code with a flush size of one segment, to the same kind of store and catalog.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import zstandard
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from vault_store import Catalog, FlushPolicy, LocalBlobStore, LocalKms, ReadPolicy, Segment, Vault
+from vault_store.catalog import BlobRecord, RangeRecord
+from vault_store.rrweb import segment_bodies
+from vault_store.samples import recordings_or_synthetic
+from vault_store.shredder import Scope, Shredder
+
+# Prices given in the issue (USD): GCS class A and B operations, storage, KMS operations.
+PRICES = {
+    "gcs_class_a_per_1000": 0.005,
+    "gcs_class_b_per_1000": 0.0004,
+    "gcs_storage_per_gb_month": 0.020,
+    "kms_per_10000": 0.03,
+}
+MIB = 1024 * 1024
+
+
+class Bench:
+    """One run: a scratch directory, the segments, and vault factories over it."""
+
+    def __init__(self, *, quick: bool, pg_url: str | None, recordings: Path | None) -> None:
+        self.quick = quick
+        self.pg_url = pg_url
+        found, self.origin = recordings_or_synthetic(recordings)
+        self.bodies = [b for r in found for b in segment_bodies(r.events)]
+        self._scratch = tempfile.TemporaryDirectory(prefix="vault-bench-")
+        self.root = Path(self._scratch.name)
+
+    def close(self) -> None:
+        self._scratch.cleanup()
+
+    def vault(self, *, flush: FlushPolicy | None = None, read: ReadPolicy | None = None) -> Vault:
+        """A fresh SQLite catalog and blob directory (one key file for the whole run)."""
+        name = uuid.uuid4().hex
+        catalog = Catalog(f"sqlite:///{self.root / f'{name}.sqlite3'}")
+        catalog.migrate()
+        return Vault(
+            catalog=catalog,
+            blob_store=LocalBlobStore(self.root / name),
+            kms=LocalKms(self.root / "kek.json"),
+            flush_policy=flush,
+            read_policy=read,
+        )
+
+    def segments(self, copies: int, *, segments_per_replay: int | None = None) -> list[Segment]:
+        """The bodies, `copies` times, as replays of `segments_per_replay` (default: as split)."""
+        result = []
+        for _copy in range(copies):
+            per = segments_per_replay or len(self.bodies)
+            bodies = (self.bodies * (per // len(self.bodies) + 1))[:per]
+            replay = uuid.uuid4().hex
+            for n, body in enumerate(bodies):
+                result.append(
+                    Segment(
+                        project_id=1, replay_id=replay, segment_id=n, body=body, retention_days=90
+                    )
+                )
+                if segments_per_replay is None and n and n % 40 == 0:
+                    replay = uuid.uuid4().hex  # plain runs: replays of about 40 segments
+        return result
+
+
+def timed(function: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def ingest(bench: Bench) -> dict[str, Any]:
+    """Segments/s and MB/s: library, raw zstd+AES-GCM, and one object per segment."""
+    segments = bench.segments(1 if bench.quick else 3)
+    megabytes = sum(len(s.body) for s in segments) / 1e6
+    compressor = zstandard.ZstdCompressor(level=3, write_content_size=True)
+    aead = AESGCM(os.urandom(32))
+
+    def raw() -> None:
+        for segment in segments:
+            aead.encrypt(os.urandom(12), compressor.compress(segment.body), b"ad")
+
+    def through(vault: Vault) -> Callable[[], None]:
+        def run() -> None:
+            for segment in segments:
+                vault.ingest_segment(
+                    replace(segment, replay_id=uuid.uuid4().hex[:8] + segment.replay_id[8:])
+                )
+            vault.flush()
+
+        return run
+
+    packed, naive = bench.vault(), bench.vault(flush=FlushPolicy(max_segments=1))
+    rounds = 1 if bench.quick else 3
+    times: dict[str, list[float]] = {
+        "raw zstd+AES-GCM": [],
+        "library (packed)": [],
+        "one object per segment": [],
+    }
+    for _ in range(rounds):  # interleaved, so noise hits all alike
+        times["raw zstd+AES-GCM"].append(timed(raw))
+        times["library (packed)"].append(timed(through(packed)))
+        times["one object per segment"].append(timed(through(naive)))
+    raw_seconds = statistics.median(times["raw zstd+AES-GCM"])
+    rows = {
+        name: {
+            "segments_per_second": round(len(segments) / statistics.median(t)),
+            "megabytes_per_second": round(megabytes / statistics.median(t), 1),
+            "ratio_to_raw": round(raw_seconds / statistics.median(t), 3),
+        }
+        for name, t in times.items()
+    }
+    stats = packed.stats()
+    packed.close()
+    naive.close()
+    return {
+        "segments": len(segments),
+        "megabytes": round(megabytes, 2),
+        "variants": rows,
+        "mean_sealed_bytes_per_segment": round(stats.bytes_stored / max(stats.segments, 1)),
+        "replays_per_million_segments": round(
+            1e6 * len({s.replay_id for s in segments}) / len(segments)
+        ),
+    }
+
+
+def writes(bench: Bench) -> dict[str, Any]:
+    """Objects written per million segments, at each flush size."""
+    segments = bench.segments(1 if bench.quick else 2)
+    sizes_mib = [0.25, 1, 8] if bench.quick else [0.0625, 0.25, 1, 2, 4, 8, 16, 32]
+    per_flush = []
+    for size in sizes_mib:
+        vault = bench.vault(flush=FlushPolicy(max_bytes=int(size * MIB)))
+
+        def ingest_all(vault: Vault = vault) -> None:
+            for segment in segments:
+                vault.ingest_segment(segment)
+            vault.flush()
+
+        seconds = timed(ingest_all)
+        blobs = vault.stats().blobs
+        per_flush.append(
+            {
+                "flush_mib": size,
+                "objects_per_million_segments": round(1e6 * blobs / len(segments)),
+                "segments_per_second": round(len(segments) / seconds),
+            }
+        )
+        vault.close()
+    return {"segments": len(segments), "by_flush_size": per_flush, "catalog": catalog_rows(bench)}
+
+
+def catalog_rows(bench: Bench) -> dict[str, Any]:
+    """Catalog insert rows/s on PostgreSQL (and SQLite) in 5000-row flushes."""
+    rows = 20_000 if bench.quick else 200_000
+    result = {
+        "sqlite_rows_per_second": round(
+            _insert_rows(f"sqlite:///{bench.root / 'rows.sqlite3'}", rows)
+        )
+    }
+    if bench.pg_url:
+        import psycopg2
+
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        with psycopg2.connect(bench.pg_url) as conn, conn.cursor() as cursor:
+            cursor.execute(f"CREATE SCHEMA {schema}")
+        try:
+            result["postgresql_rows_per_second"] = round(
+                _insert_rows(f"{bench.pg_url}?options=-csearch_path%3D{schema}", rows)
+            )
+        finally:
+            conn = psycopg2.connect(bench.pg_url)
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+            conn.close()
+    return result
+
+
+def _insert_rows(url: str, rows: int) -> float:
+    catalog = Catalog(url)
+    catalog.migrate()
+    now = datetime.now(UTC)
+    batches = []
+    for _ in range(rows // 5000):
+        path = f"r90d/bench/{uuid.uuid4().hex}.vsb"
+        replays = [(uuid.uuid4().hex, os.urandom(52)) for _ in range(500)]
+        batches.append(
+            (
+                BlobRecord(path, 5000 * 1000, 5000, 90, now, now + timedelta(days=90)),
+                [
+                    RangeRecord(
+                        1,
+                        replays[n // 10][0],
+                        n % 10,
+                        "recording",
+                        path,
+                        n * 1000,
+                        n * 1000 + 1000,
+                        replays[n // 10][1],
+                        "local-kms:/k#v1",
+                        b"c" * 32,
+                        now,
+                        now + timedelta(days=90),
+                    )
+                    for n in range(5000)
+                ],
+            )
+        )
+    seconds = timed(lambda: [catalog.insert_blob(blob, ranges) for blob, ranges in batches])
+    catalog.dispose()
+    return rows / seconds
+
+
+def reads(bench: Bench) -> dict[str, Any]:
+    """Latency and requests for replays of 10, 100 and 700 segments, three ways; decode rate."""
+    lengths = [10, 100] if bench.quick else [10, 100, 700]
+    repeats = 5 if bench.quick else 15
+    packed, naive = bench.vault(), bench.vault(flush=FlushPolicy(max_segments=1))
+    replays: dict[int, str] = {}
+    for length in lengths:
+        for segment in bench.segments(1, segments_per_replay=length):
+            packed.ingest_segment(segment)
+            naive.ingest_segment(segment)
+            replays[length] = segment.replay_id
+    packed.flush()
+    naive.flush()
+    ways: dict[str, tuple[Vault, ReadPolicy]] = {
+        "coalesced ranges": (packed, ReadPolicy()),
+        "one request per range": (packed, ReadPolicy(gap_bytes=0, max_fetch_bytes=1)),
+        "one object per segment": (naive, ReadPolicy()),
+    }
+    table = []
+    for length in lengths:
+        for way, (source, policy) in ways.items():
+            # One reader per way, warmed once (key cache, threads): the steady state of a server.
+            reader = bench_reader(source, policy)
+
+            def read_all(reader: Vault = reader, replay: str = replays[length]) -> None:
+                b"".join(reader.read_recording(1, replay))
+
+            read_all()
+            gets_before = reader.reader.counters.gets
+            samples = [timed(read_all) for _ in range(repeats)]
+            table.append(
+                {
+                    "segments": length,
+                    "way": way,
+                    "median_ms": round(statistics.median(samples) * 1000, 2),
+                    "requests": round((reader.reader.counters.gets - gets_before) / repeats),
+                }
+            )
+            reader.reader.close()
+    decoded = b"".join(packed.read_recording(1, replays[lengths[-1]]))
+    frames_seconds = timed(lambda: b"".join(packed.read_recording(1, replays[lengths[-1]])))
+    packed.close()
+    naive.close()
+    return {"by_length": table, "decode": decode_rate(bench, len(decoded), frames_seconds)}
+
+
+def bench_reader(source: Vault, policy: ReadPolicy) -> Vault:
+    """A reader over `source`'s catalog and store with a cold key cache and its own policy."""
+    return Vault(
+        catalog=source.catalog, blob_store=source.blob_store, kms=source.kms, read_policy=policy
+    )
+
+
+def decode_rate(bench: Bench, decoded_bytes: int, seconds: float) -> dict[str, Any]:
+    """Library read (fetch, unwrap, open, decompress) against raw AES-GCM + zstd decoding."""
+    aead = AESGCM(os.urandom(32))
+    compressor, decompressor = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
+    frames = [
+        (nonce := os.urandom(12), aead.encrypt(nonce, compressor.compress(b), b""))
+        for b in bench.bodies
+    ]
+    raw_bytes = sum(len(b) for b in bench.bodies)
+    raw_seconds = timed(
+        lambda: [
+            decompressor.decompress(aead.decrypt(n, c, b""), max_output_size=100 * MIB)
+            for n, c in frames
+        ]
+    )
+    library = decoded_bytes / seconds / 1e6
+    raw = raw_bytes / raw_seconds / 1e6
+    return {
+        "library_mb_per_second": round(library, 1),
+        "raw_mb_per_second": round(raw, 1),
+        "ratio_to_raw": round(library / raw, 3),
+    }
+
+
+def deletes(bench: Bench) -> dict[str, Any]:
+    """Shred latency against replay size; project shred rows/s; overwrite amplification."""
+    lengths = [10, 100] if bench.quick else [10, 100, 700]
+    vault = bench.vault()
+    replays = {}
+    for length in lengths:
+        for segment in bench.segments(1, segments_per_replay=length):
+            vault.ingest_segment(segment)
+            replays[length] = segment.replay_id
+    neighbours = bench.segments(1, segments_per_replay=40)
+    for segment in neighbours:
+        vault.ingest_segment(segment)
+    vault.flush()
+    warm = bench.segments(1, segments_per_replay=1)[0]
+    vault.ingest_segment(warm)
+    vault.flush()
+    vault.shred(Scope.REPLAY, 1, replay_id=warm.replay_id, requested_by="bench", reason="warm-up")
+    shreds = []
+    for length in lengths:
+
+        def shred(replay: str = replays[length]) -> None:
+            vault.shred(Scope.REPLAY, 1, replay_id=replay, requested_by="bench", reason="bench")
+
+        shreds.append({"segments": length, "ms": round(timed(shred) * 1000, 2)})
+    doomed = neighbours[0].replay_id
+    status = vault.shred(
+        Scope.REPLAY,
+        1,
+        replay_id=doomed,
+        requested_by="bench",
+        reason="bench",
+        overwrite=True,
+        run=False,
+    )
+    vault.shredder.run(status.id)
+    result = vault.overwriter.run(deletion_id=status.id)
+    overwrite = {
+        "bytes_zeroed": result.bytes_zeroed,
+        "bytes_rewritten": result.bytes_rewritten,
+        "rewritten_per_byte_deleted": round(
+            result.bytes_rewritten / max(result.bytes_zeroed, 1), 1
+        ),
+    }
+    rows = 20_000 if bench.quick else 200_000
+    now = datetime.now(UTC)
+    for batch in range(rows // 5000):
+        path = f"r90d/bulk/{batch}.vsb"
+        ranges = [
+            RangeRecord(
+                9,
+                f"{n // 100:032x}",
+                n,
+                "recording",
+                path,
+                n * 10,
+                n * 10 + 10,
+                b"w" * 52,
+                "k",
+                b"c" * 32,
+                now,
+                now + timedelta(days=90),
+            )
+            for n in range(batch * 5000, batch * 5000 + 5000)
+        ]
+        vault.catalog.insert_blob(
+            BlobRecord(path, 50_000, 5000, 90, now, now + timedelta(days=90)), ranges
+        )
+    shredder = Shredder(vault.catalog)
+    deletion = shredder.request(Scope.PROJECT, 9, requested_by="bench", reason="bench")
+    seconds = timed(lambda: shredder.run(deletion))
+    vault.close()
+    return {
+        "shred_by_replay_size": shreds,
+        "project_shred_rows_per_second": round(rows / seconds),
+        "forced_overwrite": overwrite,
+    }
+
+
+def cost(ingested: dict[str, Any], written: dict[str, Any], read: dict[str, Any]) -> dict[str, Any]:
+    """Dollars per million segments per month, naive against packed, by flush size.
+
+    Counted per million segments ingested and stored for a month: object writes (class A),
+    storage, KMS operations (one wrap per replay per ingest process; one unwrap per replay read),
+    and, for reads, one full read of every replay in the month (class B per GET observed above).
+    """
+    stored_gb = ingested["mean_sealed_bytes_per_segment"] * 1e6 / 1e9
+    replays = ingested["replays_per_million_segments"]
+    gets = {
+        row["way"]: row["requests"] / row["segments"]
+        for row in read["by_length"]
+        if row["segments"] == 100
+    }
+
+    def dollars(objects: float, get_per_segment: float, kms_ops: float) -> dict[str, float]:
+        parts = {
+            "writes": objects * PRICES["gcs_class_a_per_1000"] / 1000,
+            "storage": stored_gb * PRICES["gcs_storage_per_gb_month"],
+            "reads": 1e6 * get_per_segment * PRICES["gcs_class_b_per_1000"] / 1000,
+            "kms": kms_ops * PRICES["kms_per_10000"] / 10000,
+        }
+        return {
+            **{k: round(v, 4) for k, v in parts.items()},
+            "total": round(sum(parts.values()), 4),
+        }
+
+    kms_ops = 2 * replays  # wrap at ingest + unwrap at read, per replay
+    rows = [
+        {
+            "layout": "one object per segment",
+            "flush_mib": None,
+            **dollars(1e6, gets["one object per segment"], kms_ops),
+        }
+    ]
+    for entry in written["by_flush_size"]:
+        rows.append(
+            {
+                "layout": "packed",
+                "flush_mib": entry["flush_mib"],
+                **dollars(entry["objects_per_million_segments"], gets["coalesced ranges"], kms_ops),
+            }
+        )
+    return {
+        "prices": PRICES,
+        "stored_gb_per_million_segments": round(stored_gb, 3),
+        "per_million_segments_per_month": rows,
+    }
+
+
+def run(
+    *,
+    quick: bool,
+    pg_url: str | None = None,
+    recordings: Path | None = None,
+    progress: Callable[[str], None] = lambda _s: None,
+) -> dict[str, Any]:
+    """Every section, in order; the results as plain data."""
+    bench = Bench(quick=quick, pg_url=pg_url, recordings=recordings)
+    try:
+        results: dict[str, Any] = {
+            "quick": quick,
+            "recordings_from": bench.origin,
+            "machine": machine(),
+        }
+        for name, section in (
+            ("ingest", ingest),
+            ("writes", writes),
+            ("reads", reads),
+            ("deletes", deletes),
+        ):
+            progress(name)
+            results[name] = section(bench)
+        progress("cost")
+        results["cost"] = cost(results["ingest"], results["writes"], results["reads"])
+        return results
+    finally:
+        bench.close()
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,45 @@
+"""`vault-store bench --quick` on tiny synthetic data: the output's shape, never its timings."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.integration.helpers import run
+
+
+def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
+    empty = tmp_path / "no-recordings"
+    empty.mkdir()  # nothing here: the bench falls back to small synthetic sessions
+    env = {"VAULT_STORE_HOME": str(tmp_path / "home"), "VAULT_STORE_RECORDINGS": str(empty)}
+    result = run(
+        {**os.environ, **env}, "bench", "--quick", "--json", "--plots", str(tmp_path / "plots")
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    report = json.loads(result.stdout)
+    assert report["quick"] is True and report["recordings_from"].startswith("synthetic")
+    assert set(report) >= {"ingest", "writes", "reads", "deletes", "cost", "machine", "plots"}
+    variants = report["ingest"]["variants"]
+    assert set(variants) == {"raw zstd+AES-GCM", "library (packed)", "one object per segment"}
+    assert variants["raw zstd+AES-GCM"]["ratio_to_raw"] == 1.0
+    flushes = report["writes"]["by_flush_size"]
+    assert [f["flush_mib"] for f in flushes] == [0.25, 1, 8]
+    objects = [f["objects_per_million_segments"] for f in flushes]
+    assert (
+        objects == sorted(objects, reverse=True) and objects[0] < 1_000_000
+    )  # bigger flush, fewer objects
+    reads = {(r["segments"], r["way"]): r["requests"] for r in report["reads"]["by_length"]}
+    assert (
+        reads[(100, "one object per segment")] == 100
+        and reads[(100, "one request per range")] == 100
+    )
+    assert reads[(100, "coalesced ranges")] < 10
+    assert {d["segments"] for d in report["deletes"]["shred_by_replay_size"]} == {10, 100}
+    assert report["deletes"]["forced_overwrite"]["bytes_zeroed"] > 0
+    costs = report["cost"]["per_million_segments_per_month"]
+    naive = next(c for c in costs if c["layout"] == "one object per segment")
+    assert naive["writes"] == 5.0  # a million class A operations at $0.005 per 1,000
+    assert all(c["total"] < naive["total"] for c in costs if c["layout"] == "packed")
+    for name in ("throughput_vs_flush_size.png", "cost_vs_flush_size.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,194 @@
+"""`vault-store bench`: the benchmark suite in benchmarks/suite.py, as tables, JSON and plots."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+from rich.table import Table
+
+from vault_store.cli.common import EXIT_USAGE, emit_json, show_progress, stderr, stdout
+from vault_store.settings import Settings
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def load_suite() -> ModuleType:
+    """benchmarks/suite.py from the wheel (vault_store/_benchmarks) or the source checkout."""
+    for candidate in (_PACKAGE_DIR / "_benchmarks", _PACKAGE_DIR.parent / "benchmarks"):
+        path = candidate / "suite.py"
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("vault_store_bench_suite", path)
+            assert spec is not None
+            assert spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise click.ClickException("the benchmark suite is missing from this installation")
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Small data, fewer rounds: under a minute.")
+@click.option("--pg", "pg_url", help="PostgreSQL URL for catalog rows/s (a scratch schema).")
+@click.option("--plots", type=click.Path(file_okay=False, path_type=Path), help="Write PNG plots.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench(quick: bool, pg_url: str | None, plots: Path | None, as_json: bool) -> None:
+    """Measure ingest, writes, reads, deletes and cost, packed against one object per segment."""
+    if plots is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            stderr.print("--plots needs matplotlib: pip install 'vault-store[bench]'")
+            sys.exit(EXIT_USAGE)
+    suite = load_suite()
+    settings = Settings.from_env()
+
+    def progress(section: str) -> None:
+        if show_progress() and not as_json:
+            stderr.print(f"measuring {section}...")
+
+    results = suite.run(
+        quick=quick, pg_url=pg_url, recordings=settings.recordings, progress=progress
+    )
+    if plots is not None:
+        results["plots"] = [str(p) for p in write_plots(results, plots)]
+    if as_json:
+        emit_json(results)
+        return
+    show(results)
+
+
+def show(results: dict[str, Any]) -> None:
+    """The results as tables."""
+    ingest = results["ingest"]
+    _table(
+        f"ingest: {ingest['segments']} segments, {ingest['megabytes']} MB",
+        ["variant", "segments/s", "MB/s", "x raw"],
+        [
+            [n, v["segments_per_second"], v["megabytes_per_second"], v["ratio_to_raw"]]
+            for n, v in ingest["variants"].items()
+        ],
+    )
+    writes = results["writes"]
+    _table(
+        "objects written per million segments",
+        ["flush size MiB", "objects / 1M segments", "segments/s"],
+        [
+            [w["flush_mib"], f"{w['objects_per_million_segments']:,}", w["segments_per_second"]]
+            for w in writes["by_flush_size"]
+        ]
+        + [["one object per segment", "1,000,000", ""]],
+    )
+    _table(
+        "catalog inserts",
+        ["catalog", "rows/s"],
+        [[k.split("_")[0], f"{v:,}"] for k, v in writes["catalog"].items()],
+    )
+    reads = results["reads"]
+    _table(
+        "reads",
+        ["segments", "way", "median ms", "requests"],
+        [[r["segments"], r["way"], r["median_ms"], r["requests"]] for r in reads["by_length"]],
+    )
+    decode = reads["decode"]
+    stdout.print(
+        f"decode: library {decode['library_mb_per_second']} MB/s, "
+        f"raw {decode['raw_mb_per_second']} MB/s ({decode['ratio_to_raw']}x)"
+    )
+    deletes = results["deletes"]
+    _table(
+        "shred latency",
+        ["segments", "ms"],
+        [[d["segments"], d["ms"]] for d in deletes["shred_by_replay_size"]],
+    )
+    overwrite = deletes["forced_overwrite"]
+    stdout.print(
+        f"project shred: {deletes['project_shred_rows_per_second']:,} rows/s; "
+        f"forced overwrite rewrites {overwrite['rewritten_per_byte_deleted']} bytes "
+        "per byte deleted"
+    )
+    cost = results["cost"]
+    _table(
+        f"USD per million segments per month ({cost['stored_gb_per_million_segments']} GB stored)",
+        ["layout", "flush MiB", "writes", "storage", "reads", "kms", "total"],
+        [
+            [
+                c["layout"],
+                c["flush_mib"] or "",
+                c["writes"],
+                c["storage"],
+                c["reads"],
+                c["kms"],
+                c["total"],
+            ]
+            for c in cost["per_million_segments_per_month"]
+        ],
+    )
+
+
+def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(value) for value in row))
+    stdout.print(table)
+
+
+def write_plots(results: dict[str, Any], directory: Path) -> list[Path]:
+    """Throughput and cost against flush size, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    flushes = results["writes"]["by_flush_size"]
+    sizes = [f["flush_mib"] for f in flushes]
+    written = []
+
+    figure, left = plt.subplots(figsize=(7, 4))
+    left.plot(sizes, [f["segments_per_second"] for f in flushes], marker="o", color="tab:blue")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("flush size (MiB)")
+    left.set_ylabel("ingest segments/s", color="tab:blue")
+    right = left.twinx()
+    right.plot(
+        sizes, [f["objects_per_million_segments"] for f in flushes], marker="s", color="tab:red"
+    )
+    right.set_yscale("log")
+    right.set_ylabel("objects per million segments", color="tab:red")
+    left.set_title("Ingest throughput and object writes against flush size")
+    figure.tight_layout()
+    path = directory / "throughput_vs_flush_size.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    written.append(path)
+
+    costs = results["cost"]["per_million_segments_per_month"]
+    naive = next(c for c in costs if c["layout"] == "one object per segment")
+    packed = [c for c in costs if c["layout"] == "packed"]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(
+        [c["flush_mib"] for c in packed],
+        [c["total"] for c in packed],
+        marker="o",
+        label="packed (vault-store)",
+    )
+    axis.axhline(naive["total"], color="tab:red", linestyle="--", label="one object per segment")
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("flush size (MiB)")
+    axis.set_ylabel("USD per million segments per month")
+    axis.set_ylim(bottom=0)
+    axis.legend()
+    axis.set_title("Monthly cost against flush size (GCS and Cloud KMS list prices)")
+    figure.tight_layout()
+    path = directory / "cost_vs_flush_size.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    written.append(path)
+    return written

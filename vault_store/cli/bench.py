@@ -156,6 +156,7 @@ def write_plots(results: dict[str, Any], directory: Path) -> list[Path]:
     left.set_xscale("log", base=2)
     left.set_xlabel("flush size (MiB)")
     left.set_ylabel("ingest segments/s", color="tab:blue")
+    left.set_ylim(bottom=0)
     right = left.twinx()
     right.plot(
         sizes, [f["objects_per_million_segments"] for f in flushes], marker="s", color="tab:red"

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
@@ -29,10 +28,12 @@ import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
-from vault_store.catalog import BlobRecord, RangeRecord
 from vault_store.message import Segment
 from vault_store.rrweb import segment_bodies
 from vault_store.samples import recordings_or_synthetic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from suite import synthetic_flushes
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -106,47 +107,16 @@ class LibraryRun:
 
 def catalog_rows_per_second(catalog_url: str, rows: int, batch: int, writers: int) -> float:
     """`writers` threads (one connection each, like ingest workers) insert `rows` range rows in
-    flush-sized batches into one catalog; aggregate rows per second.
-
-    Rows look like real flushes: 10 segments per replay, one wrapped key per replay.
-    """
+    flush-sized batches into one catalog; aggregate rows per second."""
     catalog = Catalog(catalog_url)
     catalog.migrate()
-    now = datetime.now(UTC)
-    check = os.urandom(32)
-    kek = "local-kms:/var/lib/vault-store/kek.json#v1"
-    batches = []
-    for b in range(rows // batch):
-        path = f"r90d/{now:%Y-%m-%d}/{now:%H}/{uuid.uuid4().hex}.vsb"
-        replays = [(uuid.uuid4().hex, os.urandom(52)) for _ in range(batch // 10)]
-        batches.append(
-            (
-                BlobRecord(path, batch * 1000, batch, 90, now, now + timedelta(days=90)),
-                [
-                    RangeRecord(
-                        b % 100,
-                        replays[n // 10][0],
-                        n % 10,
-                        "recording",
-                        path,
-                        n * 1000,
-                        n * 1000 + 1000,
-                        replays[n // 10][1],
-                        kek,
-                        check,
-                        now,
-                        now + timedelta(days=90),
-                    )
-                    for n in range(batch)
-                ],
-            )
-        )
+    flushes = synthetic_flushes(rows, batch=batch)
     started = time.perf_counter()
     with ThreadPoolExecutor(writers) as pool:
-        list(pool.map(lambda item: catalog.insert_blob(*item), batches))
+        list(pool.map(lambda item: catalog.insert_blob(*item), flushes))
     elapsed = time.perf_counter() - started
     catalog.dispose()
-    return len(batches) * batch / elapsed
+    return len(flushes) * batch / elapsed
 
 
 def fresh_pg_schema(base: str) -> str:

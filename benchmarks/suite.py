@@ -211,37 +211,43 @@ def catalog_rows(bench: Bench) -> dict[str, Any]:
     return result
 
 
+def synthetic_flushes(
+    rows: int, *, project_id: int = 1, batch: int = 5000, per_replay: int = 10
+) -> list[tuple[BlobRecord, list[RangeRecord]]]:
+    """Catalog rows shaped like real flushes: `batch` rows per blob, `per_replay` segments per
+    replay, one wrapped key per replay."""
+    now = datetime.now(UTC)
+    expires = now + timedelta(days=90)
+    flushes = []
+    for _ in range(rows // batch):
+        path = f"r90d/{now:%Y-%m-%d}/{now:%H}/{uuid.uuid4().hex}.vsb"
+        replays = [(uuid.uuid4().hex, os.urandom(52)) for _ in range(batch // per_replay + 1)]
+        ranges = [
+            RangeRecord(
+                project_id,
+                replays[n // per_replay][0],
+                n % per_replay,
+                "recording",
+                path,
+                n * 1000,
+                n * 1000 + 1000,
+                replays[n // per_replay][1],
+                "local-kms:/var/lib/vault-store/kek.json#v1",
+                b"c" * 32,
+                now,
+                expires,
+            )
+            for n in range(batch)
+        ]
+        flushes.append((BlobRecord(path, batch * 1000, batch, 90, now, expires), ranges))
+    return flushes
+
+
 def _insert_rows(url: str, rows: int) -> float:
     catalog = Catalog(url)
     catalog.migrate()
-    now = datetime.now(UTC)
-    batches = []
-    for _ in range(rows // 5000):
-        path = f"r90d/bench/{uuid.uuid4().hex}.vsb"
-        replays = [(uuid.uuid4().hex, os.urandom(52)) for _ in range(500)]
-        batches.append(
-            (
-                BlobRecord(path, 5000 * 1000, 5000, 90, now, now + timedelta(days=90)),
-                [
-                    RangeRecord(
-                        1,
-                        replays[n // 10][0],
-                        n % 10,
-                        "recording",
-                        path,
-                        n * 1000,
-                        n * 1000 + 1000,
-                        replays[n // 10][1],
-                        "local-kms:/k#v1",
-                        b"c" * 32,
-                        now,
-                        now + timedelta(days=90),
-                    )
-                    for n in range(5000)
-                ],
-            )
-        )
-    seconds = timed(lambda: [catalog.insert_blob(blob, ranges) for blob, ranges in batches])
+    flushes = synthetic_flushes(rows)
+    seconds = timed(lambda: [catalog.insert_blob(blob, ranges) for blob, ranges in flushes])
     catalog.dispose()
     return rows / seconds
 
@@ -367,29 +373,8 @@ def deletes(bench: Bench) -> dict[str, Any]:
         ),
     }
     rows = 20_000 if bench.quick else 200_000
-    now = datetime.now(UTC)
-    for batch in range(rows // 5000):
-        path = f"r90d/bulk/{batch}.vsb"
-        ranges = [
-            RangeRecord(
-                9,
-                f"{n // 100:032x}",
-                n,
-                "recording",
-                path,
-                n * 10,
-                n * 10 + 10,
-                b"w" * 52,
-                "k",
-                b"c" * 32,
-                now,
-                now + timedelta(days=90),
-            )
-            for n in range(batch * 5000, batch * 5000 + 5000)
-        ]
-        vault.catalog.insert_blob(
-            BlobRecord(path, 50_000, 5000, 90, now, now + timedelta(days=90)), ranges
-        )
+    for blob, ranges in synthetic_flushes(rows, project_id=9):
+        vault.catalog.insert_blob(blob, ranges)
     shredder = Shredder(vault.catalog)
     deletion = shredder.request(Scope.PROJECT, 9, requested_by="bench", reason="bench")
     seconds = timed(lambda: shredder.run(deletion))

@@ -53,15 +53,9 @@ class LocalBlobStore:
         """
         target = self._resolve(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Unique per call: threads and processes may write the same path at once.
-        temporary = target.with_name(f".{target.name}.{os.urandom(8).hex()}.tmp")
+        temporary = _temporary_for(target)
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                _write_all(fd, [data] if isinstance(data, bytes) else data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_durably(temporary, data)
             # link() fails if the target exists, unlike rename(): that is what makes it create-only.
             os.link(temporary, target)
             _fsync_directory(target.parent)
@@ -100,7 +94,7 @@ class LocalBlobStore:
         """Compare-and-swap under a store-wide lock: check the generation, then rename a new
         file into place (a new inode, so a new generation). Expiry lives in the path: kept."""
         target = self._resolve(path)
-        temporary = target.with_name(f".{target.name}.{os.urandom(8).hex()}.tmp")
+        temporary = _temporary_for(target)
         lock = os.open(self._root / ".replace.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -109,12 +103,7 @@ class LocalBlobStore:
                 raise GenerationMismatch(
                     f"{path} changed since it was read", backend=_BACKEND, op="replace"
                 )
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                _write_all(fd, [data] if isinstance(data, bytes) else data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_durably(temporary, data)
             os.replace(temporary, target)
             _fsync_directory(target.parent)
             return _generation(os.stat(target))
@@ -153,6 +142,21 @@ class LocalBlobStore:
         if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise InvalidInput("blob_path", f"not a relative blob path: {path!r}")
         return self._root.joinpath(*parts)
+
+
+def _temporary_for(target: Path) -> Path:
+    # Unique per call: threads and processes may write the same path at once.
+    return target.with_name(f".{target.name}.{os.urandom(8).hex()}.tmp")
+
+
+def _write_durably(path: Path, data: Buffers) -> None:
+    """Create `path` (private), write every chunk, fsync: the bytes are on disk on return."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        _write_all(fd, [data] if isinstance(data, bytes) else data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, chunks: Sequence[bytes]) -> None:

@@ -12,6 +12,7 @@ import msgpack
 import orjson
 
 from vault_store import jsontree
+from vault_store.catalog.records import MAX_STORED_ID as _MAX_STORED_ID
 from vault_store.errors import InvalidInput
 
 MESSAGE_TYPE = "replay_recording_not_chunked"
@@ -21,6 +22,8 @@ MAX_COMPRESSED_BODY_BYTES = 10 * 1024 * 1024
 MAX_BODY_BYTES = 100 * 1024 * 1024
 MAX_RETENTION_DAYS = 3650
 _UINT64_LIMIT = 2**64
+# Ids the catalog stores (project, segment) live in signed 64-bit columns on both databases.
+MAX_STORED_ID = _MAX_STORED_ID
 _REPLAY_ID = re.compile(r"[0-9a-f]{32}")
 # map16 and map32; fixmap (0x80-0x8f) is checked by range.
 _MSGPACK_MAP_MARKERS = (0xDE, 0xDF)
@@ -61,6 +64,18 @@ def validate_uint64(value: object, field: str) -> int:
     return value
 
 
+def validate_stored_id(value: object, field: str) -> int:
+    """An id the catalog stores: unsigned, and at most 2^63-1 (signed 64-bit columns).
+
+    Refused here, at the edge, rather than at insert, where one such message would fail the
+    whole flush it is buffered with.
+    """
+    number = validate_uint64(value, field)
+    if number > MAX_STORED_ID:
+        raise InvalidInput(field, "larger than 2^63-1, the largest id the catalog stores")
+    return number
+
+
 def validate_retention_days(value: object, field: str = "retention_days") -> int:
     """Retention in whole days, 1 to MAX_RETENTION_DAYS."""
     days = validate_uint64(value, field)
@@ -90,7 +105,7 @@ def parse_message(raw: bytes) -> Segment:
     if version is not None:
         validate_uint64(version, "version")
     return Segment(
-        project_id=validate_uint64(_required(message, "project_id"), "project_id"),
+        project_id=validate_stored_id(_required(message, "project_id"), "project_id"),
         replay_id=validate_replay_id(_required(message, "replay_id")),
         segment_id=segment_id,
         body=body,
@@ -119,8 +134,7 @@ def parse_payload(payload: object) -> tuple[int, bytes, list[Any]]:
     segment_id = header_value.get("segment_id")
     if not isinstance(segment_id, int) or isinstance(segment_id, bool) or segment_id < 0:
         raise InvalidInput("payload.header.segment_id", "expected a non-negative integer")
-    if segment_id >= _UINT64_LIMIT:
-        raise InvalidInput("payload.header.segment_id", "expected an unsigned 64-bit integer")
+    validate_stored_id(segment_id, "payload.header.segment_id")
     return segment_id, *decode_body(body)
 
 

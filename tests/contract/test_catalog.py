@@ -150,3 +150,12 @@ def test_library_operations_map_database_outages_too() -> None:
     with pytest.raises(BackendUnavailable) as caught:
         Shredder(catalog).request(Scope.PROJECT, 1, requested_by="a", reason="b")
     assert caught.value.op == "shred"
+
+
+def test_bounds_past_the_largest_stored_id_select_nothing(catalog: Catalog) -> None:
+    rows = [_row(n, at=n * 100) for n in range(3)]
+    catalog.insert_blob(_blob("b1", rows), rows)
+    assert catalog.replay_ranges(1, REPLAY, min_segment=2**64 - 2) == []
+    assert catalog.replay_ranges(1, REPLAY, after_segment=2**63 - 1) == []
+    assert len(catalog.replay_ranges(1, REPLAY, stop_segment=2**63)) == 3
+    assert catalog.replay_state(2**64 - 1, REPLAY) is ReplayState.UNKNOWN

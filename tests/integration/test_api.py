@@ -174,6 +174,8 @@ def test_another_projects_replay_looks_exactly_like_no_replay(api: Api) -> None:
         (f"/v1/projects/1/replays/{A}/recording?cursor=-1", "cursor"),
         (f"/v1/projects/1/replays/{A}/recording?cursor=soon", "cursor"),
         (f"/v1/projects/1/replays/{A}/segments/-3", "segment_id"),
+        (f"/v1/projects/{2**63}/replays/{A}/segments", "project_id"),
+        (f"/v1/projects/1/replays/{A}/recording?cursor={2**63}", "cursor"),
     ],
 )
 def test_bad_input_is_400_naming_the_parameter(api: Api, path: str, problem: str) -> None:

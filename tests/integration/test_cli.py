@@ -104,6 +104,7 @@ def test_read_exit_codes(home: dict[str, str], tmp_path: Path) -> None:
     other_project = run(home, "read", "--project", "4", "--replay", REPLAY)
     assert other_project.returncode == 3
     assert run(home, "read", "--project", "3", "--replay", "F" * 32).returncode == 2
+    assert run(home, "read", "--project", str(2**63), "--replay", REPLAY).returncode == 2
     assert (
         run(home, "read", "--project", "3", "--replay", REPLAY, "--segments", "x").returncode == 2
     )

@@ -200,3 +200,13 @@ def test_stream_of_concatenated_messages_splits_exactly() -> None:
 def test_bad_streams_are_refused_whole(data: bytes, problem: str) -> None:
     with pytest.raises(InvalidInput, match=problem):
         list(split_stream(data, source="f.msgpack"))
+
+
+def test_ids_beyond_what_the_catalog_stores_are_refused_at_the_edge() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_message(_raw(project_id=2**63))
+    assert caught.value.field == "project_id" and "2^63-1" in caught.value.problem
+    with pytest.raises(InvalidInput) as caught:
+        parse_message(_raw(payload=b'{"segment_id":%d}\n' % 2**63 + BODY))
+    assert caught.value.field == "payload.header.segment_id"
+    assert parse_message(_raw(project_id=2**63 - 1)).project_id == 2**63 - 1

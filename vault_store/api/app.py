@@ -34,6 +34,7 @@ from vault_store.errors import (
     ReplayShredded,
     VaultError,
 )
+from vault_store.message import MAX_STORED_ID
 from vault_store.parts import RECORDING, TYPED_PARTS, parse_filter
 from vault_store.settings import Settings
 from vault_store.shredder import Scope
@@ -41,14 +42,15 @@ from vault_store.vault import Vault
 
 REPLAY_ID_PATTERN = r"^[0-9a-f]{32}$"
 MAX_PER_PAGE = 100
-UINT64_MAX = 2**64 - 1
+# Project and segment ids are signed 64-bit in the catalog (see message.MAX_STORED_ID).
+MAX_ID = MAX_STORED_ID
 
-ProjectId = Annotated[int, Path(ge=0, le=UINT64_MAX, description="Project id.")]
+ProjectId = Annotated[int, Path(ge=0, le=MAX_ID, description="Project id.")]
 ReplayId = Annotated[
     str, Path(pattern=REPLAY_ID_PATTERN, description="32 lowercase hex characters.")
 ]
 Cursor = Annotated[
-    int | None, Query(ge=0, le=UINT64_MAX, description="Start at this segment id (from a reply).")
+    int | None, Query(ge=0, le=MAX_ID, description="Start at this segment id (from a reply).")
 ]
 PerPage = Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Segments per page.")]
 PartFilter = Annotated[
@@ -143,7 +145,7 @@ def create_app(
         per_page: PerPage = MAX_PER_PAGE,
         part: PartFilter = None,
     ) -> Response:
-        vault = _readable(state, caller, project_id, replay_id)
+        vault = _may_read(state, caller, project_id)
         only = parse_filter(part)
         start = cursor or 0
         rows, next_cursor = _page(vault, project_id, replay_id, start, per_page, limits, only=only)
@@ -162,11 +164,11 @@ def create_app(
     def segment(
         project_id: ProjectId,
         replay_id: ReplayId,
-        segment_id: Annotated[int, Path(ge=0, le=UINT64_MAX)],
+        segment_id: Annotated[int, Path(ge=0, le=MAX_ID)],
         caller: Caller,
         part: PartFilter = None,
     ) -> Response:
-        vault = _readable(state, caller, project_id, replay_id)
+        vault = _may_read(state, caller, project_id)
         pages = vault.reader.merged(
             project_id, replay_id, start=segment_id, stop=segment_id + 1, only=parse_filter(part)
         )
@@ -337,13 +339,22 @@ class _State:
         }
 
 
-def _readable(state: _State, caller: Principal, project_id: int, replay_id: str) -> Vault:
-    """The vault, once the caller may read this replay and it exists (404, 403, 410 otherwise)."""
+def _may_read(state: _State, caller: Principal, project_id: int) -> Vault:
+    """The vault, once the caller may read this project (404 if not theirs, 403 if no read).
+
+    Reads through the reader need nothing more: it answers 404 or 410 (mapped from
+    ReplayNotFound / ReplayShredded) before the first byte is sent.
+    """
     if not caller.knows(project_id):
         raise ApiError(404, "not_found", "no such replay")
     if not caller.may("read", project_id):
         raise ApiError(403, "forbidden", "this token may not read")
-    vault = state.vault()
+    return state.vault()
+
+
+def _readable(state: _State, caller: Principal, project_id: int, replay_id: str) -> Vault:
+    """_may_read, and the replay exists and is not shredded (for answers not from the reader)."""
+    vault = _may_read(state, caller, project_id)
     replay_state = vault.catalog.replay_state(project_id, replay_id)
     if replay_state is ReplayState.SHREDDED:
         raise ApiError(410, "shredded", "this replay was deleted")

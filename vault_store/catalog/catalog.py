@@ -27,6 +27,7 @@ from sqlalchemy.sql.dml import Insert
 from vault_store.catalog import migrate
 from vault_store.catalog.models import Base, Blob, RecordingByteRange, ReplaySubject, Tombstone
 from vault_store.catalog.records import (
+    MAX_STORED_ID,
     BlobRecord,
     CatalogStats,
     InsertOutcome,
@@ -173,7 +174,13 @@ class Catalog:
         parts: Collection[str] | None = None,
     ) -> list[RangeRecord]:
         """Up to `limit` rows of one replay in (segment, part) order, after a cursor, optionally
-        only of some parts."""
+        only of some parts. Bounds past the largest storable id select nothing beyond it."""
+        if project_id > MAX_STORED_ID or min_segment > MAX_STORED_ID:
+            return []
+        if after_segment is not None and after_segment >= MAX_STORED_ID:
+            return []
+        if stop_segment is not None and stop_segment > MAX_STORED_ID:
+            stop_segment = None
         columns = [getattr(RecordingByteRange, name) for name in _RANGE_COLUMNS]
         query = (
             select(*columns)
@@ -198,6 +205,8 @@ class Catalog:
     def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
         """SHREDDED once a deletion of it (or its project) is recorded, even while its rows are
         still being deleted; else STORED if any row exists; else UNKNOWN."""
+        if project_id > MAX_STORED_ID:
+            return ReplayState.UNKNOWN
         with self._errors("read"), self.engine.connect() as conn:
             tombstone = conn.execute(
                 select(Tombstone.id)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
+# Project and segment ids live in signed 64-bit columns on both databases.
+MAX_STORED_ID = 2**63 - 1
+
 
 def as_utc(moment: datetime) -> datetime:
     """A timezone-aware UTC datetime (SQLite hands back naive ones; we store only UTC)."""

@@ -10,7 +10,7 @@ import click
 
 from vault_store import audit as audit_trail
 from vault_store import report as compliance
-from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
+from vault_store.cli.common import PROJECT_ID, emit_json, open_vault, reporting_errors, stdout
 from vault_store.settings import Settings
 
 EXIT_TAMPERED = 1
@@ -55,7 +55,7 @@ def verify(as_json: bool) -> None:
 @click.option(
     "--until", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Day after the last."
 )
-@click.option("--project", type=int, help="Only this project.")
+@click.option("--project", type=PROJECT_ID, help="Only this project.")
 @click.option(
     "--format", "fmt", type=click.Choice(compliance.FORMATS), default="html", show_default=True
 )

@@ -21,6 +21,7 @@ from vault_store.errors import (
     ReplayShredded,
     VaultError,
 )
+from vault_store.message import MAX_STORED_ID
 from vault_store.settings import Settings
 from vault_store.vault import Vault
 
@@ -32,6 +33,9 @@ EXIT_SHREDDED = 4
 EXIT_INTEGRITY = 5
 EXIT_UNAVAILABLE = 6  # a backend is unreachable; retrying later may work
 EXIT_BACKEND = 7  # a backend refused the operation
+
+# A project id as the catalog stores it (signed 64-bit columns): for every --project option.
+PROJECT_ID = click.IntRange(0, MAX_STORED_ID)
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 some input rejected, 2 usage or configuration error, 3 replay not "

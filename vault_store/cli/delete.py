@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from vault_store.catalog.models import RecordingByteRange
 from vault_store.cli.common import (
+    PROJECT_ID,
     emit_json,
     open_vault,
     reporting_errors,
@@ -40,7 +41,7 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--by", "requested_by", required=True, help="Who asked (kept in the audit trail)."
         ),
-        click.option("--project", type=int, required=True, help="Project id."),
+        click.option("--project", type=PROJECT_ID, required=True, help="Project id."),
     )
     for option in options:
         function = option(function)

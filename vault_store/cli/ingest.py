@@ -13,6 +13,7 @@ from vault_store.cli.common import (
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_USAGE,
+    PROJECT_ID,
     emit_json,
     open_vault,
     reporting_errors,
@@ -41,7 +42,7 @@ from vault_store.vault import Vault
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help='A plain rrweb recording (JSON array of events, or {"result": [...]}) to split.',
 )
-@click.option("--project", type=int, help="Project id for --rrweb.")
+@click.option("--project", type=PROJECT_ID, help="Project id for --rrweb.")
 @click.option("--replay", help="Replay id for --rrweb: 32 lowercase hex characters.")
 @click.option("--retention-days", default=90, show_default=True, help="Retention for --rrweb.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

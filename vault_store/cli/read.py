@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import click
 
-from vault_store.cli.common import EXIT_CODES_HELP, open_vault, reporting_errors
+from vault_store.cli.common import EXIT_CODES_HELP, PROJECT_ID, open_vault, reporting_errors
 from vault_store.errors import InvalidInput
 from vault_store.message import validate_replay_id
 from vault_store.parts import parse_filter
@@ -31,7 +31,7 @@ def parse_segment_range(text: str | None) -> tuple[int, int | None]:
 
 
 @click.command(epilog=EXIT_CODES_HELP)
-@click.option("--project", type=int, required=True, help="Project id.")
+@click.option("--project", type=PROJECT_ID, required=True, help="Project id.")
 @click.option("--replay", required=True, help="Replay id: 32 lowercase hex characters.")
 @click.option("--segments", help="Segment ids A:B (A included, B excluded), A:, :B or A.")
 @click.option(

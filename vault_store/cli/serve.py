@@ -8,7 +8,14 @@ import click
 import uvicorn
 
 from vault_store.api import PERMISSIONS, TokenStore, create_app
-from vault_store.cli.common import EXIT_NOT_FOUND, emit_json, open_vault, reporting_errors, stdout
+from vault_store.cli.common import (
+    EXIT_NOT_FOUND,
+    PROJECT_ID,
+    emit_json,
+    open_vault,
+    reporting_errors,
+    stdout,
+)
 
 
 @click.command()
@@ -33,7 +40,12 @@ def token() -> None:
 
 @token.command("create")
 @click.option(
-    "--project", "projects", type=int, multiple=True, required=True, help="Project id (repeatable)."
+    "--project",
+    "projects",
+    type=PROJECT_ID,
+    multiple=True,
+    required=True,
+    help="Project id (repeatable).",
 )
 @click.option(
     "--scope",

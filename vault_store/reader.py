@@ -66,10 +66,16 @@ class Reader:
         self._keys = keys
         self._policy = policy
         self._pool = ThreadPoolExecutor(policy.concurrency, thread_name_prefix="vault-read")
+        # Pages load on their own threads, which wait on the fetch pool: never on the pool
+        # itself, so a busy pool cannot deadlock waiting for its own workers.
+        self._pages_ahead = ThreadPoolExecutor(
+            policy.concurrency * 2, thread_name_prefix="vault-page"
+        )
         self.counters = ReadCounters()
 
     def close(self) -> None:
-        """Stop the fetch threads."""
+        """Stop the page and fetch threads."""
+        self._pages_ahead.shutdown(wait=True)
         self._pool.shutdown(wait=True)
 
     def segments(
@@ -158,15 +164,22 @@ class Reader:
         only the wanted parts' ranges are fetched; rows stored whole always are.
         """
         self._raise_if_unreadable(project_id, replay_id)
-        after: int | None = None
-        while True:
-            rows = self._page(project_id, replay_id, start=start, after=after, stop=stop)
-            if not rows:
-                return
-            wanted = [r for r in rows if only is None or r.part in only or r.part == RECORDING]
-            segment_ids = list(dict.fromkeys(row.segment_id for row in rows))
-            yield segment_ids, list(self._open_page(wanted)) if wanted else []
-            after = rows[-1].segment_id
+        rows = self._page(project_id, replay_id, start=start, after=None, stop=stop)
+        loading = self._pages_ahead.submit(self._load, rows, only) if rows else None
+        while loading is not None:
+            page = loading.result()
+            # Start the next page before handing this one out: its blobs are fetched and
+            # decoded while the caller streams this one (at most two pages in memory).
+            rows = self._page(project_id, replay_id, start=start, after=page[0][-1], stop=stop)
+            loading = self._pages_ahead.submit(self._load, rows, only) if rows else None
+            yield page
+
+    def _load(
+        self, rows: list[RangeRecord], only: frozenset[str] | None
+    ) -> tuple[list[int], list[StoredSegment]]:
+        wanted = [r for r in rows if only is None or r.part in only or r.part == RECORDING]
+        segment_ids = list(dict.fromkeys(row.segment_id for row in rows))
+        return segment_ids, list(self._open_page(wanted)) if wanted else []
 
     def _page(
         self,

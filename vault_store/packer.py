@@ -136,7 +136,3 @@ class Packer:
     def __iter__(self) -> Iterator[SealedSegment]:
         for buffer in self._buffers.values():
             yield from buffer.items.values()
-
-    def buffered_bytes(self) -> int:
-        """Frame bytes waiting across every class."""
-        return sum(buffer.size for buffer in self._buffers.values())

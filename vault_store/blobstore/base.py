@@ -56,10 +56,6 @@ class BlobStore(Protocol):
         """Blobs whose path starts with `prefix`."""
         ...
 
-    def describe(self) -> str:
-        """A URL-like description without credentials, for messages and stats."""
-        ...
-
 
 def blob_path(
     retention_days: int,

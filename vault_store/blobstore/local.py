@@ -41,10 +41,6 @@ class LocalBlobStore:
         """The directory holding the blobs."""
         return self._root
 
-    def describe(self) -> str:
-        """The store's URL."""
-        return f"file://{self._root}"
-
     def put(self, path: str, data: Buffers, *, expires_at: datetime | None = None) -> None:
         """Write to a temporary file, fsync, then link into place (atomic and create-only).
 

@@ -123,6 +123,8 @@ class Shredder:
         deletion_id = uuid.uuid4().hex
         now = self._clock()
         with self._catalog.transaction("shred") as conn:
+            # Wait for flushes of this project in progress; later ones will see the tombstone.
+            self._catalog.lock_projects(conn, {project_id}, shared=False)
             replays = self._target_replays(conn, scope, project_id, replay_id, subject_hash)
             target = (
                 replay_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,58 @@ def test_bounds_past_the_largest_stored_id_select_nothing(catalog: Catalog) -> N
     assert catalog.replay_ranges(1, REPLAY, after_segment=2**63 - 1) == []
     assert len(catalog.replay_ranges(1, REPLAY, stop_segment=2**63)) == 3
     assert catalog.replay_state(2**64 - 1, REPLAY) is ReplayState.UNKNOWN
+
+
+@pytest.mark.postgres
+def test_a_flush_waits_for_a_deletion_request_of_its_project(database_url: str) -> None:
+    """No row of a deleted replay slips in between a flush's tombstone check and its insert."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the ordering lock is PostgreSQL's; SQLite serializes writers itself")
+    import threading
+    import uuid
+
+    from sqlalchemy import insert
+
+    from vault_store.catalog.models import Deletion, Tombstone
+
+    catalog = Catalog(database_url)
+    catalog.migrate()
+    rows = [_row(n, at=n * 100) for n in range(3)]
+    outcome: list[Any] = []
+    with catalog.engine.connect() as deleting:
+        transaction = deleting.begin()
+        catalog.lock_projects(deleting, {1}, shared=False)  # as Shredder.request does
+        flush = threading.Thread(
+            target=lambda: outcome.append(catalog.insert_blob(_blob("b1", rows), rows))
+        )
+        flush.start()
+        flush.join(timeout=1.0)
+        assert flush.is_alive() and outcome == []  # the flush waits for the request
+        deletion = uuid.uuid4().hex
+        deleting.execute(
+            insert(Deletion).values(
+                id=deletion,
+                scope="replay",
+                project_id=1,
+                target=REPLAY,
+                requested_by="t",
+                reason="t",
+                requested_at=NOW,
+                status="pending",
+                rows_deleted=0,
+                bytes_shredded=0,
+                replays_deleted=1,
+                overwrite_requested=False,
+            )
+        )
+        deleting.execute(
+            insert(Tombstone).values(
+                project_id=1, replay_id=REPLAY, deletion_id=deletion, created_at=NOW
+            )
+        )
+        transaction.commit()
+    flush.join(timeout=10)
+    assert len(outcome) == 1
+    assert (outcome[0].inserted, outcome[0].dropped_deleted) == (0, 3)  # it saw the tombstone
+    assert catalog.replay_ranges(1, REPLAY) == []
+    catalog.dispose()

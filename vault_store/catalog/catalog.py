@@ -17,6 +17,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -106,6 +107,7 @@ class Catalog:
         present are ignored (first write wins) and their bytes count as dead.
         """
         with self._errors("insert"), self.engine.begin() as conn:
+            self.lock_projects(conn, {row.project_id for row in ranges}, shared=True)
             keep = self._drop_tombstoned(conn, ranges)
             live_replays = {(row.project_id, row.replay_id) for row in keep}
             new_subjects = [
@@ -252,6 +254,22 @@ class Catalog:
             bytes_stored=int(stored),
             live_bytes=int(live),
         )
+
+    def lock_projects(self, conn: Connection, projects: Collection[int], *, shared: bool) -> None:
+        """Order flushes and deletion requests of the same projects (PostgreSQL).
+
+        A flush holds a shared lock per project while it checks tombstones and inserts; a
+        deletion request holds it exclusively while it writes the tombstone. So a flush either
+        commits before the tombstone exists (its rows are then deleted by the shred, which runs
+        after) or sees the tombstone and drops its rows: no row of a deleted replay can slip in
+        between. Transaction-scoped; sorted to avoid deadlocks. SQLite needs none: its writers
+        are serialized and a write on a stale snapshot fails, so the flush is retried.
+        """
+        if self.dialect != "postgresql":
+            return
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        for project in sorted(projects):
+            conn.execute(text(f"SELECT {function}(:key)"), {"key": project})
 
     def insert_ignoring_conflicts(self, model: type[Base]) -> Insert:
         """INSERT ... ON CONFLICT DO NOTHING for this database (first write wins)."""

@@ -82,6 +82,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh schema in the real PostgreSQL, for behaviour only PostgreSQL has."""
+    yield from _postgres_schema_url(request)
+
+
+@pytest.fixture
 def catalog(database_url: str) -> Iterator[Catalog]:
     """A migrated catalog on each database."""
     catalog = Catalog(database_url)

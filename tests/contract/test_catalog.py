@@ -163,10 +163,11 @@ def test_bounds_past_the_largest_stored_id_select_nothing(catalog: Catalog) -> N
 
 
 @pytest.mark.postgres
-def test_a_flush_waits_for_a_deletion_request_of_its_project(database_url: str) -> None:
-    """No row of a deleted replay slips in between a flush's tombstone check and its insert."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the ordering lock is PostgreSQL's; SQLite serializes writers itself")
+def test_a_flush_waits_for_a_deletion_request_of_its_project(postgres_url: str) -> None:
+    """No row of a deleted replay slips in between a flush's tombstone check and its insert.
+
+    PostgreSQL only: SQLite serializes writers itself (a write on a stale snapshot fails).
+    """
     import threading
     import uuid
 
@@ -174,7 +175,7 @@ def test_a_flush_waits_for_a_deletion_request_of_its_project(database_url: str) 
 
     from vault_store.catalog.models import Deletion, Tombstone
 
-    catalog = Catalog(database_url)
+    catalog = Catalog(postgres_url)
     catalog.migrate()
     rows = [_row(n, at=n * 100) for n in range(3)]
     outcome: list[Any] = []

@@ -195,3 +195,38 @@ def test_cli_and_api_take_a_part_filter(home: dict[str, str], tmp_path: Path) ->
         )
         assert bad_part.status_code == 400 and "part" in bad_part.json()["message"]
     vault.close()
+
+
+def test_api_pages_count_every_segment_under_a_part_filter(make_vault: VaultFactory) -> None:
+    vault = make_vault(typed_parts=True)
+    replay = "d" * 32
+    bodies = [
+        [{"type": 3, "data": {"n": 0}}],
+        [{"type": 3, "data": {"n": 1}}],
+        [dict(CONSOLE_EVENT)],
+    ]
+    for n, events in enumerate(bodies):
+        vault.ingest_segment(
+            Segment(
+                project_id=4,
+                replay_id=replay,
+                segment_id=n,
+                body=orjson.dumps(events),
+                retention_days=30,
+            )
+        )
+    vault.flush()
+    token = TokenStore(vault.catalog).create([4], ["read"]).token
+    auth = {"Authorization": f"Bearer {token}"}
+    pages, cursor = [], 0
+    with TestClient(create_app(lambda: vault)) as client:
+        while cursor is not None:
+            reply = client.get(
+                f"/v1/projects/4/replays/{replay}/recording",
+                params={"part": "console", "per_page": 1, "cursor": cursor},
+                headers=auth,
+            )
+            pages.append(reply.json())
+            next_cursor = reply.headers.get("x-next-cursor")
+            cursor = int(next_cursor) if next_cursor else None
+    assert pages == [[[]], [[]], [[CONSOLE_EVENT]]]  # one segment per page, empty ones included

@@ -373,14 +373,15 @@ def _page(
     *,
     only: frozenset[str] | None = None,
 ) -> tuple[list[RangeRecord], int | None]:
-    """Rows of up to `per_page` whole segments from `start` (of the `only` parts), within the
-    response size cap, and the cursor of the next page (None at the end)."""
+    """Rows of up to `per_page` whole segments from `start`, within the response size cap, and
+    the cursor of the next page (None at the end).
+
+    Every segment counts towards `per_page`, even one holding none of the `only` parts: the
+    reader answers it as []. Only the wanted parts' bytes count towards the size cap, as only
+    they are fetched.
+    """
     rows = vault.catalog.replay_ranges(
-        project_id,
-        replay_id,
-        min_segment=start,
-        limit=per_page * 8 + 1,
-        parts=None if only is None else only | {RECORDING},
+        project_id, replay_id, min_segment=start, limit=per_page * 8 + 1
     )
     kept: list[RangeRecord] = []
     segments: list[int] = []
@@ -396,7 +397,8 @@ def _page(
         if new_segment:
             segments.append(row.segment_id)
         kept.append(row)
-        size += row.size
+        if only is None or row.part in only or row.part == RECORDING:
+            size += row.size
     if len(rows) == per_page * 8 + 1 and kept:
         # The query limit cut the page short: continue after the last whole segment.
         last = kept[-1].segment_id

@@ -218,7 +218,8 @@ def test_api_pages_count_every_segment_under_a_part_filter(make_vault: VaultFact
     vault.flush()
     token = TokenStore(vault.catalog).create([4], ["read"]).token
     auth = {"Authorization": f"Bearer {token}"}
-    pages, cursor = [], 0
+    pages: list[Any] = []
+    cursor: int | None = 0
     with TestClient(create_app(lambda: vault)) as client:
         while cursor is not None:
             reply = client.get(

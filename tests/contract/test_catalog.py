@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.helpers import tombstone
+from tests.integration.helpers import tombstone, write_tombstone
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord, ReplayState
 from vault_store.errors import BackendUnavailable, ConfigError
 
@@ -169,11 +169,6 @@ def test_a_flush_waits_for_a_deletion_request_of_its_project(postgres_url: str) 
     PostgreSQL only: SQLite serializes writers itself (a write on a stale snapshot fails).
     """
     import threading
-    import uuid
-
-    from sqlalchemy import insert
-
-    from vault_store.catalog.models import Deletion, Tombstone
 
     catalog = Catalog(postgres_url)
     catalog.migrate()
@@ -188,28 +183,7 @@ def test_a_flush_waits_for_a_deletion_request_of_its_project(postgres_url: str) 
         flush.start()
         flush.join(timeout=1.0)
         assert flush.is_alive() and outcome == []  # the flush waits for the request
-        deletion = uuid.uuid4().hex
-        deleting.execute(
-            insert(Deletion).values(
-                id=deletion,
-                scope="replay",
-                project_id=1,
-                target=REPLAY,
-                requested_by="t",
-                reason="t",
-                requested_at=NOW,
-                status="pending",
-                rows_deleted=0,
-                bytes_shredded=0,
-                replays_deleted=1,
-                overwrite_requested=False,
-            )
-        )
-        deleting.execute(
-            insert(Tombstone).values(
-                project_id=1, replay_id=REPLAY, deletion_id=deletion, created_at=NOW
-            )
-        )
+        write_tombstone(deleting, 1, REPLAY)  # what the deletion request writes
         transaction.commit()
     flush.join(timeout=10)
     assert len(outcome) == 1

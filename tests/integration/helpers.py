@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from vault_store import Vault
 from vault_store.catalog import Catalog
@@ -25,30 +25,35 @@ def read_events(vault: Vault, project_id: int, replay_id: str) -> list[Any]:
 
 def tombstone(catalog: Catalog, project_id: int, replay_id: str | None) -> None:
     """Record a deletion of a replay (or, with None, a whole project) straight in the catalog."""
+    with catalog.engine.begin() as conn:
+        write_tombstone(conn, project_id, replay_id)
+
+
+def write_tombstone(conn: Connection, project_id: int, replay_id: str | None) -> None:
+    """The rows a deletion request writes (a deletion and its tombstone), on `conn`."""
     deletion = uuid.uuid4().hex
     now = datetime.now(UTC)
-    with catalog.engine.begin() as conn:
-        conn.execute(
-            insert(Deletion).values(
-                id=deletion,
-                scope="replay" if replay_id else "project",
-                project_id=project_id,
-                target=replay_id,
-                requested_by="test",
-                reason="test",
-                requested_at=now,
-                status="done",
-                rows_deleted=0,
-                bytes_shredded=0,
-                replays_deleted=0,
-                overwrite_requested=False,
-            )
+    conn.execute(
+        insert(Deletion).values(
+            id=deletion,
+            scope="replay" if replay_id else "project",
+            project_id=project_id,
+            target=replay_id,
+            requested_by="test",
+            reason="test",
+            requested_at=now,
+            status="done",
+            rows_deleted=0,
+            bytes_shredded=0,
+            replays_deleted=0,
+            overwrite_requested=False,
         )
-        conn.execute(
-            insert(Tombstone).values(
-                project_id=project_id, replay_id=replay_id, deletion_id=deletion, created_at=now
-            )
+    )
+    conn.execute(
+        insert(Tombstone).values(
+            project_id=project_id, replay_id=replay_id, deletion_id=deletion, created_at=now
         )
+    )
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:

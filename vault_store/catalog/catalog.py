@@ -146,9 +146,13 @@ class Catalog:
         projects = {row.project_id for row in ranges}
         if not projects:
             return []
+        # Only the tombstones that can match this batch: its replays, and whole projects.
+        # Tombstones accumulate with every deletion; a flush must not read them all.
+        replays = {row.replay_id for row in ranges}
         dead = conn.execute(
             select(Tombstone.project_id, Tombstone.replay_id).where(
-                Tombstone.project_id.in_(projects)
+                Tombstone.project_id.in_(projects),
+                Tombstone.replay_id.in_(replays) | Tombstone.replay_id.is_(None),
             )
         ).all()
         if not dead:

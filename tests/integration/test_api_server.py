@@ -101,7 +101,7 @@ def test_serve_answers_over_http(home: dict[str, str], tmp_path: Path) -> None:
                 "revoked": True,
             }
         ]
-        assert token.split("_")[2] not in run(home, "token", "list").stdout.decode()
+        assert token.split("_", 2)[2] not in run(home, "token", "list").stdout.decode()
     finally:
         server.terminate()
         server.wait(timeout=15)

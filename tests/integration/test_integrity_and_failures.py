@@ -324,6 +324,10 @@ def test_failed_background_flush_requeues_and_surfaces_at_the_next_call(
         except BackendUnavailable:
             raised += 1
         time.sleep(0.05)
+    try:
+        vault.flush()  # waits for a flush still in the background: its failure surfaces here
+    except BackendUnavailable:
+        raised += 1
     assert raised == 1
     vault.ingest_segment(segment(3))
     vault.flush()

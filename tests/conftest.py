@@ -10,6 +10,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+# gRPC's C core logs every GOAWAY of a stopped test server at INFO: keep test output readable.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from tests.peers.gcs import FaultProxy, GcsEmulator
+from tests.peers.kms_server import KmsServer
 from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
 from vault_store.rrweb import Event
 from vault_store.samples import Recording, load_recordings
@@ -36,6 +41,37 @@ def postgres_available() -> bool:
     except psycopg2.OperationalError:
         return False
     return True
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GcsEmulator]:
+    """gcp-storage-emulator on 127.0.0.1, one process for the session."""
+    emulator = GcsEmulator()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def gcs_proxy(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy to the emulator, named by STORAGE_EMULATOR_HOST for the test."""
+    proxy = FaultProxy(gcs_emulator.port)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def kms_server() -> Iterator[KmsServer]:
+    """The Cloud KMS peer (real gRPC on 127.0.0.1), fresh keys and faults for each test."""
+    server = KmsServer()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@
     ├── ReplayNotFound       no such replay (or not yours)
     ├── ReplayShredded       the replay existed and was deleted
     ├── CorruptData          stored bytes or keys failed a check (vague on purpose)
+    │   └── KeyGone          the KMS key version that wrapped a key is destroyed or disabled
     └── BackendError         a blob store, KMS or catalog operation failed (.backend, .op)
         ├── BackendUnavailable   transient; the only retryable error
         ├── AlreadyExists        create-only write found the object present
@@ -45,6 +46,10 @@ class ReplayShredded(VaultError):
 
 class CorruptData(VaultError):
     """Stored data failed authentication or a consistency check."""
+
+
+class KeyGone(CorruptData):
+    """The KMS key version needed to unwrap a data key is destroyed or disabled."""
 
 
 class BackendError(VaultError):

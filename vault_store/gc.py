@@ -18,7 +18,7 @@ from vault_store import audit
 from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import Blob
-from vault_store.errors import BlobNotFound
+from vault_store.errors import BlobNotFound, GenerationMismatch
 from vault_store.retention import forget_blob
 
 DEFAULT_GRACE = timedelta(hours=1)
@@ -57,9 +57,10 @@ def collect(
     freed = sum(info.size for info in orphans) + sum(size for _, size in dead)
     if not dry_run:
         for info in orphans:
-            # Another collector may have removed it meanwhile.
-            with contextlib.suppress(BlobNotFound):
-                blob_store.delete(info.path)
+            # Another collector may have removed it meanwhile; the generation guard keeps a
+            # delete from removing anything written at that path after the listing.
+            with contextlib.suppress(BlobNotFound, GenerationMismatch):
+                blob_store.delete(info.path, if_generation=info.generation)
         for path, _size in dead:
             forget_blob(catalog, blob_store, path, now)
         with catalog.transaction("gc") as conn:

@@ -74,6 +74,8 @@ class Settings:
     database_url: str
     blob_url: str
     kms_url: str
+    # host:port of another Cloud KMS endpoint (a loopback one: plain-text gRPC, no credentials).
+    kms_endpoint: str | None = None
     flush: FlushPolicy = field(default_factory=FlushPolicy)
     read: ReadPolicy = field(default_factory=ReadPolicy)
     key_cache: KeyCachePolicy = field(default_factory=KeyCachePolicy)
@@ -109,6 +111,7 @@ class Settings:
             database_url=env.get("VAULT_STORE_DATABASE_URL") or base.database_url,
             blob_url=env.get("VAULT_STORE_BLOB_URL") or base.blob_url,
             kms_url=env.get("VAULT_STORE_KMS_URL") or base.kms_url,
+            kms_endpoint=env.get("VAULT_STORE_KMS_ENDPOINT") or None,
             flush=FlushPolicy(
                 max_bytes=_number(env, "VAULT_STORE_FLUSH_MAX_BYTES", int, 8 * 1024 * 1024),
                 max_segments=_number(env, "VAULT_STORE_FLUSH_MAX_SEGMENTS", int, 5000),

@@ -24,7 +24,7 @@ from vault_store.kms import KeyContext, Kms
 USER_FIELDS = ("id", "email", "username")
 SECRET_NAME = "subject-hmac-key"  # noqa: S105 (the row name, not a secret)
 # Project 0 is never a real project: the subject key's wrapping context cannot be a replay's.
-_SUBJECT_KEY_CONTEXT = KeyContext(0, "0" * 32)
+SUBJECT_KEY_CONTEXT = KeyContext(0, "0" * 32)
 
 
 def normalize(identifier: str) -> str:
@@ -64,7 +64,7 @@ class SubjectHasher:
         stored = _read(catalog)
         if stored is None:
             key = DataKey.generate()
-            wrapped = kms.wrap(key, _SUBJECT_KEY_CONTEXT)
+            wrapped = kms.wrap(key, SUBJECT_KEY_CONTEXT)
             # If another process stored its key first, nothing is inserted and we read theirs.
             with catalog.transaction("subjects") as conn:
                 conn.execute(
@@ -77,7 +77,7 @@ class SubjectHasher:
                 )
             stored = _read(catalog)
             assert stored is not None
-        return cls(kms.unwrap(stored, _SUBJECT_KEY_CONTEXT).reveal())
+        return cls(kms.unwrap(stored, SUBJECT_KEY_CONTEXT).reveal())
 
     def hash(self, identifier: str) -> bytes:
         """The index value of one identifier."""

@@ -108,7 +108,7 @@ class Vault:
         return cls(
             catalog=catalog,
             blob_store=blob_store_from_url(settings.blob_url),
-            kms=kms_from_url(settings.kms_url),
+            kms=kms_from_url(settings.kms_url, endpoint=settings.kms_endpoint),
             flush_policy=settings.flush,
             read_policy=settings.read,
             key_cache_policy=settings.key_cache,

@@ -1,4 +1,5 @@
-"""One contract for every Kms backend (the local key file today), plus LocalKms's own rules."""
+"""One contract for every Kms backend: the local key file, and Cloud KMS through the real
+google-cloud-kms client talking gRPC to the peer in tests/peers/kms_server.py."""
 
 from __future__ import annotations
 
@@ -9,16 +10,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.kms_server import KEY_NAME, KmsServer
 from vault_store.crypto import DataKey
 from vault_store.errors import ConfigError, CorruptData
 from vault_store.kms import KeyContext, Kms, LocalKms, kms_from_url
+from vault_store.kms.gcp import GcpKms
 
 CONTEXT = KeyContext(7, "0123456789abcdef0123456789abcdef")
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "gcp"])
 def kms(request: pytest.FixtureRequest, tmp_path: Path) -> Kms:
+    if request.param == "gcp":
+        server: KmsServer = request.getfixturevalue("kms_server")
+        return GcpKms(KEY_NAME, endpoint=server.endpoint)
     return LocalKms(tmp_path / "kek.json")
+
+
+def test_primary_kek_names_the_version_new_keys_are_wrapped_under(kms: Kms) -> None:
+    assert kms.wrap(DataKey.generate(), CONTEXT).kek == kms.primary_kek()
 
 
 def test_wrap_unwrap_round_trip(kms: Kms) -> None:
@@ -103,8 +113,16 @@ def test_malformed_key_file_is_a_config_error(tmp_path: Path) -> None:
         LocalKms(path)
 
 
-def test_kms_urls(tmp_path: Path) -> None:
+def test_kms_urls(tmp_path: Path, kms_server: KmsServer) -> None:
     assert isinstance(kms_from_url(f"local-kms://{tmp_path}/k.json"), LocalKms)
-    for bad in ("local-kms://rel/k.json", "aws-kms://x", "local-kms:k.json"):
+    gcp = kms_from_url(f"gcp-kms://{KEY_NAME}", endpoint=kms_server.endpoint)
+    assert isinstance(gcp, GcpKms) and gcp.key_name == KEY_NAME
+    for bad in (
+        "local-kms://rel/k.json",
+        "aws-kms://x",
+        "local-kms:k.json",
+        "gcp-kms://projects/p/locations/l/keyRings/r",
+        "gcp-kms://projects/p/locations/l/keyRings//cryptoKeys/k",
+    ):
         with pytest.raises(ConfigError):
             kms_from_url(bad)

@@ -20,10 +20,17 @@ __all__ = [
 
 
 def blob_store_from_url(url: str) -> BlobStore:
-    """Build the BlobStore a URL names: ``file:///abs/path``."""
+    """Build the BlobStore a URL names: ``file:///abs/path`` or ``gs://bucket/prefix``."""
     parts = urlsplit(url)
+    if parts.scheme == "gs":
+        if not parts.netloc or parts.query or parts.fragment:
+            raise ConfigError(f"blob URL {url!r}: expected gs://bucket or gs://bucket/prefix")
+        # Imported here so the embedded default never loads the Google client libraries.
+        from vault_store.blobstore.gcs import GcsBlobStore
+
+        return GcsBlobStore(parts.netloc, unquote(parts.path.strip("/")))
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise ConfigError(f"blob URL {url!r}: expected file:///absolute/path")
         return LocalBlobStore(Path(unquote(parts.path)))
-    raise ConfigError(f"blob URL {url!r}: unknown scheme {parts.scheme!r} (supported: file)")
+    raise ConfigError(f"blob URL {url!r}: unknown scheme {parts.scheme!r} (supported: file, gs)")

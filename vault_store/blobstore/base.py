@@ -11,11 +11,13 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
-    """One stored object as listed: path relative to the store, size, creation time (UTC)."""
+    """One stored object as listed: path relative to the store, size, creation time (UTC), and
+    the generation it was listed at (for a delete that must not remove a newer write)."""
 
     path: str
     size: int
     created_at: datetime
+    generation: str | None = None
 
 
 # A blob to write: one bytes object, or chunks written back to back (no joined copy needed).
@@ -48,8 +50,9 @@ class BlobStore(Protocol):
         generation, or raises GenerationMismatch. The expiry passed in is kept on the object."""
         ...
 
-    def delete(self, path: str) -> None:
-        """Remove a blob; BlobNotFound if it is not there."""
+    def delete(self, path: str, *, if_generation: str | None = None) -> None:
+        """Remove a blob; BlobNotFound if it is not there, GenerationMismatch if `if_generation`
+        is given and the blob has been rewritten since."""
         ...
 
     def list(self, prefix: str = "") -> Iterator[BlobInfo]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -91,23 +92,20 @@ class LocalBlobStore:
         file into place (a new inode, so a new generation). Expiry lives in the path: kept."""
         target = self._resolve(path)
         temporary = _temporary_for(target)
-        lock = os.open(self._root / ".replace.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            current = _generation(os.stat(target))
-            if current != if_generation:
-                raise GenerationMismatch(
-                    f"{path} changed since it was read", backend=_BACKEND, op="replace"
-                )
-            _write_durably(temporary, data)
-            os.replace(temporary, target)
-            _fsync_directory(target.parent)
-            return _generation(os.stat(target))
+            with self._replace_lock():
+                if _generation(os.stat(target)) != if_generation:
+                    raise GenerationMismatch(
+                        f"{path} changed since it was read", backend=_BACKEND, op="replace"
+                    )
+                _write_durably(temporary, data)
+                os.replace(temporary, target)
+                _fsync_directory(target.parent)
+                return _generation(os.stat(target))
         except OSError as exc:
             raise _map(exc, "replace", path) from None
         finally:
             temporary.unlink(missing_ok=True)
-            os.close(lock)  # closing releases the lock
 
     def get(self, path: str) -> bytes:
         """The whole file."""
@@ -116,10 +114,22 @@ class LocalBlobStore:
         except OSError as exc:
             raise _map(exc, "get", path) from None
 
-    def delete(self, path: str) -> None:
-        """Unlink the file."""
+    def delete(self, path: str, *, if_generation: str | None = None) -> None:
+        """Unlink the file (under the replace lock when a generation must still match)."""
+        target = self._resolve(path)
+        if if_generation is None:
+            try:
+                target.unlink()
+            except OSError as exc:
+                raise _map(exc, "delete", path) from None
+            return
         try:
-            self._resolve(path).unlink()
+            with self._replace_lock():
+                if _generation(os.stat(target)) != if_generation:
+                    raise GenerationMismatch(
+                        f"{path} changed since it was listed", backend=_BACKEND, op="delete"
+                    )
+                target.unlink()
         except OSError as exc:
             raise _map(exc, "delete", path) from None
 
@@ -130,7 +140,18 @@ class LocalBlobStore:
             if file.name.startswith(".") or not file.is_file() or not relative.startswith(prefix):
                 continue
             status = file.stat()
-            yield BlobInfo(relative, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC))
+            created_at = datetime.fromtimestamp(status.st_mtime, UTC)
+            yield BlobInfo(relative, status.st_size, created_at, _generation(status))
+
+    @contextlib.contextmanager
+    def _replace_lock(self) -> Iterator[None]:
+        """A store-wide lock across processes for compare-and-swap operations."""
+        lock = os.open(self._root / ".replace.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock)  # closing releases the lock
 
     def _resolve(self, path: str) -> Path:
         # Paths come from the catalog or our own naming; still refuse anything that escapes root.

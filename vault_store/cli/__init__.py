@@ -9,7 +9,9 @@ from vault_store.cli.bench import bench
 from vault_store.cli.common import EXIT_CODES_HELP
 from vault_store.cli.delete import delete, deletion, expire, gc, overwrite
 from vault_store.cli.demo import demo
+from vault_store.cli.gcs import gcs
 from vault_store.cli.ingest import ingest
+from vault_store.cli.keys import keys
 from vault_store.cli.read import read
 from vault_store.cli.serve import serve, token
 from vault_store.cli.stats import migrate, stats
@@ -40,5 +42,7 @@ for command in (
     serve,
     token,
     bench,
+    keys,
+    gcs,
 ):
     main.add_command(command)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from vault_store.errors import (
     BackendError,
@@ -98,3 +100,37 @@ def emit_json(document: Any) -> None:
 def show_progress() -> bool:
     """Progress bars only for a person watching a terminal."""
     return stderr.is_terminal
+
+
+class RowProgress:
+    """A rich progress bar fed a (rows, other) callback by long catalog jobs; silent off a
+    terminal."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self._bar = Progress(
+            TextColumn(label),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+            disable=not show_progress(),
+        )
+        self._task = self._bar.add_task(label, total=total)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self._bar.start()
+        return lambda rows, _other: self._bar.update(self._task, completed=rows)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+
+def table_or_json(document: dict[str, Any], title: str, *, as_json: bool) -> None:
+    """A document as JSON for scripts, or as a two-column table for people."""
+    if as_json:
+        emit_json(document)
+        return
+    table = Table(title=title, show_header=False)
+    for key, value in document.items():
+        table.add_row(key.replace("_", " "), "" if value is None else str(value))
+    stdout.print(table)

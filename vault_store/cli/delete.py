@@ -7,19 +7,17 @@ from dataclasses import asdict
 from datetime import timedelta
 
 import click
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy import func, select
 
 from vault_store.catalog.models import RecordingByteRange
 from vault_store.cli.common import (
     PROJECT_ID,
+    RowProgress,
     emit_json,
     open_vault,
     reporting_errors,
-    show_progress,
-    stderr,
     stdout,
+    table_or_json,
 )
 from vault_store.gc import collect
 from vault_store.message import validate_replay_id
@@ -112,7 +110,7 @@ def delete_project(
                 .select_from(RecordingByteRange)
                 .where(RecordingByteRange.project_id == project)
             ).scalar_one()
-        with _progress(total) as advance:
+        with RowProgress("shredding", total) as advance:
             status = vault.shred(
                 Scope.PROJECT,
                 project,
@@ -144,7 +142,11 @@ def deletion_status(deletion_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def deletion_resume(deletion_id: str, as_json: bool) -> None:
     """Run a queued or interrupted deletion to the end (safe to repeat)."""
-    with reporting_errors(as_json=as_json), open_vault() as vault, _progress(None) as advance:
+    with (
+        reporting_errors(as_json=as_json),
+        open_vault() as vault,
+        RowProgress("shredding", None) as advance,
+    ):
         status = vault.resume_deletion(deletion_id, progress=advance)
     _show(status, as_json=as_json)
 
@@ -155,7 +157,7 @@ def overwrite(as_json: bool) -> None:
     """Zero every pending overwrite range (blobs rewritten with a generation precondition)."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
         result = vault.overwriter.run()
-    _table_or_json(asdict(result), "overwrite", as_json=as_json)
+    table_or_json(asdict(result), "overwrite", as_json=as_json)
 
 
 @click.command()
@@ -189,40 +191,8 @@ def expire(as_json: bool) -> None:
     """Delete rows and blobs past their retention (the local store deletes its own files)."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
         result = expire_rows(vault.catalog, vault.blob_store)
-    _table_or_json(asdict(result), "retention", as_json=as_json)
-
-
-class _progress:
-    """A rich progress bar fed by the shredder's (rows, bytes) callback; silent off a terminal."""
-
-    def __init__(self, total: int | None) -> None:
-        self._bar = Progress(
-            TextColumn("shredding"),
-            TextColumn("{task.completed:,} rows"),
-            TimeElapsedColumn(),
-            console=stderr,
-            transient=True,
-            disable=not show_progress(),
-        )
-        self._task = self._bar.add_task("shred", total=total)
-
-    def __enter__(self) -> Callable[[int, int], None]:
-        self._bar.start()
-        return lambda rows, _bytes: self._bar.update(self._task, completed=rows)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
+    table_or_json(asdict(result), "retention", as_json=as_json)
 
 
 def _show(status: DeletionStatus, *, as_json: bool) -> None:
-    _table_or_json(status.as_dict(), f"deletion {status.id}", as_json=as_json)
-
-
-def _table_or_json(document: dict[str, object], title: str, *, as_json: bool) -> None:
-    if as_json:
-        emit_json(document)
-        return
-    table = Table(title=title, show_header=False)
-    for key, value in document.items():
-        table.add_row(key.replace("_", " "), "" if value is None else str(value))
-    stdout.print(table)
+    table_or_json(status.as_dict(), f"deletion {status.id}", as_json=as_json)

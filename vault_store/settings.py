@@ -66,6 +66,32 @@ class CopyPolicy:
     deadline_days: int = 30
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerPolicy:
+    """The Celery workers: broker, queues, redelivery and the periodic jobs."""
+
+    broker_url: str | None = None
+    # Queues are "<prefix>.ingest", "<prefix>.tasks" and "<prefix>.dead_letter".
+    queue_prefix: str = "vault_store"
+    # Redis redelivers an unacknowledged message only after this long. It must stay well above
+    # the flush age plus a flush (and above the longest shred), or live batches get redelivered.
+    visibility_timeout_seconds: float = 1800.0
+    # A message whose segment could not be made durable is sent back this many times, then
+    # dead-lettered.
+    max_ingest_attempts: int = 5
+    # In-process retries of a failed flush before its messages are sent back.
+    flush_retries: int = 3
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
+    gc_interval_seconds: float = 3600.0
+    expire_interval_seconds: float = 3600.0
+    overwrite_interval_seconds: float = 600.0
+
+    def queue(self, name: str) -> str:
+        """The full name of queue `name` (ingest, tasks, dead_letter)."""
+        return f"{self.queue_prefix}.{name}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything vault-store can be told; `from_env` is the only reader of the environment."""
@@ -80,6 +106,7 @@ class Settings:
     read: ReadPolicy = field(default_factory=ReadPolicy)
     key_cache: KeyCachePolicy = field(default_factory=KeyCachePolicy)
     copies: CopyPolicy = field(default_factory=CopyPolicy)
+    workers: WorkerPolicy = field(default_factory=WorkerPolicy)
     zstd_level: int = 3
     # "typed": each segment stored as dom/console/network/timeline parts; "off": one part.
     parts: str = "typed"
@@ -129,6 +156,22 @@ class Settings:
                 backup_retention_days=_number(env, "VAULT_STORE_BACKUP_RETENTION_DAYS", int, 30),
                 kms_destroy_days=_number(env, "VAULT_STORE_KMS_DESTROY_DAYS", int, 30),
                 soft_delete_days=_number(env, "VAULT_STORE_SOFT_DELETE_DAYS", int, 7),
+            ),
+            workers=WorkerPolicy(
+                broker_url=env.get("VAULT_STORE_BROKER_URL") or None,
+                queue_prefix=env.get("VAULT_STORE_QUEUE_PREFIX") or "vault_store",
+                visibility_timeout_seconds=_number(
+                    env, "VAULT_STORE_BROKER_VISIBILITY_TIMEOUT", float, 1800.0
+                ),
+                max_ingest_attempts=_number(env, "VAULT_STORE_INGEST_MAX_ATTEMPTS", int, 5),
+                flush_retries=_number(env, "VAULT_STORE_FLUSH_RETRIES", int, 3),
+                metrics_port=_number(env, "VAULT_STORE_WORKER_METRICS_PORT", int, 0) or None,
+                metrics_address=env.get("VAULT_STORE_WORKER_METRICS_ADDRESS") or "127.0.0.1",
+                gc_interval_seconds=_number(env, "VAULT_STORE_GC_INTERVAL", float, 3600.0),
+                expire_interval_seconds=_number(env, "VAULT_STORE_EXPIRE_INTERVAL", float, 3600.0),
+                overwrite_interval_seconds=_number(
+                    env, "VAULT_STORE_OVERWRITE_INTERVAL", float, 600.0
+                ),
             ),
             zstd_level=level,
             parts=_choice(env, "VAULT_STORE_PARTS", ("typed", "off"), "typed"),

@@ -116,13 +116,20 @@ class Shredder:
         replay_id: str | None = None,
         subject_hash: bytes | None = None,
         overwrite: bool = False,
+        deletion_id: str | None = None,
     ) -> str:
-        """Record a deletion and its tombstones; reads and late segments stop at once."""
+        """Record a deletion and its tombstones; reads and late segments stop at once.
+
+        With `deletion_id` (a retried task's idempotency key) a deletion already recorded under
+        that id is not recorded again.
+        """
         if not requested_by.strip() or not reason.strip():
             raise InvalidInput("--by/--reason", "a deletion needs who asked and why")
-        deletion_id = uuid.uuid4().hex
+        deletion_id = deletion_id or uuid.uuid4().hex
         now = self._clock()
         with self._catalog.transaction("shred") as conn:
+            if conn.execute(select(Deletion.id).where(Deletion.id == deletion_id)).first():
+                return deletion_id
             # Wait for flushes of this project in progress; later ones will see the tombstone.
             self._catalog.lock_projects(conn, {project_id}, shared=False)
             replays = self._target_replays(conn, scope, project_id, replay_id, subject_hash)

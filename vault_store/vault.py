@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +14,7 @@ from vault_store import crypto, parts
 from vault_store.blobstore import BlobStore, blob_path, blob_store_from_url
 from vault_store.catalog import BlobRecord, Catalog, CatalogStats, RangeRecord
 from vault_store.crypto import DataKey, FrameIdentity
+from vault_store.errors import VaultError
 from vault_store.keycache import KeyCache
 from vault_store.kms import KeyContext, Kms, WrappedKey, kms_from_url
 from vault_store.message import Segment, parse_message
@@ -100,20 +102,28 @@ class Vault:
         self.overwriter = Overwriter(catalog, blob_store, clock=clock)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Vault:
-        """Build the backends the settings name; the one place where wiring happens."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        pipeline_flushes: bool = True,
+        blob_store: BlobStore | None = None,
+    ) -> Vault:
+        """Build the backends the settings name (or use `blob_store`); the one place where
+        wiring happens."""
         catalog = Catalog(settings.database_url)
         if settings.auto_migrate:
             catalog.migrate()
         return cls(
             catalog=catalog,
-            blob_store=blob_store_from_url(settings.blob_url),
+            blob_store=blob_store or blob_store_from_url(settings.blob_url),
             kms=kms_from_url(settings.kms_url, endpoint=settings.kms_endpoint),
             flush_policy=settings.flush,
             read_policy=settings.read,
             key_cache_policy=settings.key_cache,
             zstd_level=settings.zstd_level,
             typed_parts=settings.parts == "typed",
+            pipeline_flushes=pipeline_flushes,
         )
 
     def close(self) -> None:
@@ -155,6 +165,23 @@ class Vault:
         now = self._monotonic()
         added = [self.packer.add(sealed, now) for sealed in self.seal(segment)]
         return IngestResult(any(added), finished + self.flush_due())
+
+    def buffer(self, segment: Segment) -> bool:
+        """Seal and buffer one segment without flushing anything (callers flush themselves).
+
+        False if the same segment was already buffered. A KMS failure raises and buffers
+        nothing.
+        """
+        now = self._monotonic()
+        return any([self.packer.add(sealed, now) for sealed in self.seal(segment)])
+
+    def discard_buffered(self) -> int:
+        """Drop every buffered frame (their messages go back to the queue); how many."""
+        self._collect_quietly()
+        dropped = 0
+        for days in self.packer.pending():
+            dropped += len(self.packer.take(days))
+        return dropped
 
     def seal(self, segment: Segment) -> list[SealedSegment]:
         """Seal one segment (one frame per typed part, or one whole) under its replay's DEK.
@@ -236,6 +263,11 @@ class Vault:
         except BaseException:
             self.packer.restore(segments, self._monotonic())
             raise
+
+    def _collect_quietly(self) -> None:
+        """Wait out a background flush, whatever its outcome (its frames return on failure)."""
+        with contextlib.suppress(VaultError):
+            self._collect(wait=True)
 
     def _collect(self, *, wait: bool) -> list[FlushResult]:
         """The background flush's result once it is done; on failure its frames are re-queued."""
@@ -331,8 +363,11 @@ class Vault:
         overwrite: bool = False,
         run: bool = True,
         progress: Callable[[int, int], None] | None = None,
+        deletion_id: str | None = None,
     ) -> DeletionStatus:
         """Delete a replay, a user's replays or a project by destroying their keys.
+
+        `deletion_id` makes the request idempotent: asked again, the recorded deletion resumes.
 
         The request is recorded first (from then on reads answer shredded and late segments
         are dropped), this process's cached keys are evicted, then unless `run` is False the rows
@@ -348,6 +383,7 @@ class Vault:
             replay_id=replay_id,
             subject_hash=subject_hash,
             overwrite=overwrite,
+            deletion_id=deletion_id,
         )
         # A user's replays are known only to the catalog: evicting the project is simpler and
         # merely costs a few extra unwraps.

@@ -140,31 +140,36 @@ class Catalog:
             live_bytes=live,
         )
 
+    def tombstoned(self, replays: Collection[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which of these (project_id, replay_id) are deleted (the replay or its project)."""
+        if not replays:
+            return set()
+        with self.connection("tombstones") as conn:
+            return self._tombstoned(conn, replays)
+
     def _drop_tombstoned(
         self, conn: Connection, ranges: Sequence[RangeRecord]
     ) -> list[RangeRecord]:
-        projects = {row.project_id for row in ranges}
+        dead = self._tombstoned(conn, {(row.project_id, row.replay_id) for row in ranges})
+        return [row for row in ranges if (row.project_id, row.replay_id) not in dead]
+
+    @staticmethod
+    def _tombstoned(conn: Connection, replays: Collection[tuple[int, str]]) -> set[tuple[int, str]]:
+        projects = {project for project, _ in replays}
         if not projects:
-            return []
-        # Only the tombstones that can match this batch: its replays, and whole projects.
+            return set()
+        # Only the tombstones that can match these replays: theirs, and whole projects.
         # Tombstones accumulate with every deletion; a flush must not read them all.
-        replays = {row.replay_id for row in ranges}
         dead = conn.execute(
             select(Tombstone.project_id, Tombstone.replay_id).where(
                 Tombstone.project_id.in_(projects),
-                Tombstone.replay_id.in_(replays) | Tombstone.replay_id.is_(None),
+                Tombstone.replay_id.in_({replay for _, replay in replays})
+                | Tombstone.replay_id.is_(None),
             )
         ).all()
-        if not dead:
-            return list(ranges)
         dead_projects = {project for project, replay in dead if replay is None}
         dead_replays = {(project, replay) for project, replay in dead if replay is not None}
-        return [
-            row
-            for row in ranges
-            if row.project_id not in dead_projects
-            and (row.project_id, row.replay_id) not in dead_replays
-        ]
+        return {pair for pair in replays if pair[0] in dead_projects or pair in dead_replays}
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from vault_store.cli.keys import keys
 from vault_store.cli.read import read
 from vault_store.cli.serve import serve, token
 from vault_store.cli.stats import migrate, stats
+from vault_store.cli.worker import beat, dead_letters, enqueue, worker
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,5 +45,9 @@ for command in (
     bench,
     keys,
     gcs,
+    worker,
+    beat,
+    enqueue,
+    dead_letters,
 ):
     main.add_command(command)

@@ -1,0 +1,162 @@
+"""`vault-store worker`, `beat`, `enqueue` and `dead-letters`: the Celery side of the system."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vault_store.cli.common import emit_json, reporting_errors, show_progress, stderr, stdout
+from vault_store.errors import BackendUnavailable, InvalidInput
+from vault_store.message import split_stream
+from vault_store.settings import Settings
+
+_PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+def _app() -> Any:
+    from vault_store.workers import create_app
+
+    return create_app(Settings.from_env())
+
+
+@contextmanager
+def _broker_errors() -> Iterator[None]:
+    """A broker that cannot be reached is a backend unavailable (exit 6), not a traceback."""
+    from kombu.exceptions import OperationalError
+
+    try:
+        yield
+    except (OperationalError, ConnectionError) as exc:
+        raise BackendUnavailable(type(exc).__name__, backend="broker", op="connect") from None
+
+
+def _defaults(given: list[str], defaults: dict[str, str]) -> list[str]:
+    """Our defaults for the Celery options the caller did not pass."""
+    chosen: list[str] = []
+    for option, value in defaults.items():
+        names = option.split("|")
+        if not any(arg == n or arg.startswith(n + "=") for arg in given for n in names):
+            chosen += [names[0], value]
+    return chosen
+
+
+@click.command(context_settings=_PASSTHROUGH)
+@click.pass_context
+def worker(context: click.Context) -> None:
+    """Run a Celery worker (ingest and tasks queues); other options go to `celery worker`.
+
+    Defaults: --pool threads --concurrency 2 --queues <prefix>.ingest,<prefix>.tasks
+    --loglevel INFO. `vault-store worker --help` shows Celery's own options too.
+    """
+    with reporting_errors(as_json=False):
+        app = _app()
+        policy = app.vault_store_settings.workers
+        args = list(context.args)
+        if "--help" in args or "-h" in args:
+            click.echo(context.get_help())
+            click.echo()
+        args = (
+            _defaults(
+                args,
+                {
+                    "--pool|-P": "threads",
+                    "--concurrency|-c": "2",
+                    "--queues|-Q": f"{policy.queue('ingest')},{policy.queue('tasks')}",
+                    "--loglevel|-l": "INFO",
+                },
+            )
+            + args
+        )
+        app.worker_main(["worker", *args])
+
+
+@click.command(context_settings=_PASSTHROUGH)
+@click.pass_context
+def beat(context: click.Context) -> None:
+    """Run Celery beat: gc, expire and overwrite on their intervals; options go to `celery beat`.
+
+    Intervals: VAULT_STORE_GC_INTERVAL, VAULT_STORE_EXPIRE_INTERVAL and
+    VAULT_STORE_OVERWRITE_INTERVAL (seconds). Run exactly one beat per deployment.
+    """
+    with reporting_errors(as_json=False):
+        app = _app()
+        home = app.vault_store_settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        args = _defaults(
+            list(context.args),
+            {"--schedule|-s": str(home / "celerybeat-schedule"), "--loglevel|-l": "INFO"},
+        ) + list(context.args)
+        app.start(["beat", *args])
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Send the msgpack messages in PATHS to the ingest queue (workers validate them)."""
+    from rich.progress import Progress
+
+    from vault_store.workers.app import send_ingest
+
+    with reporting_errors(as_json=as_json), _broker_errors():
+        app = _app()
+        messages = sent_bytes = 0
+        started = time.monotonic()
+        with (
+            Progress(console=stderr, transient=True, disable=not show_progress()) as progress,
+            app.producer_or_acquire() as producer,
+        ):
+            task = progress.add_task("enqueueing", total=len(paths))
+            for path in paths:
+                for raw in split_stream(_read(path), source=str(path)):
+                    send_ingest(app, raw, producer=producer)
+                    messages += 1
+                    sent_bytes += len(raw)
+                progress.advance(task)
+    summary = {
+        "files": len(paths),
+        "messages": messages,
+        "bytes": sent_bytes,
+        "queue": app.vault_store_settings.workers.queue("ingest"),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        stdout.print(
+            f"enqueued {messages:,} message(s), {sent_bytes:,} bytes to {summary['queue']}"
+        )
+
+
+@click.command("dead-letters")
+@click.option("--requeue", is_flag=True, help="Send every dead letter back to the ingest queue.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dead_letters(requeue: bool, as_json: bool) -> None:
+    """List the dead-letter queue (reasons and counts), or requeue its messages."""
+    from vault_store.workers.dead_letters import drain
+
+    with reporting_errors(as_json=as_json), _broker_errors():
+        app = _app()
+        letters = drain(app, requeue=requeue)
+    reasons: dict[str, int] = {}
+    for letter in letters:
+        reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
+    if as_json:
+        emit_json({"dead_letters": len(letters), "requeued": requeue, "reasons": reasons})
+        return
+    verb = "requeued" if requeue else "in the queue"
+    stdout.print(f"{len(letters)} dead letter(s) {verb}")
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        stdout.print(f"  {count:>8,}  {reason}", markup=False)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(str(path), exc.strerror or "unreadable") from None

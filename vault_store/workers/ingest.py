@@ -1,0 +1,215 @@
+"""One batch of ingest messages: validate, drop deleted targets, seal, flush, then settle each.
+
+Every message ends in exactly one place: durable (its blob uploaded and rows committed, so it
+may be acknowledged), back on the ingest queue (its flush failed; the attempt count grows), or
+in the dead-letter queue (malformed, or out of attempts) with its reason. The batch function
+returns only after that, because celery-batches acknowledges a batch's messages when its
+function returns, even when it raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from vault_store import audit
+from vault_store.errors import InvalidInput, VaultError
+from vault_store.message import Segment, parse_message
+from vault_store.vault import FlushResult, Vault
+from vault_store.workers import metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as the broker handed it over."""
+
+    raw: object
+    attempt: int = 0
+    enqueued_at: float | None = None
+
+
+class Outbox(Protocol):
+    """Where messages that are not durable go."""
+
+    def requeue(self, delivery: Delivery) -> None:
+        """Send the message back to the ingest queue with its attempt count raised."""
+        ...
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Park the message in the dead-letter queue with the reason."""
+        ...
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """How a batch's messages were settled."""
+
+    messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dropped_deleted: int = 0
+    requeued: int = 0
+    dead_lettered: int = 0
+    blobs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPolicy:
+    """Attempts before dead-lettering, and in-process retries of a failed flush."""
+
+    max_attempts: int = 5
+    flush_retries: int = 3
+    retry_delay_seconds: float = 0.5
+
+
+def ingest_batch(
+    vault: Vault,
+    deliveries: Sequence[Delivery],
+    outbox: Outbox,
+    *,
+    policy: IngestPolicy = IngestPolicy(),
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> BatchOutcome:
+    """Make every message of the batch durable, or requeue it, or dead-letter it."""
+    outcome = BatchOutcome(messages=len(deliveries))
+    started = clock()
+    for delivery in deliveries:
+        if delivery.enqueued_at is not None:
+            metrics.QUEUE_LAG.observe(max(0.0, started - delivery.enqueued_at))
+
+    parsed = _parse_all(deliveries, outbox, outcome)
+    kept = _drop_deleted(vault, parsed, outcome)
+
+    buffered: list[tuple[Delivery, Segment]] = []
+    failed: list[Delivery] = []
+    results: list[FlushResult] = []
+    last_error: VaultError | None = None
+    for delivery, segment in kept:
+        try:
+            vault.buffer(segment)
+        except VaultError as error:  # the KMS could not wrap a new key: nothing was buffered
+            failed.append(delivery)
+            last_error = error
+            continue
+        buffered.append((delivery, segment))
+        if last_error is None:
+            try:
+                results += vault.flush_due()  # a class over its byte limit becomes a blob now
+            except VaultError as error:  # its frames are back in the buffer for the final flush
+                last_error = error
+
+    flushed_at, final_error = _flush(vault, policy, sleep)
+    results += flushed_at
+    durable = {(i.project_id, i.replay_id, i.segment_id) for r in results for i in r.identities}
+    for delivery, segment in buffered:
+        if (segment.project_id, segment.replay_id, segment.segment_id) in durable:
+            if delivery.enqueued_at is not None:
+                metrics.ENQUEUE_TO_DURABLE.observe(max(0.0, clock() - delivery.enqueued_at))
+        else:
+            failed.append(delivery)
+    for delivery in failed:
+        _send_back(delivery, outbox, policy, final_error or last_error, outcome)
+
+    for result in results:
+        outcome.stored += result.inserted
+        outcome.duplicates += result.duplicates
+        outcome.dropped_deleted += result.dropped_deleted
+        outcome.blobs.append(result.blob_path)
+        metrics.FLUSH_SEGMENTS.observe(result.frames)
+        metrics.FLUSH_BYTES.observe(result.blob_bytes)
+    metrics.SEGMENTS.labels("stored").inc(outcome.stored)
+    metrics.SEGMENTS.labels("duplicate").inc(outcome.duplicates)
+    metrics.SEGMENTS.labels("dropped_deleted").inc(outcome.dropped_deleted)
+    return outcome
+
+
+def _parse_all(
+    deliveries: Sequence[Delivery], outbox: Outbox, outcome: BatchOutcome
+) -> list[tuple[Delivery, Segment]]:
+    parsed = []
+    for delivery in deliveries:
+        if not isinstance(delivery.raw, bytes):
+            _dead_letter(
+                delivery, outbox, "message: expected raw msgpack bytes", "message", outcome
+            )
+            continue
+        try:
+            parsed.append((delivery, parse_message(delivery.raw)))
+        except InvalidInput as error:  # names the field, never the content
+            _dead_letter(delivery, outbox, str(error), error.field, outcome)
+    return parsed
+
+
+def _drop_deleted(
+    vault: Vault, parsed: list[tuple[Delivery, Segment]], outcome: BatchOutcome
+) -> list[tuple[Delivery, Segment]]:
+    """Segments of deleted replays or projects never get a key: dropped, counted, audited."""
+    dead = vault.catalog.tombstoned({(s.project_id, s.replay_id) for _, s in parsed})
+    if not dead:
+        return parsed
+    dropped = [(d, s) for d, s in parsed if (s.project_id, s.replay_id) in dead]
+    by_project = Counter(s.project_id for _, s in dropped)
+    with vault.catalog.transaction("ingest") as conn:
+        audit.append(
+            conn,
+            kind="ingest.dropped_deleted",
+            actor="vault-store worker",
+            at=datetime.now(UTC),
+            details={
+                "segments": len(dropped),
+                "replays": len({(s.project_id, s.replay_id) for _, s in dropped}),
+                "by_project": {str(p): n for p, n in sorted(by_project.items())},
+            },
+        )
+    outcome.dropped_deleted += len(dropped)
+    return [(d, s) for d, s in parsed if (s.project_id, s.replay_id) not in dead]
+
+
+def _flush(
+    vault: Vault, policy: IngestPolicy, sleep: Callable[[float], None]
+) -> tuple[list[FlushResult], VaultError | None]:
+    """Write what is buffered, retrying with backoff; on giving up the buffer is emptied."""
+    error: VaultError | None = None
+    for attempt in range(policy.flush_retries + 1):
+        started = time.monotonic()
+        try:
+            results = vault.flush()
+        except VaultError as caught:
+            error = caught
+            sleep(policy.retry_delay_seconds * 2**attempt)
+            continue
+        metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
+        return results, None
+    # The messages go back to the queue; their frames must not linger to be written later.
+    vault.discard_buffered()
+    return [], error
+
+
+def _send_back(
+    delivery: Delivery,
+    outbox: Outbox,
+    policy: IngestPolicy,
+    error: VaultError | None,
+    outcome: BatchOutcome,
+) -> None:
+    if delivery.attempt + 1 >= policy.max_attempts:
+        reason = f"not stored after {delivery.attempt + 1} attempts: {error}"
+        _dead_letter(delivery, outbox, reason, "attempts", outcome)
+        return
+    outbox.requeue(delivery)
+    outcome.requeued += 1
+    metrics.SEGMENTS.labels("requeued").inc()
+
+
+def _dead_letter(
+    delivery: Delivery, outbox: Outbox, reason: str, kind: str, outcome: BatchOutcome
+) -> None:
+    outbox.dead_letter(delivery, reason)
+    outcome.dead_lettered += 1
+    metrics.DEAD_LETTERS.labels(kind).inc()
+    metrics.SEGMENTS.labels("dead_lettered").inc()

@@ -109,7 +109,13 @@ def create_app(
         # celery-batches can only batch what the worker has prefetched: room for a full batch
         # per pool thread, or batches would be cut at the prefetch limit.
         worker_prefetch_multiplier=max(4, math.ceil(batch_size * 1.2)),
-        broker_transport_options={"visibility_timeout": policy.visibility_timeout_seconds},
+        broker_transport_options={
+            "visibility_timeout": policy.visibility_timeout_seconds,
+            # Redis: look for a dead worker's expired messages often and on every look (kombu
+            # otherwise scans on one look in ten), so they return soon after the timeout.
+            "unacked_restore_interval": max(1.0, min(30.0, policy.visibility_timeout_seconds / 4)),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         task_default_queue=policy.queue("tasks"),
         task_routes={
@@ -148,7 +154,17 @@ def create_app(
     def ingest(requests: list[SimpleRequest]) -> dict[str, Any]:
         """Make a batch of messages durable (or requeue or dead-letter each)."""
         deliveries = [_delivery(request) for request in requests]
-        return asdict(ingest_batch(vaults.get(), deliveries, outbox, policy=ingest_policy))
+        try:
+            return asdict(ingest_batch(vaults.get(), deliveries, outbox, policy=ingest_policy))
+        except BaseException as error:
+            # celery-batches acknowledges the batch even when this raises: send every message
+            # back first (duplicates are harmless, first write wins), then let it be logged.
+            for delivery in deliveries:
+                if delivery.attempt + 1 >= ingest_policy.max_attempts:
+                    outbox.dead_letter(delivery, f"worker error: {type(error).__name__}")
+                else:
+                    outbox.requeue(delivery)
+            raise
 
     @app.task(name=DEAD_LETTER_TASK, acks_late=True)
     def dead_letter(raw: object, reason: str, failed_at: float) -> None:

@@ -9,6 +9,7 @@ function returns, even when it raised.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from vault_store.errors import InvalidInput, VaultError
 from vault_store.message import Segment, parse_message
 from vault_store.vault import FlushResult, Vault
 from vault_store.workers import metrics
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +86,15 @@ def ingest_batch(
             metrics.QUEUE_LAG.observe(max(0.0, started - delivery.enqueued_at))
 
     parsed = _parse_all(deliveries, outbox, outcome)
-    kept = _drop_deleted(vault, parsed, outcome)
-
     buffered: list[tuple[Delivery, Segment]] = []
     failed: list[Delivery] = []
     results: list[FlushResult] = []
     last_error: VaultError | None = None
+    try:
+        kept = _drop_deleted(vault, parsed, outcome)
+    except VaultError as error:  # the catalog is unreachable: nothing can be decided now
+        _log.warning("tombstone check failed: %s", error)
+        kept, failed, last_error = [], [d for d, _ in parsed], error
     for delivery, segment in kept:
         try:
             vault.buffer(segment)
@@ -101,6 +107,7 @@ def ingest_batch(
             try:
                 results += vault.flush_due()  # a class over its byte limit becomes a blob now
             except VaultError as error:  # its frames are back in the buffer for the final flush
+                _log.warning("flush failed: %s", error)
                 last_error = error
 
     flushed_at, final_error = _flush(vault, policy, sleep)
@@ -125,6 +132,17 @@ def ingest_batch(
     metrics.SEGMENTS.labels("stored").inc(outcome.stored)
     metrics.SEGMENTS.labels("duplicate").inc(outcome.duplicates)
     metrics.SEGMENTS.labels("dropped_deleted").inc(outcome.dropped_deleted)
+    _log.info(
+        "batch of %d: %d stored, %d duplicates, %d dropped (deleted), %d requeued, "
+        "%d dead-lettered, %d blob(s)",
+        outcome.messages,
+        outcome.stored,
+        outcome.duplicates,
+        outcome.dropped_deleted,
+        outcome.requeued,
+        outcome.dead_lettered,
+        len(outcome.blobs),
+    )
     return outcome
 
 
@@ -179,8 +197,11 @@ def _flush(
         started = time.monotonic()
         try:
             results = vault.flush()
-        except VaultError as caught:
+        except VaultError as caught:  # messages carry ids and names only, never content
             error = caught
+            _log.warning(
+                "flush failed (try %d of %d): %s", attempt + 1, policy.flush_retries + 1, caught
+            )
             sleep(policy.retry_delay_seconds * 2**attempt)
             continue
         metrics.FLUSH_SECONDS.observe(time.monotonic() - started)

@@ -1,0 +1,161 @@
+"""The other tasks through a real worker, beat's schedule, and the command-line side."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.integration.helpers import run
+from tests.workers.conftest import Workers, make_env
+from tests.workers.harness import environment, producer_app, queued, row_count, wait_for
+from tests.workers.test_ingest import messages, vault_over
+from vault_store.catalog import Catalog
+from vault_store.catalog.models import AuditEvent, Deletion
+from vault_store.errors import ReplayShredded
+from vault_store.shredder import Scope
+
+
+def test_shred_tasks_run_once_per_task_id_even_when_delivered_twice(
+    redis_url: str,
+    worker_catalog: Catalog,
+    postgres_url: str,
+    tmp_path: Path,
+    workers: Workers,
+    cleanup_queues: list[dict[str, str]],
+) -> None:
+    env = make_env(tmp_path, postgres_url, redis_url)
+    cleanup_queues.append(env)
+    vault = vault_over(worker_catalog, tmp_path)
+    for raw in messages(3, 4):
+        vault.ingest_message(raw)
+    vault.flush()
+    app = producer_app(env)
+    task_id = str(uuid.uuid4())
+    for _ in range(2):  # a redelivery of the same task
+        app.send_task(
+            "vault_store.shred_replay",
+            args=[3, f"{1:032x}", "dpo@example.com", "GDPR art. 17"],
+            task_id=task_id,
+        )
+    app.send_task("vault_store.shred_project", args=[9, "ops", "closed account"])
+    worker = workers.start(env)
+    wait_for(
+        lambda: row_count(worker_catalog) == 8,
+        timeout=60,
+        what="replay 1 shredded",
+        workers=(worker,),
+    )
+    wait_for(lambda: queued(app, "tasks") == 0, timeout=30, what="the tasks to run")
+    with worker_catalog.connection("test") as conn:
+        deletions = conn.execute(select(Deletion.id, Deletion.scope, Deletion.status)).all()
+    assert sorted((scope, status) for _, scope, status in deletions) == [
+        ("project", "done"),
+        ("replay", "done"),
+    ]
+    assert uuid.UUID(task_id).hex in {d for d, _, _ in deletions}
+    fresh = vault_over(worker_catalog, tmp_path)
+    with pytest.raises(ReplayShredded):
+        list(fresh.read_recording(3, f"{1:032x}"))
+    status = vault.shred(
+        Scope.REPLAY,
+        3,
+        replay_id=f"{2:032x}",
+        requested_by="a",
+        reason="b",
+        deletion_id=uuid.UUID(task_id).hex,
+    )
+    assert status.target == f"{1:032x}"  # the same id resumes the recorded deletion
+
+
+def test_beat_schedules_gc_and_expire_on_their_intervals(
+    redis_url: str,
+    worker_catalog: Catalog,
+    postgres_url: str,
+    tmp_path: Path,
+    workers: Workers,
+    cleanup_queues: list[dict[str, str]],
+) -> None:
+    env = make_env(
+        tmp_path,
+        postgres_url,
+        redis_url,
+        VAULT_STORE_GC_INTERVAL="1",
+        VAULT_STORE_EXPIRE_INTERVAL="1",
+    )
+    cleanup_queues.append(env)
+    worker = workers.start(env)
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "vault_store", "beat"],
+        env=environment(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def runs() -> set[str]:
+            with worker_catalog.connection("test") as conn:
+                return set(conn.execute(select(AuditEvent.kind)).scalars())
+
+        wait_for(lambda: "gc.run" in runs(), timeout=60, what="a scheduled gc", workers=(worker,))
+    finally:
+        beat.terminate()
+        beat.wait(30)
+    assert (tmp_path / "home" / "celerybeat-schedule").exists() or any(
+        p.name.startswith("celerybeat-schedule") for p in (tmp_path / "home").iterdir()
+    )
+
+
+def test_enqueue_and_dead_letters_commands(
+    redis_url: str,
+    worker_catalog: Catalog,
+    postgres_url: str,
+    tmp_path: Path,
+    workers: Workers,
+    cleanup_queues: list[dict[str, str]],
+) -> None:
+    env = environment(make_env(tmp_path, postgres_url, redis_url))
+    cleanup_queues.append(env)
+    stream = tmp_path / "messages.msgpack"
+    stream.write_bytes(b"".join(messages(2, 3)))
+    poison = tmp_path / "poison.msgpack"
+    from vault_store.message import build_message
+
+    poison.write_bytes(build_message(project_id=3, replay_id="x", segment_id=0, body=b"[]"))
+    sent = run(env, "enqueue", str(stream), str(poison), "--json")
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["messages"] == 7
+    worker = workers.start(env)
+    wait_for(lambda: row_count(worker_catalog) == 6, timeout=60, what="6 rows", workers=(worker,))
+    app = producer_app(env)
+    wait_for(lambda: queued(app, "dead_letter") == 1, timeout=30, what="the dead letter")
+    listed = json.loads(run(env, "dead-letters", "--json").stdout)
+    assert listed["dead_letters"] == 1
+    assert list(listed["reasons"]) == [
+        "replay_id: expected 32 lowercase hex characters without dashes"
+    ]
+    requeued = run(env, "dead-letters", "--requeue", "--json")
+    assert json.loads(requeued.stdout)["requeued"] is True
+    # Requeued, it is refused again (it is still malformed) and parked again: never lost.
+    wait_for(lambda: queued(app, "dead_letter") == 1, timeout=30, what="it to come back")
+
+    unreachable = {**env, "VAULT_STORE_BROKER_URL": "redis://127.0.0.1:1/0"}
+    assert run(unreachable, "enqueue", str(stream)).returncode == 6
+    missing = {k: v for k, v in env.items() if k != "VAULT_STORE_BROKER_URL"}
+    failed = run(missing, "enqueue", str(stream))
+    assert failed.returncode == 2 and b"VAULT_STORE_BROKER_URL" in failed.stderr
+
+
+def test_the_library_never_imports_celery() -> None:
+    code = (
+        "import sys, vault_store, vault_store.vault, vault_store.cli, vault_store.api.app;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('celery', 'kombu')"
+        " or m.startswith('vault_store.workers')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert result.stdout.strip() == b"[]"

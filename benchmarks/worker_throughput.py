@@ -1,0 +1,311 @@
+"""Celery workers on Redis against the library alone, on the same real-recording messages.
+
+Run:  python benchmarks/worker_throughput.py [--copies N] [--pg URL] [--rate R] [--json]
+
+1. Throughput: the same shuffled relay messages (the real recordings, each replayed `--copies`
+   times under fresh replay ids) are ingested by the library in this process (ingest_message,
+   then flush), then by one and by two `vault-store worker` processes (default pool: 2 threads)
+   from a pre-filled Redis queue (and by one worker with `--pool prefork --concurrency 1`,
+   which seals in a child process instead of a thread), with batches of 5,000 and a 1 s age
+   (so the last, partial batch does not wait out the default 10 s). Worker time runs from the
+   moment the workers are ready to the moment the last row is committed; segments/s and objects
+   written per segment are reported for each, and the worker rates as a ratio of the library's.
+2. Latency at the default flush settings (5,000 segments or 10 s): messages are enqueued at a
+   steady `--rate` for `--seconds` to one worker, while this process polls the catalog every
+   100 ms; the time from enqueue to the row being visible is reported as p50 and p99.
+
+Everything runs on this machine: PostgreSQL (a fresh schema), Redis, a local blob directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from sqlalchemy import func, select
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+# The batch in a child process, so sealing does not share the GIL with the consumer.
+PREFORK = ("--pool", "prefork", "--concurrency", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--copies", type=int, default=30, help="replays per recording")
+    parser.add_argument("--pg", default=PG_URL)
+    parser.add_argument("--redis", default=REDIS_URL)
+    parser.add_argument("--rate", type=float, default=150.0, help="messages/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=40.0, help="length of the latency run")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from vault_store.samples import as_messages, as_replays, recordings_or_synthetic
+
+    recordings, origin = recordings_or_synthetic()
+    messages = as_messages(as_replays(recordings, copies=args.copies))
+    distinct = distinct_segments(messages)
+    results: dict[str, Any] = {"recordings": origin, "messages": len(messages)}
+    results["library"] = run_library(messages, args.pg)
+    runs = {"workers_1": (1, ()), "workers_2": (2, ()), "workers_1_prefork": (1, PREFORK)}
+    for name, (count, extra) in runs.items():
+        results[name] = run_workers(messages, distinct, args.pg, args.redis, count, extra)
+        results[name]["ratio_to_library"] = round(
+            results[name]["segments_per_s"] / results["library"]["segments_per_s"], 3
+        )
+    results["latency"] = run_latency(recordings, args.pg, args.redis, args.rate, args.seconds)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{len(messages):,} messages ({origin})")
+    for name in ("library", *runs):
+        row = results[name]
+        ratio = f"  ({row['ratio_to_library']:.2f}x library)" if "ratio_to_library" in row else ""
+        print(
+            f"{name:>17}: {row['segments_per_s']:>8,.0f} segments/s, "
+            f"{row['objects_per_segment']:.5f} objects/segment{ratio}"
+        )
+    latency = results["latency"]
+    print(
+        f"enqueue to readable at {latency['rate']:.0f} msg/s, default flush: "
+        f"p50 {latency['p50_s']:.2f} s, p99 {latency['p99_s']:.2f} s "
+        f"({latency['segments']:,} segments, {latency['blobs']} blobs)"
+    )
+
+
+class Schema:
+    """A fresh PostgreSQL schema, dropped at the end."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.name = f"bench_{uuid.uuid4().hex[:12]}"
+        with psycopg2.connect(base) as conn, conn.cursor() as cursor:
+            cursor.execute(f"CREATE SCHEMA {self.name}")
+        self.url = f"{base}?options=-csearch_path%3D{self.name}"
+
+    def drop(self) -> None:
+        conn = psycopg2.connect(self.base)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA {self.name} CASCADE")
+        conn.close()
+
+
+def environment(home: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "VAULT_STORE_HOME": str(home),
+        "VAULT_STORE_DATABASE_URL": database_url,
+        "VAULT_STORE_BROKER_URL": redis_url,
+        "VAULT_STORE_QUEUE_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
+        "VAULT_STORE_AUTO_MIGRATE": "false",
+        **extra,
+    }
+
+
+def counts(catalog: Any) -> tuple[int, int]:
+    from vault_store.catalog.models import Blob, RecordingByteRange
+
+    with catalog.connection("bench") as conn:
+        rows = conn.execute(select(func.count()).select_from(RecordingByteRange)).scalar_one()
+        blobs = conn.execute(select(func.count()).select_from(Blob)).scalar_one()
+    return int(rows), int(blobs)
+
+
+def segments(catalog: Any) -> int:
+    from vault_store.catalog.models import RecordingByteRange
+
+    with catalog.connection("bench") as conn:
+        query = select(
+            func.count(
+                func.distinct(
+                    func.concat(RecordingByteRange.replay_id, "/", RecordingByteRange.segment_id)
+                )
+            )
+        )
+        return int(conn.execute(query).scalar_one())
+
+
+def run_library(messages: list[bytes], pg: str) -> dict[str, Any]:
+    from vault_store import Settings, Vault
+
+    schema = Schema(pg)
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            settings = Settings.from_env(environment(Path(home), schema.url, ""))
+            vault = Vault.from_settings(replace(settings, auto_migrate=True))
+            started = time.perf_counter()
+            for raw in messages:
+                vault.ingest_message(raw)
+            vault.flush()
+            elapsed = time.perf_counter() - started
+            stored, blobs = segments(vault.catalog), counts(vault.catalog)[1]
+            vault.close()
+    finally:
+        schema.drop()
+    return result(stored, blobs, elapsed)
+
+
+def run_workers(
+    messages: list[bytes],
+    distinct: int,
+    pg: str,
+    redis_url: str,
+    count: int,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    from vault_store import Settings
+    from vault_store.catalog import Catalog
+    from vault_store.workers import create_app
+    from vault_store.workers.app import send_ingest
+
+    schema = Schema(pg)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            # A short age, so the last partial batch does not wait out 10 s and skew the rate.
+            env = environment(Path(home), schema.url, redis_url, VAULT_STORE_FLUSH_MAX_AGE="1")
+            catalog = Catalog(schema.url)
+            catalog.migrate()
+            app = create_app(Settings.from_env(env))
+            with app.producer_or_acquire() as producer:
+                for raw in messages:
+                    send_ingest(app, raw, producer=producer)
+            logs = [Path(home) / f"worker-{n}.log" for n in range(count)]
+            processes = [start_worker(env, log, extra) for log in logs]
+            while not all(log.exists() and "ready" in log.read_text() for log in logs):
+                time.sleep(0.02)
+            started = time.perf_counter()
+            while segments(catalog) < distinct:
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            stored, blobs = segments(catalog), counts(catalog)[1]
+            catalog.dispose()
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(60)
+        schema.drop()
+    return result(stored, blobs, elapsed)
+
+
+def distinct_segments(messages: list[bytes]) -> int:
+    """Distinct segments among the messages (what the catalog must end up holding)."""
+    from vault_store.message import parse_message
+
+    return len({(s.project_id, s.replay_id, s.segment_id) for s in map(parse_message, messages)})
+
+
+def start_worker(
+    env: dict[str, str], log: Path, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vault_store",
+            "worker",
+            "--without-mingle",
+            "--without-gossip",
+            "--hostname",
+            f"bench-{uuid.uuid4().hex[:6]}@%h",
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def run_latency(
+    recordings: Any, pg: str, redis_url: str, rate: float, seconds: float
+) -> dict[str, Any]:
+    from vault_store import Settings
+    from vault_store.catalog import Catalog
+    from vault_store.catalog.models import RecordingByteRange
+    from vault_store.samples import as_messages, as_replays
+    from vault_store.workers import create_app
+    from vault_store.workers.app import send_ingest
+
+    messages = as_messages(as_replays(recordings, copies=40))[: int(rate * seconds)]
+    schema = Schema(pg)
+    process = None
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            env = environment(Path(home), schema.url, redis_url)
+            catalog = Catalog(schema.url)
+            catalog.migrate()
+            app = create_app(Settings.from_env(env))
+            log = Path(home) / "worker.log"
+            process = start_worker(env, log)
+            while not log.exists() or "ready" not in log.read_text():
+                time.sleep(0.02)
+            from vault_store.message import parse_message
+
+            identity = [parse_message(raw) for raw in messages]
+            sent_at: dict[tuple[str, int], float] = {}
+            seen_at: dict[tuple[str, int], float] = {}
+            started = time.monotonic()
+            next_poll = started
+            index = 0
+            with app.producer_or_acquire() as producer:
+                while len(seen_at) < len(sent_at) or index < len(messages):
+                    now = time.monotonic()
+                    while index < len(messages) and started + index / rate <= now:
+                        key = (identity[index].replay_id, identity[index].segment_id)
+                        sent_at.setdefault(key, time.monotonic())
+                        send_ingest(app, messages[index], producer=producer)
+                        index += 1
+                    if now >= next_poll:
+                        next_poll = now + 0.1
+                        with catalog.connection("bench") as conn:
+                            rows = conn.execute(
+                                select(RecordingByteRange.replay_id, RecordingByteRange.segment_id)
+                            ).all()
+                        stamp = time.monotonic()
+                        for replay, segment in rows:
+                            seen_at.setdefault((replay, segment), stamp)
+                    if now - started > seconds + 60:
+                        raise RuntimeError("the worker did not keep up within a minute")
+                    time.sleep(0.005)
+            latencies = sorted(seen_at[key] - sent_at[key] for key in sent_at)
+            blobs = counts(catalog)[1]
+            catalog.dispose()
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+        schema.drop()
+    return {
+        "rate": rate,
+        "segments": len(latencies),
+        "blobs": blobs,
+        "p50_s": round(statistics.median(latencies), 3),
+        "p99_s": round(latencies[int(len(latencies) * 0.99) - 1], 3),
+    }
+
+
+def result(stored: int, blobs: int, elapsed: float) -> dict[str, Any]:
+    return {
+        "segments": stored,
+        "blobs": blobs,
+        "seconds": round(elapsed, 3),
+        "segments_per_s": round(stored / elapsed, 1),
+        "objects_per_segment": round(blobs / stored, 5),
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,9 @@
 """Retention: rows past their expiry are deleted in chunks; expired blobs leave a local store.
 
 Every frame of a blob shares its expiry (one buffer per retention class), so a blob expires
-whole. On the local store this deletes the expired files; on GCS the lifecycle rules delete the
-objects and this only updates the catalog.
+whole. On PostgreSQL whole partitions of expired rows are dropped first (see maintenance). On
+the local store this deletes the expired files; on GCS the lifecycle rules delete the objects
+and this only updates the catalog.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange
 from vault_store.errors import BlobNotFound
+from vault_store.maintenance import drop_expired_partitions
 from vault_store.shredder import delete_rows, lower_live_bytes
 
 
@@ -40,9 +42,10 @@ def expire(
     delete_blobs: bool = True,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> RetentionResult:
-    """Delete expired rows chunk by chunk, then expired blobs (if this store must do it)."""
+    """Drop fully expired partitions (PostgreSQL), delete the other expired rows chunk by
+    chunk, then expired blobs (if this store must do it)."""
     now = now or clock()
-    rows_expired = 0
+    _dropped, rows_expired = drop_expired_partitions(catalog, now)
     while True:
         with catalog.transaction("expire") as conn:
             chunk = delete_rows(conn, RecordingByteRange.expires_at <= now, chunk_rows)

@@ -86,6 +86,7 @@ class WorkerPolicy:
     gc_interval_seconds: float = 3600.0
     expire_interval_seconds: float = 3600.0
     overwrite_interval_seconds: float = 600.0
+    maintain_interval_seconds: float = 3600.0
 
     def queue(self, name: str) -> str:
         """The full name of queue `name` (ingest, tasks, dead_letter)."""
@@ -108,6 +109,8 @@ class Settings:
     copies: CopyPolicy = field(default_factory=CopyPolicy)
     workers: WorkerPolicy = field(default_factory=WorkerPolicy)
     zstd_level: int = 3
+    # PostgreSQL range partitions of the catalog: one per "day" or per "week" of expiry.
+    catalog_partition: str = "day"
     # "typed": each segment stored as dom/console/network/timeline parts; "off": one part.
     parts: str = "typed"
     auto_migrate: bool = True
@@ -172,9 +175,13 @@ class Settings:
                 overwrite_interval_seconds=_number(
                     env, "VAULT_STORE_OVERWRITE_INTERVAL", float, 600.0
                 ),
+                maintain_interval_seconds=_number(
+                    env, "VAULT_STORE_MAINTAIN_INTERVAL", float, 3600.0
+                ),
             ),
             zstd_level=level,
             parts=_choice(env, "VAULT_STORE_PARTS", ("typed", "off"), "typed"),
+            catalog_partition=_choice(env, "VAULT_STORE_CATALOG_PARTITION", ("day", "week"), "day"),
             auto_migrate=_flag(env, "VAULT_STORE_AUTO_MIGRATE", True),
             recordings=Path(env["VAULT_STORE_RECORDINGS"])
             if env.get("VAULT_STORE_RECORDINGS")

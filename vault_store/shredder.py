@@ -27,6 +27,7 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    tuple_,
     update,
 )
 
@@ -37,6 +38,7 @@ from vault_store.catalog.models import (
     Deletion,
     OverwriteJob,
     RecordingByteRange,
+    Replay,
     ReplaySubject,
     Tombstone,
 )
@@ -313,6 +315,14 @@ class Shredder:
                     )
                 )
             conn.execute(subjects)
+            replays = delete(Replay).where(Replay.project_id == status.project_id)
+            if status.scope != Scope.PROJECT.value:
+                replays = replays.where(
+                    Replay.replay_id.in_(
+                        select(Tombstone.replay_id).where(Tombstone.deletion_id == status.id)
+                    )
+                )
+            conn.execute(replays)
             pending = conn.execute(
                 select(func.count())
                 .select_from(OverwriteJob)
@@ -349,18 +359,20 @@ class Shredder:
 def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> Sequence[Any]:
     """Delete up to `limit` range rows matching `where`; returns their blob_path, start, stop.
 
-    One statement, by physical row id from an index-driven subquery (ctid on PostgreSQL, rowid
-    on SQLite): no list of keys travels back and forth, whatever the chunk size.
+    One statement, by physical row id from an index-driven subquery (rowid on SQLite; on the
+    partitioned PostgreSQL table a ctid is unique only within its partition, so the partition's
+    tableoid goes with it): no list of keys travels back and forth, whatever the chunk size.
     """
     rbr = RecordingByteRange
-    row_id: ColumnElement[Any] = literal_column(
-        "ctid" if conn.dialect.name == "postgresql" else "rowid"
+    columns: list[ColumnElement[Any]] = (
+        [literal_column("tableoid"), literal_column("ctid")]
+        if conn.dialect.name == "postgresql"
+        else [literal_column("rowid")]
     )
-    victims = select(row_id).select_from(rbr).where(where).limit(limit)
+    row_id: ColumnElement[Any] = tuple_(*columns) if len(columns) > 1 else columns[0]
+    victims = select(*columns).select_from(rbr).where(where).limit(limit)
     statement = (
-        delete(rbr)
-        .where(row_id.in_(victims.scalar_subquery()))
-        .returning(rbr.blob_path, rbr.start, rbr.stop)
+        delete(rbr).where(where, row_id.in_(victims)).returning(rbr.blob_path, rbr.start, rbr.stop)
     )
     return conn.execute(statement).all()
 

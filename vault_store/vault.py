@@ -111,7 +111,7 @@ class Vault:
     ) -> Vault:
         """Build the backends the settings name (or use `blob_store`); the one place where
         wiring happens."""
-        catalog = Catalog(settings.database_url)
+        catalog = Catalog(settings.database_url, partition_width=settings.catalog_partition)
         if settings.auto_migrate:
             catalog.migrate()
         return cls(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -26,7 +28,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from vault_store.catalog import migrate
-from vault_store.catalog.models import Base, Blob, RecordingByteRange, ReplaySubject, Tombstone
+from vault_store.catalog.models import (
+    Base,
+    Blob,
+    RecordingByteRange,
+    Replay,
+    ReplaySubject,
+    Tombstone,
+)
+from vault_store.catalog.partitions import Partition, bucket_of, ensure, partitions
 from vault_store.catalog.records import (
     MAX_STORED_ID,
     BlobRecord,
@@ -39,6 +49,8 @@ from vault_store.catalog.records import (
 from vault_store.errors import BackendError, BackendUnavailable, ConfigError
 
 _BACKEND = "catalog"
+# Advisory lock key serializing partition creation (any constant unique to this use).
+_PARTITION_LOCK = 0x7661756C74706172
 _RANGE_COLUMNS = (
     "project_id",
     "replay_id",
@@ -52,6 +64,7 @@ _RANGE_COLUMNS = (
     "key_check",
     "created_at",
     "expires_at",
+    "expiry_bucket",
 )
 _COPY_CHUNK = 64 * 1024
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -60,7 +73,19 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 class Catalog:
     """Metadata database of vault-store; one class for PostgreSQL (production) and SQLite."""
 
-    def __init__(self, url: str, *, engine_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        engine_options: dict[str, Any] | None = None,
+        partition_width: str = "day",
+    ) -> None:
+        if partition_width not in ("day", "week"):
+            raise ConfigError("VAULT_STORE_CATALOG_PARTITION: expected day or week")
+        self.partition_width = partition_width
+        # Partitions this process knows exist: a flush checks here before any DDL.
+        self._known_partitions: list[Partition] = []
+        self._partition_lock = threading.Lock()
         try:
             parsed = make_url(url)
         except SQLAlchemyError as exc:
@@ -106,10 +131,14 @@ class Catalog:
         blob. Rows of tombstoned replays or projects are dropped; duplicates of rows already
         present are ignored (first write wins) and their bytes count as dead.
         """
+        bucket = bucket_of(blob.expires_at)
+        if self.dialect == "postgresql":
+            self.ensure_partition(bucket)
         with self._errors("insert"), self.engine.begin() as conn:
             self.lock_projects(conn, {row.project_id for row in ranges}, shared=True)
             keep = self._drop_tombstoned(conn, ranges)
             live_replays = {(row.project_id, row.replay_id) for row in keep}
+            buckets = self._replay_buckets(conn, live_replays, bucket, blob.created_at)
             new_subjects = [
                 {"project_id": project, "replay_id": replay, "subject_hash": subject}
                 for project, replay, subject in subjects
@@ -118,9 +147,9 @@ class Catalog:
             if new_subjects:
                 conn.execute(self.insert_ignoring_conflicts(ReplaySubject), new_subjects)
             if self.dialect == "postgresql":
-                inserted, live = _insert_ranges_postgresql(conn, keep)
+                inserted, live = _insert_ranges_postgresql(conn, keep, buckets)
             else:
-                inserted, live = _insert_ranges_sqlite(conn, keep)
+                inserted, live = _insert_ranges_sqlite(conn, keep, buckets)
             conn.execute(
                 insert(Blob).values(
                     path=blob.path,
@@ -139,6 +168,105 @@ class Catalog:
             dropped_deleted=len(ranges) - len(keep),
             live_bytes=live,
         )
+
+    def ensure_partition(self, bucket: date) -> None:
+        """Make sure a partition holds `bucket` (PostgreSQL; a no-op on SQLite).
+
+        Usually one exists already (the maintenance job creates them ahead) and this is a
+        look at this process's list; otherwise it creates one in its own short transaction.
+        """
+        if self.dialect != "postgresql":
+            return
+        with self._partition_lock:
+            if any(p.covers(bucket) for p in self._known_partitions):
+                return
+            with self._errors("partition"), self.engine.begin() as conn:
+                # Serialize creators: two flushes must not race to create overlapping ranges.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK})
+                known = partitions(conn)
+                created = ensure(conn, bucket, self.partition_width, known)
+                self._known_partitions = known + ([created] if created else [])
+
+    def forget_partitions(self) -> None:
+        """Drop this process's list of partitions (after some were dropped)."""
+        with self._partition_lock:
+            self._known_partitions = []
+
+    def replay_bucket(self, project_id: int, replay_id: str) -> date | None:
+        """The bucket (partition) a replay's rows live in, or None if it has none."""
+        with self._errors("read"), self.engine.connect() as conn:
+            found = conn.execute(
+                select(Replay.expiry_bucket).where(
+                    Replay.project_id == project_id, Replay.replay_id == replay_id
+                )
+            ).scalar_one_or_none()
+        return found
+
+    def _replay_buckets(
+        self,
+        conn: Connection,
+        replays: Collection[tuple[int, str]],
+        bucket: date,
+        now: datetime,
+    ) -> dict[tuple[int, str], date]:
+        """Each replay's bucket: the one it got on first sight, else `bucket` (recorded now)."""
+        if not replays:
+            return {}
+        wanted = sorted(replays)
+        found = self._buckets_of(conn, wanted)
+        missing = [pair for pair in wanted if pair not in found]
+        if missing and self.dialect == "postgresql":
+            conn.execute(
+                text(
+                    "INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
+                    "SELECT p, r, :bucket, :now FROM unnest(CAST(:projects AS bigint[]), "
+                    "CAST(:replays AS text[])) AS wanted(p, r) ON CONFLICT DO NOTHING"
+                ),
+                {
+                    "bucket": bucket,
+                    "now": now,
+                    "projects": [p for p, _ in missing],
+                    "replays": [r for _, r in missing],
+                },
+            )
+        elif missing:
+            conn.execute(
+                self.insert_ignoring_conflicts(Replay),
+                [
+                    {"project_id": p, "replay_id": r, "expiry_bucket": bucket, "first_seen_at": now}
+                    for p, r in missing
+                ],
+            )
+        if missing:
+            # Another flush may have recorded some of them first: theirs is the bucket.
+            found |= self._buckets_of(conn, missing)
+        return found
+
+    @staticmethod
+    def _buckets_of(
+        conn: Connection, replays: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], date]:
+        if conn.dialect.name == "postgresql":
+            # Two array parameters instead of a compiled IN list of thousands of pairs.
+            rows = conn.execute(
+                text(
+                    "SELECT r.project_id, r.replay_id, r.expiry_bucket FROM replay r "
+                    "JOIN unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[])) "
+                    "AS wanted(project_id, replay_id) USING (project_id, replay_id)"
+                ),
+                {"projects": [p for p, _ in replays], "replays": [r for _, r in replays]},
+            ).all()
+            return {(int(p), str(r)): b for p, r, b in rows}
+        found: dict[tuple[int, str], date] = {}
+        for first in range(0, len(replays), 2000):
+            chunk = replays[first : first + 2000]
+            rows = conn.execute(
+                select(Replay.project_id, Replay.replay_id, Replay.expiry_bucket).where(
+                    tuple_(Replay.project_id, Replay.replay_id).in_(chunk)
+                )
+            ).all()
+            found.update({(int(p), str(r)): b for p, r, b in rows})
+        return found
 
     def tombstoned(self, replays: Collection[tuple[int, str]]) -> set[tuple[int, str]]:
         """Which of these (project_id, replay_id) are deleted (the replay or its project)."""
@@ -192,12 +320,17 @@ class Catalog:
             return []
         if stop_segment is not None and stop_segment > MAX_STORED_ID:
             stop_segment = None
+        bucket = self.replay_bucket(project_id, replay_id)
+        if bucket is None:
+            return []
         columns = [getattr(RecordingByteRange, name) for name in _RANGE_COLUMNS]
         query = (
             select(*columns)
             .where(
                 RecordingByteRange.project_id == project_id,
                 RecordingByteRange.replay_id == replay_id,
+                # A constant bucket lets PostgreSQL look in one partition only.
+                RecordingByteRange.expiry_bucket == bucket,
                 RecordingByteRange.segment_id >= min_segment,
             )
             .order_by(RecordingByteRange.segment_id, RecordingByteRange.part)
@@ -229,14 +362,22 @@ class Catalog:
             ).first()
             if tombstone is not None:
                 return ReplayState.SHREDDED
-            exists = conn.execute(
-                select(RecordingByteRange.segment_id)
-                .where(
-                    RecordingByteRange.project_id == project_id,
-                    RecordingByteRange.replay_id == replay_id,
+            bucket = conn.execute(
+                select(Replay.expiry_bucket).where(
+                    Replay.project_id == project_id, Replay.replay_id == replay_id
                 )
-                .limit(1)
-            ).first()
+            ).scalar_one_or_none()
+            exists = None
+            if bucket is not None:
+                exists = conn.execute(
+                    select(RecordingByteRange.segment_id)
+                    .where(
+                        RecordingByteRange.project_id == project_id,
+                        RecordingByteRange.replay_id == replay_id,
+                        RecordingByteRange.expiry_bucket == bucket,
+                    )
+                    .limit(1)
+                ).first()
         return ReplayState.STORED if exists is not None else ReplayState.UNKNOWN
 
     def stats(self) -> CatalogStats:
@@ -313,7 +454,9 @@ class Catalog:
             raise BackendError(_brief(exc), backend=_BACKEND, op=op) from None
 
 
-def _insert_ranges_postgresql(conn: Connection, rows: Sequence[RangeRecord]) -> tuple[int, int]:
+def _insert_ranges_postgresql(
+    conn: Connection, rows: Sequence[RangeRecord], buckets: dict[tuple[int, str], date]
+) -> tuple[int, int]:
     """COPY straight into the table; on a duplicate, redo through a staging table.
 
     Duplicates are rare (redelivery after a crash), so the common path is a bare COPY. COPY cannot
@@ -328,7 +471,7 @@ def _insert_ranges_postgresql(conn: Connection, rows: Sequence[RangeRecord]) -> 
     try:
         cursor.copy_expert(
             f"COPY recording_byte_range ({columns}) FROM STDIN",
-            _CopyStream(_copy_lines(rows)),
+            _CopyStream(_copy_lines(rows, buckets)),
             size=_COPY_CHUNK,
         )
     except psycopg2.errors.UniqueViolation:
@@ -342,7 +485,7 @@ def _insert_ranges_postgresql(conn: Connection, rows: Sequence[RangeRecord]) -> 
     )
     cursor.copy_expert(
         f"COPY incoming_range ({columns}) FROM STDIN",
-        _CopyStream(_copy_lines(rows)),
+        _CopyStream(_copy_lines(rows, buckets)),
         size=_COPY_CHUNK,
     )
     # Column names are our own constants, never input.
@@ -355,7 +498,9 @@ def _insert_ranges_postgresql(conn: Connection, rows: Sequence[RangeRecord]) -> 
     return len(sizes), sum(sizes)
 
 
-def _insert_ranges_sqlite(conn: Connection, rows: Sequence[RangeRecord]) -> tuple[int, int]:
+def _insert_ranges_sqlite(
+    conn: Connection, rows: Sequence[RangeRecord], buckets: dict[tuple[int, str], date]
+) -> tuple[int, int]:
     """Stage the rows in a temporary table, then INSERT OR IGNORE them (first write wins).
 
     Every step is one statement run by SQLite itself; the live bytes are the staged rows that
@@ -397,6 +542,7 @@ def _insert_ranges_sqlite(conn: Connection, rows: Sequence[RangeRecord]) -> tupl
                 row.key_check,
                 moment(row.created_at),
                 moment(row.expires_at),
+                buckets[(row.project_id, row.replay_id)].isoformat(),
             )
             for row in rows
         ],
@@ -409,27 +555,29 @@ def _insert_ranges_sqlite(conn: Connection, rows: Sequence[RangeRecord]) -> tupl
         "SELECT coalesce(sum(r.stop - r.start), 0) FROM incoming_range i "
         "JOIN recording_byte_range r ON r.project_id = i.project_id AND r.replay_id = i.replay_id "
         "AND r.segment_id = i.segment_id AND r.part = i.part "
+        "AND r.expiry_bucket = i.expiry_bucket "
         "AND r.blob_path = i.blob_path AND r.start = i.start"
     ).scalar_one()
     return inserted, int(live)
 
 
-def _copy_lines(rows: Sequence[RangeRecord]) -> Iterator[str]:
+def _copy_lines(rows: Sequence[RangeRecord], buckets: dict[tuple[int, str], date]) -> Iterator[str]:
     """Rows in COPY text format (tab-separated, bytea as \\x hex), one line each.
 
     A flush's rows share their blob path and timestamps, and each replay's rows share a wrapped
     key and key check: those columns are rendered once per distinct value, not once per row.
     """
-    tails: dict[tuple[bytes, bytes, str, datetime, datetime], str] = {}
+    tails: dict[tuple[bytes, bytes, str, datetime, datetime, date], str] = {}
     texts: dict[str, str] = {}
     for row in rows:
-        key = (row.wrapped_dek, row.key_check, row.kek, row.created_at, row.expires_at)
+        bucket = buckets[(row.project_id, row.replay_id)]
+        key = (row.wrapped_dek, row.key_check, row.kek, row.created_at, row.expires_at, bucket)
         tail = tails.get(key)
         if tail is None:
             tail = tails[key] = (
                 f"\t\\\\x{row.wrapped_dek.hex()}\t{row.kek.translate(_COPY_ESCAPES)}"
                 f"\t\\\\x{row.key_check.hex()}\t{row.created_at.isoformat()}"
-                f"\t{row.expires_at.isoformat()}\n"
+                f"\t{row.expires_at.isoformat()}\t{bucket.isoformat()}\n"
             )
         part = texts.get(row.part) or texts.setdefault(row.part, row.part.translate(_COPY_ESCAPES))
         path = texts.get(row.blob_path) or texts.setdefault(
@@ -472,6 +620,7 @@ class _CopyStream:
 
 def _range_record(row: Any) -> RangeRecord:
     values = dict(zip(_RANGE_COLUMNS, row, strict=True))
+    values.pop("expiry_bucket")
     values["created_at"] = as_utc(values["created_at"])
     values["expires_at"] = as_utc(values["expires_at"])
     values["wrapped_dek"] = bytes(values["wrapped_dek"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -44,6 +45,12 @@ class RecordingByteRange(Base):
     The primary key is the logical identity: a duplicate delivery is ignored (first write wins).
     There is deliberately no foreign key to `blob`: rows are inserted only after their blob is
     uploaded and recorded in the same transaction, and an RI trigger per row would halve COPY.
+
+    On PostgreSQL the table is range-partitioned by `expiry_bucket`: the day its replay's first
+    row expires, fixed in the `replay` table on first sight, so all of a replay's rows share one
+    partition (a lookup touches one, and a duplicate delivered days later still meets its first
+    copy's primary key). Whole partitions are dropped when everything in them has expired.
+    SQLite keeps one plain table with the same columns and keys.
     """
 
     __tablename__ = "recording_byte_range"
@@ -55,6 +62,7 @@ class RecordingByteRange(Base):
             "expires_at",
             postgresql_using="brin",
         ),
+        {"postgresql_partition_by": "RANGE (expiry_bucket)"},
     )
 
     project_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -69,6 +77,18 @@ class RecordingByteRange(Base):
     key_check: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    expiry_bucket: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class Replay(Base):
+    """One row per stored replay: the partition its rows live in (its first expiry day)."""
+
+    __tablename__ = "replay"
+
+    project_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    replay_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expiry_bucket: Mapped[date] = mapped_column(Date, index=True)
+    first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class Blob(Base):

@@ -6,6 +6,7 @@ import click
 
 from vault_store.cli.audit import audit
 from vault_store.cli.bench import bench
+from vault_store.cli.catalog import catalog
 from vault_store.cli.common import EXIT_CODES_HELP
 from vault_store.cli.delete import delete, deletion, expire, gc, overwrite
 from vault_store.cli.demo import demo
@@ -49,5 +50,6 @@ for command in (
     beat,
     enqueue,
     dead_letters,
+    catalog,
 ):
     main.add_command(command)

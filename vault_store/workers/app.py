@@ -25,6 +25,8 @@ from celery_batches import Batches, SimpleRequest
 from vault_store.blobstore import BlobStore
 from vault_store.errors import BackendUnavailable
 from vault_store.gc import collect
+from vault_store.lifecycle import retention_classes
+from vault_store.maintenance import maintain
 from vault_store.retention import expire as expire_rows
 from vault_store.settings import FlushPolicy, Settings
 from vault_store.shredder import Scope
@@ -134,6 +136,10 @@ def create_app(
             "vault_store.overwrite_ranges": {
                 "task": "vault_store.overwrite_ranges",
                 "schedule": timedelta(seconds=policy.overwrite_interval_seconds),
+            },
+            "vault_store.catalog_maintain": {
+                "task": "vault_store.catalog_maintain",
+                "schedule": timedelta(seconds=policy.maintain_interval_seconds),
             },
         },
         worker_hijack_root_logger=False,
@@ -259,6 +265,12 @@ def create_app(
         """Expire rows (and, on the local store, blobs) past their retention."""
         vault = vaults.get()
         return asdict(expire_rows(vault.catalog, vault.blob_store))
+
+    @app.task(name="vault_store.catalog_maintain", **_RETRYING)
+    def catalog_maintain() -> dict[str, Any]:
+        """Create partitions ahead and drop fully expired ones."""
+        catalog = vaults.get().catalog
+        return asdict(maintain(catalog, retention_classes=retention_classes(catalog)))
 
     def start_metrics(**_: object) -> None:
         if policy.metrics_port is not None:

@@ -1,0 +1,307 @@
+"""The partitioned PostgreSQL catalog as it grows to 50 million range rows.
+
+Run:  python benchmarks/catalog_scale.py [--rows 50000000] [--pg URL] [--json]
+
+Synthetic rows with a realistic shape are inserted through the production path
+(`Catalog.insert_blob`: replay buckets, tombstone check, COPY, blob row) in flushes of 5,000
+rows, as 90 days of ingest: projects drawn from a Zipf law (a few large, many small), replays of
+lognormal length (median about 12 segments, capped at 720), 1.024 rows per segment (typed
+parts), 80% of replays kept 30 days and 20% kept 90. At each checkpoint (1M, 10M, 50M rows by
+default) it measures:
+
+- COPY insert rows/s over the flushes since the previous checkpoint;
+- replay lookup latency (all of one replay's rows), p50 and p99, warm (repeated) and cold (the
+  first look at replays not read before, after PostgreSQL's buffers are emptied by a restart
+  and, when permitted, the kernel's page cache is dropped);
+- project shred rows/s (a whole project of about 50,000 rows, deleted in 5,000-row chunks);
+- disk bytes per row (every partition's table and indexes, plus the replay table);
+- the time to drop one expired partition (detach and drop) and the rows it held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg2
+from sqlalchemy import func, select, text
+
+from vault_store.catalog import Catalog
+from vault_store.catalog.models import RecordingByteRange, Replay
+from vault_store.catalog.partitions import partitions
+from vault_store.catalog.records import BlobRecord, RangeRecord
+from vault_store.shredder import Scope, Shredder
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+FLUSH_ROWS = 5000
+DAYS = 90
+START = datetime(2026, 8, 1, tzinfo=UTC)
+
+
+@dataclass
+class ReplayPlan:
+    project_id: int
+    replay_id: str
+    segments: int
+    retention: int
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=50_000_000)
+    parser.add_argument("--checkpoints", default="1000000,10000000,50000000")
+    parser.add_argument("--pg", default=PG_URL)
+    parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    parser.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="measure 'cold' without restarting PostgreSQL (when others share the server)",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    checkpoints = sorted(int(c) for c in args.checkpoints.split(",") if int(c) <= args.rows)
+
+    schema = f"scale_{uuid.uuid4().hex[:10]}"
+    with psycopg2.connect(args.pg) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {schema}")
+    url = f"{args.pg}?options=-csearch_path%3D{schema}"
+    catalog = Catalog(url)
+    catalog.migrate()
+    generator = random.Random(42)
+    results: list[dict[str, Any]] = []
+    inserted = 0
+    window_rows, window_seconds = 0, 0.0
+    read_before: set[tuple[int, str]] = set()
+    try:
+        for rows, created_at, retention in flushes(generator, args.rows):
+            blob = BlobRecord(
+                path=f"r{retention}d/{uuid.uuid4().hex}.vsb",
+                size=rows[-1].stop,
+                frame_count=len(rows),
+                retention_days=retention,
+                created_at=created_at,
+                expires_at=created_at + timedelta(days=retention),
+            )
+            started = time.perf_counter()
+            catalog.insert_blob(blob, rows)
+            window_seconds += time.perf_counter() - started
+            window_rows += len(rows)
+            inserted += len(rows)
+            if checkpoints and inserted >= checkpoints[0]:
+                checkpoints.pop(0)
+                point = measure(catalog, args.lookups, read_before, restart=not args.no_restart)
+                point.update(rows=inserted, copy_rows_per_s=round(window_rows / window_seconds))
+                results.append(point)
+                window_rows, window_seconds = 0, 0.0
+                if not args.json:
+                    print(json.dumps(point), flush=True)
+    finally:
+        catalog.dispose()
+        if not args.keep:
+            conn = psycopg2.connect(args.pg)
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+            conn.close()
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+def replays(generator: random.Random, rows: int) -> list[ReplayPlan]:
+    """Enough replays for `rows` rows, each with its project, length and retention."""
+    plans: list[ReplayPlan] = []
+    total = 0
+    while total < rows:
+        # Zipf over 2,000 projects: project 1 is the largest.
+        project = min(2000, int(generator.paretovariate(1.1)))
+        segments = min(720, max(1, int(generator.lognormvariate(2.5, 1.2))))
+        retention = 30 if generator.random() < 0.8 else 90
+        plans.append(
+            ReplayPlan(project, uuid.UUID(int=generator.getrandbits(128)).hex, segments, retention)
+        )
+        total += math.ceil(segments * 1.024)
+    return plans
+
+
+def flushes(generator: random.Random, rows: int) -> Any:
+    """Flushes of 5,000 rows per retention class, in time order over 90 days."""
+    plans = replays(generator, rows)
+    per_day = math.ceil(len(plans) / DAYS)
+    buffers: dict[int, list[RangeRecord]] = {30: [], 90: []}
+    offsets = {30: 0, 90: 0}
+    for index, plan in enumerate(plans):
+        created_at = START + timedelta(days=index // per_day, seconds=index % per_day)
+        for segment in range(plan.segments):
+            parts = ["dom", "console"] if generator.random() < 0.024 else ["dom"]
+            for part in parts:
+                size = int(generator.lognormvariate(8.5, 1.0))
+                start = offsets[plan.retention]
+                offsets[plan.retention] += size
+                buffers[plan.retention].append(
+                    RangeRecord(
+                        project_id=plan.project_id,
+                        replay_id=plan.replay_id,
+                        segment_id=segment,
+                        part=part,
+                        blob_path="",
+                        start=start,
+                        stop=start + size,
+                        wrapped_dek=b"w" * 60,
+                        kek="projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1",
+                        key_check=b"c" * 32,
+                        created_at=created_at,
+                        expires_at=created_at + timedelta(days=plan.retention),
+                    )
+                )
+                if len(buffers[plan.retention]) >= FLUSH_ROWS:
+                    yield buffers[plan.retention], created_at, plan.retention
+                    buffers[plan.retention] = []
+                    offsets[plan.retention] = 0
+    for retention, rest in buffers.items():
+        if rest:
+            yield rest, rest[-1].created_at, retention
+
+
+def measure(
+    catalog: Catalog, lookups: int, read_before: set[tuple[int, str]], *, restart: bool
+) -> dict[str, Any]:
+    with catalog.connection("bench") as conn:
+        known = conn.execute(
+            select(Replay.project_id, Replay.replay_id).order_by(func.random()).limit(lookups * 3)
+        ).all()
+    fresh = [(int(p), str(r)) for p, r in known if (p, r) not in read_before]
+    cold_set, warm_set = fresh[:lookups], fresh[lookups : 2 * lookups]
+    read_before.update(cold_set)
+    cold_kind = empty_caches(catalog) if restart else "first read, caches not emptied"
+    cold = timed_lookups(catalog, cold_set)
+    timed_lookups(catalog, warm_set)  # warm them
+    warm = timed_lookups(catalog, warm_set)
+    point: dict[str, Any] = {
+        "lookup_cold_p50_ms": pct(cold, 50),
+        "lookup_cold_p99_ms": pct(cold, 99),
+        "cold_means": cold_kind,
+        "lookup_warm_p50_ms": pct(warm, 50),
+        "lookup_warm_p99_ms": pct(warm, 99),
+    }
+    point.update(shred_project(catalog))
+    point.update(disk(catalog))
+    point.update(drop_oldest(catalog))
+    return point
+
+
+def timed_lookups(catalog: Catalog, replay_ids: list[tuple[int, str]]) -> list[float]:
+    times = []
+    for project, replay in replay_ids:
+        started = time.perf_counter()
+        rows = catalog.replay_ranges(project, replay, limit=1000)
+        times.append((time.perf_counter() - started) * 1000)
+        assert rows, "a replay from the replay table has rows"
+    return times
+
+
+def empty_caches(catalog: Catalog) -> str:
+    """Restart PostgreSQL (empties shared buffers) and drop the page cache where permitted."""
+    catalog.dispose()
+    version = os.listdir("/etc/postgresql")[0] if os.path.isdir("/etc/postgresql") else None
+    restarted = False
+    if version is not None:
+        done = subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+            capture_output=True,
+            check=False,
+        )
+        restarted = done.returncode == 0
+    dropped = False
+    try:
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as caches:
+            caches.write("3\n")
+        dropped = True
+    except OSError:
+        pass
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with catalog.connection("bench") as conn:
+                conn.execute(text("SELECT 1"))
+            break
+        except Exception:  # noqa: BLE001 - the server is still starting
+            time.sleep(0.5)
+    return (
+        " + ".join(
+            [w for w, ok in (("server restart", restarted), ("page cache dropped", dropped)) if ok]
+        )
+        or "not emptied (no permission)"
+    )
+
+
+def shred_project(catalog: Catalog) -> dict[str, Any]:
+    """Shred the project whose row count is nearest 50,000."""
+    with catalog.connection("bench") as conn:
+        sizes = conn.execute(
+            select(Replay.project_id, func.count()).group_by(Replay.project_id)
+        ).all()
+    # Replays per project, times the mean rows per replay, approximates rows per project.
+    mean_rows = 1.024 * 25
+    project = min(sizes, key=lambda s: abs(s[1] * mean_rows - 50_000))[0]
+    shredder = Shredder(catalog, chunk_rows=5000)
+    started = time.perf_counter()
+    deletion = shredder.request(Scope.PROJECT, int(project), requested_by="bench", reason="scale")
+    status = shredder.run(deletion)
+    elapsed = time.perf_counter() - started
+    return {
+        "shred_rows": status.rows_deleted,
+        "shred_rows_per_s": round(status.rows_deleted / elapsed),
+    }
+
+
+def disk(catalog: Catalog) -> dict[str, Any]:
+    with catalog.connection("bench") as conn:
+        found = partitions(conn)
+        rows = conn.execute(select(func.count()).select_from(RecordingByteRange)).scalar_one()
+        replay_bytes = conn.execute(text("SELECT pg_total_relation_size('replay')")).scalar_one()
+    table = sum(p.total_bytes for p in found)
+    return {
+        "partitions": len(found),
+        "table_and_index_bytes": table,
+        "replay_table_bytes": int(replay_bytes),
+        "bytes_per_row": round((table + int(replay_bytes)) / max(rows, 1), 1),
+        "exact_rows": int(rows),
+    }
+
+
+def drop_oldest(catalog: Catalog) -> dict[str, Any]:
+    from vault_store.catalog.partitions import drop, exact_rows
+
+    with catalog.connection("bench") as conn:
+        oldest = partitions(conn)[0]
+    with catalog.transaction("bench") as conn:
+        rows = exact_rows(conn, oldest)
+    started = time.perf_counter()
+    with catalog.transaction("bench") as conn:
+        drop(conn, oldest)
+    elapsed = time.perf_counter() - started
+    catalog.forget_partitions()
+    return {"drop_partition_rows": rows, "drop_partition_ms": round(elapsed * 1000, 1)}
+
+
+def pct(values: list[float], percentile: int) -> float:
+    ordered = sorted(values)
+    if percentile == 50:
+        return round(statistics.median(ordered), 2)
+    return round(ordered[max(0, math.ceil(len(ordered) * percentile / 100) - 1)], 2)
+
+
+if __name__ == "__main__":
+    main()

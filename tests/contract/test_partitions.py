@@ -1,0 +1,203 @@
+"""The catalog's partitions on PostgreSQL (and the same calls on SQLite's plain table): one
+partition per replay, pruned lookups, duplicates across days, creation ahead, whole drops."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, select
+
+from tests.conftest import VaultFactory
+from tests.integration.helpers import read_events, run
+from vault_store import LocalBlobStore, LocalKms, Vault
+from vault_store.catalog import Catalog
+from vault_store.catalog.models import RecordingByteRange, Replay
+from vault_store.catalog.partitions import partitions
+from vault_store.maintenance import maintain, needed_buckets
+from vault_store.message import Segment
+from vault_store.retention import expire
+
+DAY = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def segment(replay: str, n: int, body: bytes | None = None, project: int = 3) -> Segment:
+    return Segment(
+        project_id=project,
+        replay_id=replay,
+        segment_id=n,
+        body=body or b"[%d]" % n,
+        retention_days=30,
+    )
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_a_replay_keeps_its_partition_and_a_late_duplicate_is_ignored(
+    make_vault: VaultFactory, catalog: Catalog
+) -> None:
+    clock = Clock(DAY)
+    vault = make_vault(clock=clock)
+    replay = "a" * 32
+    for n in range(3):
+        vault.ingest_segment(segment(replay, n))
+    vault.flush()
+    # Two days later (another expiry day): a redelivered duplicate and a late new segment.
+    clock.now = DAY + timedelta(days=2)
+    vault.ingest_segment(segment(replay, 1, b'["changed"]'))
+    vault.ingest_segment(segment(replay, 3))
+    results = vault.flush()
+    assert sum(r.duplicates for r in results) == 1
+    assert read_events(vault, 3, replay) == [[0], [1], [2], [3]]  # first write wins
+    with catalog.connection("test") as conn:
+        buckets = set(conn.execute(select(RecordingByteRange.expiry_bucket)).scalars())
+        rows = conn.execute(select(func.count()).select_from(RecordingByteRange)).scalar_one()
+    assert buckets == {(DAY + timedelta(days=30)).date()} and rows == 4
+    assert catalog.replay_bucket(3, replay) == (DAY + timedelta(days=30)).date()
+
+
+def test_a_replay_lookup_touches_one_partition(postgres_url: str, tmp_path: Path) -> None:
+    clock = Clock(DAY)
+    pg = Catalog(postgres_url)
+    pg.migrate()
+    vault = Vault(
+        catalog=pg,
+        blob_store=LocalBlobStore(tmp_path / "blobs"),
+        kms=LocalKms(tmp_path / "kek.json"),
+        clock=clock,
+    )
+    for day in range(4):  # four days of replays: four partitions
+        clock.now = DAY + timedelta(days=day)
+        vault.ingest_segment(segment(f"{day + 1:032x}", 0))
+        vault.flush()
+    catalog = vault.catalog
+    with catalog.connection("test") as conn:
+        assert len(partitions(conn)) == 4
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM recording_byte_range" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(catalog.engine, "before_cursor_execute", capture)
+    try:
+        assert len(catalog.replay_ranges(3, f"{3:032x}")) == 1
+    finally:
+        event.remove(catalog.engine, "before_cursor_execute", capture)
+    (statement, parameters) = statements[-1]
+    with catalog.engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("EXPLAIN " + statement, parameters)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    scanned = set(re.findall(r"recording_byte_range_p\d{8}(?!_)", plan))
+    assert scanned == {f"recording_byte_range_p{(DAY + timedelta(days=32)):%Y%m%d}"}, plan
+    vault.close()
+    pg.dispose()
+
+
+def test_maintenance_creates_ahead_and_drops_expired_partitions_whole(
+    make_vault: VaultFactory, catalog: Catalog
+) -> None:
+    old, live = "b" * 32, "c" * 32
+    vault = make_vault(clock=Clock(DAY - timedelta(days=40)))  # expired ten days ago
+    vault.ingest_segment(segment(old, 0))
+    vault.flush()
+    current = make_vault(clock=Clock(DAY))
+    current.ingest_segment(segment(live, 0))
+    current.flush()
+
+    dry = maintain(
+        catalog, retention_classes=[30, 90], ahead_days=2, dry_run=True, clock=Clock(DAY)
+    )
+    partitioned = catalog.dialect == "postgresql"
+    assert dry.partitioned is partitioned
+    with catalog.connection("test") as conn:
+        rows = conn.execute(select(func.count()).select_from(RecordingByteRange)).scalar_one()
+    assert rows == 2  # a dry run changes nothing
+    if partitioned:
+        assert len(dry.dropped) == 1 and dry.rows_dropped == 1
+        assert len(dry.created) == 5  # +30 is there already; +31, +32, +90, +91, +92
+
+    report = maintain(catalog, retention_classes=[30, 90], ahead_days=2, clock=Clock(DAY))
+    if partitioned:
+        assert report.rows_dropped == 1 and len(report.dropped) == 1
+        with catalog.connection("test") as conn:
+            covered = partitions(conn)
+        for bucket in needed_buckets(DAY.date(), [30, 90], 2):
+            assert any(p.covers(bucket) for p in covered)
+        assert all(p.end > DAY.date() for p in covered)  # the expired one is gone
+    else:
+        expire(catalog, current.blob_store, now=DAY)  # SQLite: row by row, same outcome
+        maintain(catalog, retention_classes=[30, 90], clock=Clock(DAY))
+    assert read_events(current, 3, live) == [[0]]
+    assert catalog.replay_bucket(3, old) is None
+    with catalog.connection("test") as conn:
+        assert conn.execute(select(func.count()).select_from(Replay)).scalar_one() == 1
+
+
+def test_retention_drops_expired_partitions_first(
+    make_vault: VaultFactory, catalog: Catalog
+) -> None:
+    vault = make_vault(clock=Clock(DAY - timedelta(days=40)))
+    for n in range(5):
+        vault.ingest_segment(segment("d" * 32, n))
+    vault.flush()
+    result = expire(catalog, vault.blob_store, now=DAY)
+    assert result.rows_expired == 5 and result.blobs_deleted == 1
+    with catalog.connection("test") as conn:
+        assert conn.execute(select(func.count()).select_from(RecordingByteRange)).scalar_one() == 0
+        if catalog.dialect == "postgresql":
+            assert partitions(conn) == []
+
+
+def test_week_partitions_are_clipped_to_the_gaps_between_day_partitions(
+    postgres_url: str,
+) -> None:
+    daily, weekly = Catalog(postgres_url), Catalog(postgres_url, partition_width="week")
+    daily.migrate()
+    try:
+        wednesday = date(2026, 12, 23)
+        daily.ensure_partition(wednesday)
+        weekly.ensure_partition(wednesday + timedelta(days=1))  # same week, after the day
+        weekly.ensure_partition(wednesday - timedelta(days=1))  # same week, before it
+        with daily.connection("test") as conn:
+            ranges = [(p.first, p.end) for p in partitions(conn)]
+    finally:
+        daily.dispose()
+        weekly.dispose()
+    monday = date(2026, 12, 21)
+    assert ranges == [
+        (monday, wednesday),
+        (wednesday, wednesday + timedelta(days=1)),
+        (wednesday + timedelta(days=1), monday + timedelta(days=7)),
+    ]
+
+
+def test_catalog_maintain_command(tmp_path: Any, database_url: str) -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "VAULT_STORE_HOME": str(tmp_path / "home"),
+        "VAULT_STORE_DATABASE_URL": database_url,
+    }
+    dry = run(env, "catalog", "maintain", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    document = json.loads(dry.stdout)
+    assert document["dry_run"] is True
+    assert document["partitioned"] is database_url.startswith("postgresql")
+    done = run(env, "catalog", "maintain", "--ahead-days", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    if database_url.startswith("postgresql"):
+        assert len(json.loads(done.stdout)["partitions"]) == 4  # +30, +31, +90, +91
+    text_out = run(env, "catalog", "maintain", "--dry-run", "--ahead-days", "1")
+    assert text_out.returncode == 0 and b"would create 0" in text_out.stdout

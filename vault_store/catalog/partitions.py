@@ -1,0 +1,116 @@
+"""Partitions of recording_byte_range on PostgreSQL: list, create ahead, drop when expired.
+
+A partition holds the rows whose `expiry_bucket` (the day their replay's first row expires)
+falls in its range of days: one day, or one week with VAULT_STORE_CATALOG_PARTITION=week. A new
+partition never overlaps an existing one (its range is clipped to the gap it fills), so changing
+the width later is safe. SQLite has no partitions: these functions answer for one plain table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Connection, text
+
+from vault_store.catalog.records import as_utc
+
+TABLE = "recording_byte_range"
+PREFIX = f"{TABLE}_p"
+_BOUNDS = re.compile(r"FROM \('(\d{4}-\d{2}-\d{2})'\) TO \('(\d{4}-\d{2}-\d{2})'\)")
+
+
+def is_partition(name: str) -> bool:
+    """Whether a table name is one of our partitions (kept out of schema comparisons)."""
+    return name.startswith(PREFIX) and name[len(PREFIX) :].isdigit()
+
+
+def bucket_of(expires_at: datetime) -> date:
+    """The bucket of a replay whose first row expires at `expires_at` (its UTC day)."""
+    return as_utc(expires_at).date()
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition: its name, its range of buckets [first, end), and its size."""
+
+    name: str
+    first: date
+    end: date
+    rows_estimate: int
+    total_bytes: int
+
+    def covers(self, day: date) -> bool:
+        return self.first <= day < self.end
+
+
+def partitions(conn: Connection) -> list[Partition]:
+    """The partitions of the range table, in bucket order (PostgreSQL only)."""
+    found = conn.execute(
+        text(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), "
+            "greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid) "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = CAST(:table AS regclass)"
+        ),
+        {"table": TABLE},
+    ).all()
+    listed = []
+    for name, bound, rows, size in found:
+        match = _BOUNDS.search(bound or "")
+        if match is None:
+            continue  # not one of ours (a DEFAULT partition someone added)
+        first, end = (date.fromisoformat(value) for value in match.groups())
+        listed.append(Partition(str(name), first, end, int(rows), int(size)))
+    return sorted(listed, key=lambda p: p.first)
+
+
+def span(day: date, width: str) -> tuple[date, date]:
+    """The range a new partition for `day` would take before clipping: its day or its week."""
+    if width == "week":
+        first = day - timedelta(days=day.weekday())
+        return first, first + timedelta(days=7)
+    return day, day + timedelta(days=1)
+
+
+def ensure(conn: Connection, day: date, width: str, known: list[Partition]) -> Partition | None:
+    """Create the partition that will hold bucket `day` unless one does; returns the new one."""
+    if any(p.covers(day) for p in known):
+        return None
+    first, end = span(day, width)
+    # Clip to the gap around `day`, so the new range never overlaps an existing one.
+    first = max([first, *(p.end for p in known if p.end <= day)])
+    end = min([end, *(p.first for p in known if p.first > day)])
+    name = f"{PREFIX}{first:%Y%m%d}"
+    # Names and dates are ours (digits and dashes), never input.
+    conn.execute(
+        text(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {TABLE} "
+            f"FOR VALUES FROM ('{first.isoformat()}') TO ('{end.isoformat()}')"
+        )
+    )
+    return Partition(name, first, end, 0, 0)
+
+
+def has_unexpired_rows(conn: Connection, partition: Partition, now: datetime) -> bool:
+    """Whether any row of the partition expires after `now` (a late delivery, say)."""
+    return (
+        conn.execute(
+            text(f"SELECT 1 FROM {partition.name} WHERE expires_at > :now LIMIT 1"),  # noqa: S608
+            {"now": now},
+        ).first()
+        is not None
+    )
+
+
+def exact_rows(conn: Connection, partition: Partition) -> int:
+    return int(
+        conn.execute(text(f"SELECT count(*) FROM {partition.name}")).scalar_one()  # noqa: S608
+    )
+
+
+def drop(conn: Connection, partition: Partition) -> None:
+    """Detach and drop: the rows go at once, with no dead tuples left to vacuum."""
+    conn.execute(text(f"ALTER TABLE {TABLE} DETACH PARTITION {partition.name}"))
+    conn.execute(text(f"DROP TABLE {partition.name}"))

@@ -20,6 +20,7 @@ from vault_store.catalog.partitions import partitions
 from vault_store.maintenance import maintain, needed_buckets
 from vault_store.message import Segment
 from vault_store.retention import expire
+from vault_store.shredder import Scope, Shredder
 
 DAY = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -201,3 +202,33 @@ def test_catalog_maintain_command(tmp_path: Any, database_url: str) -> None:
         assert len(json.loads(done.stdout)["partitions"]) == 4  # +30, +31, +90, +91
     text_out = run(env, "catalog", "maintain", "--dry-run", "--ahead-days", "1")
     assert text_out.returncode == 0 and b"would create 0" in text_out.stdout
+
+
+def test_a_chunked_shred_across_partitions_deletes_only_its_rows(
+    make_vault: VaultFactory, catalog: Catalog
+) -> None:
+    # Projects 5 and 6 share three partitions; their rows sit at the same physical positions
+    # in each (same insert order), which a delete by ctid alone would confuse.
+    clock = Clock(DAY)
+    vault = make_vault(clock=clock)
+    for day in range(3):
+        clock.now = DAY + timedelta(days=day)
+        for project in (5, 6):
+            for n in range(4):
+                vault.ingest_segment(segment(f"{project:016x}{day:016x}", n, project=project))
+        vault.flush()
+    shredder = Shredder(catalog, chunk_rows=3)
+    deletion = shredder.request(Scope.PROJECT, 5, requested_by="dpo", reason="closed")
+    with catalog.transaction("test") as conn:  # one chunk, as if interrupted after it
+        assert shredder._delete_chunk(conn, shredder.status(deletion)) == 3
+    status = shredder.run(deletion)  # resumed
+    assert status.rows_deleted == 12
+    with catalog.connection("test") as conn:
+        left = conn.execute(
+            select(RecordingByteRange.project_id, func.count()).group_by(
+                RecordingByteRange.project_id
+            )
+        ).all()
+    assert dict(left) == {6: 12}
+    for day in range(3):
+        assert read_events(vault, 6, f"{6:016x}{day:016x}") == [[0], [1], [2], [3]]

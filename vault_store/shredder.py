@@ -9,6 +9,7 @@ it stopped. Blobs are never touched here.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -18,8 +19,11 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
+    MetaData,
+    Table,
     and_,
     case,
     delete,
@@ -27,9 +31,9 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
-    tuple_,
     update,
 )
+from sqlalchemy.sql.util import ClauseAdapter
 
 from vault_store import audit
 from vault_store.catalog import Catalog
@@ -42,6 +46,7 @@ from vault_store.catalog.models import (
     ReplaySubject,
     Tombstone,
 )
+from vault_store.catalog.partitions import partitions
 from vault_store.catalog.records import as_utc
 from vault_store.errors import InvalidInput
 
@@ -359,22 +364,49 @@ class Shredder:
 def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> Sequence[Any]:
     """Delete up to `limit` range rows matching `where`; returns their blob_path, start, stop.
 
-    One statement, by physical row id from an index-driven subquery (rowid on SQLite; on the
-    partitioned PostgreSQL table a ctid is unique only within its partition, so the partition's
-    tableoid goes with it): no list of keys travels back and forth, whatever the chunk size.
+    By physical row id from an index-driven subquery: no list of keys travels back and forth,
+    whatever the chunk size. On SQLite that is rowid, in one statement. On the partitioned
+    PostgreSQL table it is ctid, one partition at a time: a ctid is unique only within its
+    partition, and one statement over the parent would join every matching row of every
+    partition against the chunk, a scan of the whole target per chunk.
     """
     rbr = RecordingByteRange
-    columns: list[ColumnElement[Any]] = (
-        [literal_column("tableoid"), literal_column("ctid")]
-        if conn.dialect.name == "postgresql"
-        else [literal_column("rowid")]
-    )
-    row_id: ColumnElement[Any] = tuple_(*columns) if len(columns) > 1 else columns[0]
-    victims = select(*columns).select_from(rbr).where(where).limit(limit)
-    statement = (
-        delete(rbr).where(where, row_id.in_(victims)).returning(rbr.blob_path, rbr.start, rbr.stop)
-    )
-    return conn.execute(statement).all()
+    if conn.dialect.name != "postgresql":
+        row_id: ColumnElement[Any] = literal_column("rowid")
+        victims = select(row_id).select_from(rbr).where(where).limit(limit)
+        statement = (
+            delete(rbr)
+            .where(row_id.in_(victims.scalar_subquery()))
+            .returning(rbr.blob_path, rbr.start, rbr.stop)
+        )
+        return conn.execute(statement).all()
+    deleted: list[Any] = []
+    for partition in partitions(conn):
+        table = _partition_table(partition.name)
+        # The same condition, on the partition's columns (subqueries on other tables untouched).
+        local = ClauseAdapter(
+            table,
+            include_fn=lambda column: getattr(column, "table", None) is rbr.__table__,
+            adapt_on_names=True,
+        ).traverse(where)
+        ctid: ColumnElement[Any] = literal_column("ctid")
+        victims = select(ctid).select_from(table).where(local).limit(limit - len(deleted))
+        statement = (
+            delete(table)
+            .where(ctid.in_(victims.scalar_subquery()))
+            .returning(table.c.blob_path, table.c.start, table.c.stop)
+        )
+        deleted += conn.execute(statement).all()
+        if len(deleted) >= limit:
+            break
+    return deleted
+
+
+@functools.lru_cache(maxsize=4096)
+def _partition_table(name: str) -> Table:
+    """A lightweight Table naming one partition, with the range table's columns."""
+    columns = [Column(c.name, c.type) for c in RecordingByteRange.__table__.columns]
+    return Table(name, MetaData(), *columns)
 
 
 def lower_live_bytes(conn: Connection, rows: Sequence[Any]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -109,3 +109,21 @@ def cleanup_queues() -> Iterator[list[dict[str, str]]]:
     yield envs
     for env in envs:
         drop_queues(producer_app(env))
+
+
+EnvFactory = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def worker_env(
+    tmp_path: Path, postgres_url: str, worker_catalog: Catalog, cleanup_queues: list[dict[str, str]]
+) -> EnvFactory:
+    """Build a worker environment on the test's catalog and `broker_url`; its queues are
+    dropped after the test."""
+
+    def build(broker_url: str, **overrides: str) -> dict[str, str]:
+        env = make_env(tmp_path, postgres_url, broker_url, **overrides)
+        cleanup_queues.append(env)
+        return env
+
+    return build

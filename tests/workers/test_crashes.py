@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from tests.conftest import PG_URL
 from tests.integration.helpers import read_events
 from tests.peers.tcp_proxy import TcpProxy
-from tests.workers.conftest import Workers, make_env
+from tests.workers.conftest import EnvFactory, Workers
 from tests.workers.harness import (
     enqueue,
     producer_app,
@@ -40,13 +40,11 @@ def assert_exactly_once(catalog: Catalog, tmp_path: Path, replays: int, segments
 def test_kill_9_in_the_middle_of_5000_segments_loses_and_duplicates_nothing(
     any_broker_url: str,
     worker_catalog: Catalog,
-    postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
-    env = make_env(tmp_path, postgres_url, any_broker_url)
-    cleanup_queues.append(env)
+    env = worker_env(any_broker_url)
     app = producer_app(env)
     enqueue(app, messages(50, 100))  # 5,000 segments
     first = workers.start(env)
@@ -74,21 +72,19 @@ def test_lost_upload_answers_and_a_catalog_outage_lose_nothing_and_gc_takes_the_
     postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
     host, port = "127.0.0.1", int(PG_URL.rsplit(":", 1)[1].split("/")[0])
     proxy = TcpProxy((host, port))
     try:
         through_proxy = postgres_url.replace(f"{host}:{port}", f"{host}:{proxy.port}")
-        env = make_env(
-            tmp_path,
-            through_proxy,
+        env = worker_env(
             redis_url,
+            VAULT_STORE_DATABASE_URL=through_proxy,
             FLAKY_PUT_EVERY="3",  # every third upload lands but reports failure
             VAULT_STORE_FLUSH_MAX_SEGMENTS="100",
             VAULT_STORE_INGEST_MAX_ATTEMPTS="50",
         )
-        cleanup_queues.append(env)
         app = producer_app(env)
         enqueue(app, messages(10, 100))  # 1,000 segments
         worker = workers.start(env, module="tests.peers.flaky_worker")
@@ -130,20 +126,16 @@ def test_lost_upload_answers_and_a_catalog_outage_lose_nothing_and_gc_takes_the_
 def test_warm_shutdown_in_the_middle_of_a_batch_loses_nothing(
     any_broker_url: str,
     worker_catalog: Catalog,
-    postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
     # A batch that fills slowly: the worker holds the messages, unacknowledged, when stopped.
-    env = make_env(
-        tmp_path,
-        postgres_url,
+    env = worker_env(
         any_broker_url,
         VAULT_STORE_FLUSH_MAX_AGE="60",
         VAULT_STORE_FLUSH_MAX_SEGMENTS="5000",
     )
-    cleanup_queues.append(env)
     app = producer_app(env)
     enqueue(app, messages(4, 50))
     first = workers.start(env)

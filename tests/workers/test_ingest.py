@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from tests.integration.helpers import read_events, tombstone
 from tests.peers.gcs import free_port
-from tests.workers.conftest import Workers, make_env
+from tests.workers.conftest import EnvFactory, Workers
 from tests.workers.harness import (
     enqueue,
     producer_app,
@@ -49,16 +49,12 @@ def vault_over(catalog: Catalog, tmp_path: Path) -> Vault:
 def test_a_worker_batches_messages_into_blobs_then_acknowledges(
     any_broker_url: str,
     worker_catalog: Catalog,
-    postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
     port = free_port()
-    env = make_env(
-        tmp_path, postgres_url, any_broker_url, VAULT_STORE_WORKER_METRICS_PORT=str(port)
-    )
-    cleanup_queues.append(env)
+    env = worker_env(any_broker_url, VAULT_STORE_WORKER_METRICS_PORT=str(port))
     app = producer_app(env)
     enqueue(app, messages(6, 50))
     worker = workers.start(env)
@@ -91,14 +87,12 @@ def test_a_worker_batches_messages_into_blobs_then_acknowledges(
 def test_poison_messages_are_dead_lettered_and_the_worker_keeps_ingesting(
     redis_url: str,
     worker_catalog: Catalog,
-    postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
     port = free_port()
-    env = make_env(tmp_path, postgres_url, redis_url, VAULT_STORE_WORKER_METRICS_PORT=str(port))
-    cleanup_queues.append(env)
+    env = worker_env(redis_url, VAULT_STORE_WORKER_METRICS_PORT=str(port))
     app = producer_app(env)
     good = messages(2, 5)
     poison = [
@@ -141,13 +135,11 @@ def test_poison_messages_are_dead_lettered_and_the_worker_keeps_ingesting(
 def test_segments_of_deleted_replays_are_dropped_counted_and_audited(
     redis_url: str,
     worker_catalog: Catalog,
-    postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
-    env = make_env(tmp_path, postgres_url, redis_url)
-    cleanup_queues.append(env)
+    env = worker_env(redis_url)
     tombstone(worker_catalog, 3, f"{1:032x}")  # replay 1 of project 3
     tombstone(worker_catalog, 5, None)  # all of project 5
     app = producer_app(env)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from tests.integration.helpers import run
-from tests.workers.conftest import Workers, make_env
+from tests.workers.conftest import EnvFactory, Workers
 from tests.workers.harness import environment, producer_app, queued, row_count, wait_for
 from tests.workers.test_ingest import messages, vault_over
 from vault_store.catalog import Catalog
@@ -24,13 +26,11 @@ from vault_store.shredder import Scope
 def test_shred_tasks_run_once_per_task_id_even_when_delivered_twice(
     redis_url: str,
     worker_catalog: Catalog,
-    postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
-    env = make_env(tmp_path, postgres_url, redis_url)
-    cleanup_queues.append(env)
+    env = worker_env(redis_url)
     vault = vault_over(worker_catalog, tmp_path)
     for raw in messages(3, 4):
         vault.ingest_message(raw)
@@ -51,14 +51,25 @@ def test_shred_tasks_run_once_per_task_id_even_when_delivered_twice(
         what="replay 1 shredded",
         workers=(worker,),
     )
+
+    def deletions() -> list[Any]:
+        with worker_catalog.connection("test") as conn:
+            return list(conn.execute(select(Deletion.id, Deletion.scope, Deletion.status)))
+
+    # An empty queue only means the tasks were taken: wait for both to finish running.
+    wait_for(
+        lambda: sorted(status for _, _, status in deletions()) == ["done", "done"],
+        timeout=60,
+        what="both deletions done",
+        workers=(worker,),
+    )
     wait_for(lambda: queued(app, "tasks") == 0, timeout=30, what="the tasks to run")
-    with worker_catalog.connection("test") as conn:
-        deletions = conn.execute(select(Deletion.id, Deletion.scope, Deletion.status)).all()
-    assert sorted((scope, status) for _, scope, status in deletions) == [
+    time.sleep(1)  # a redelivered duplicate of the replay task would record a third deletion
+    assert sorted((scope, status) for _, scope, status in deletions()) == [
         ("project", "done"),
         ("replay", "done"),
     ]
-    assert uuid.UUID(task_id).hex in {d for d, _, _ in deletions}
+    assert uuid.UUID(task_id).hex in {d for d, _, _ in deletions()}
     fresh = vault_over(worker_catalog, tmp_path)
     with pytest.raises(ReplayShredded):
         list(fresh.read_recording(3, f"{1:032x}"))
@@ -76,19 +87,15 @@ def test_shred_tasks_run_once_per_task_id_even_when_delivered_twice(
 def test_beat_schedules_gc_and_expire_on_their_intervals(
     redis_url: str,
     worker_catalog: Catalog,
-    postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
-    env = make_env(
-        tmp_path,
-        postgres_url,
+    env = worker_env(
         redis_url,
         VAULT_STORE_GC_INTERVAL="1",
         VAULT_STORE_EXPIRE_INTERVAL="1",
     )
-    cleanup_queues.append(env)
     worker = workers.start(env)
     beat = subprocess.Popen(
         [sys.executable, "-m", "vault_store", "beat"],
@@ -114,13 +121,11 @@ def test_beat_schedules_gc_and_expire_on_their_intervals(
 def test_enqueue_and_dead_letters_commands(
     redis_url: str,
     worker_catalog: Catalog,
-    postgres_url: str,
     tmp_path: Path,
     workers: Workers,
-    cleanup_queues: list[dict[str, str]],
+    worker_env: EnvFactory,
 ) -> None:
-    env = environment(make_env(tmp_path, postgres_url, redis_url))
-    cleanup_queues.append(env)
+    env = environment(worker_env(redis_url))
     stream = tmp_path / "messages.msgpack"
     stream.write_bytes(b"".join(messages(2, 3)))
     poison = tmp_path / "poison.msgpack"
@@ -159,3 +164,26 @@ def test_the_library_never_imports_celery() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert result.stdout.strip() == b"[]"
+
+
+def test_beat_schedules_every_periodic_task() -> None:
+    from vault_store.settings import Settings
+    from vault_store.workers import create_app
+
+    app = create_app(
+        Settings.from_env(
+            {
+                "VAULT_STORE_BROKER_URL": "redis://127.0.0.1:6379/0",
+                "VAULT_STORE_MAINTAIN_INTERVAL": "120",
+            }
+        )
+    )
+    schedule = app.conf.beat_schedule
+    assert {entry["task"] for entry in schedule.values()} == {
+        "vault_store.gc",
+        "vault_store.expire",
+        "vault_store.overwrite_ranges",
+        "vault_store.catalog_maintain",
+    }
+    assert schedule["vault_store.catalog_maintain"]["schedule"].total_seconds() == 120
+    assert all(entry["task"] in app.tasks for entry in schedule.values())

@@ -178,6 +178,11 @@ def create_app(
         it is never lost (`vault-store dead-letters` lists and requeues them)."""
         app.send_task(DEAD_LETTER_TASK, args=[raw, reason, failed_at])
 
+    def shred(task: Task, scope: Scope, project_id: int, **request: Any) -> dict[str, Any]:
+        # Celery keeps the task id across retries: the same deletion resumes, not a second one.
+        deletion_id = uuid.UUID(str(task.request.id)).hex
+        return vaults.get().shred(scope, project_id, deletion_id=deletion_id, **request).as_dict()
+
     @app.task(name="vault_store.shred_replay", bind=True, **_RETRYING)
     def shred_replay(
         task: Task,
@@ -188,18 +193,14 @@ def create_app(
         overwrite: bool = False,
     ) -> dict[str, Any]:
         """Delete one replay (idempotent under retries: the task id is the deletion id)."""
-        return (
-            vaults.get()
-            .shred(
-                Scope.REPLAY,
-                project_id,
-                replay_id=replay_id,
-                requested_by=requested_by,
-                reason=reason,
-                overwrite=overwrite,
-                deletion_id=_deletion_id(task),
-            )
-            .as_dict()
+        return shred(
+            task,
+            Scope.REPLAY,
+            project_id,
+            replay_id=replay_id,
+            requested_by=requested_by,
+            reason=reason,
+            overwrite=overwrite,
         )
 
     @app.task(name="vault_store.shred_user", bind=True, **_RETRYING)
@@ -212,18 +213,14 @@ def create_app(
         overwrite: bool = False,
     ) -> dict[str, Any]:
         """Delete every replay of a user of one project."""
-        return (
-            vaults.get()
-            .shred(
-                Scope.USER,
-                project_id,
-                user=user,
-                requested_by=requested_by,
-                reason=reason,
-                overwrite=overwrite,
-                deletion_id=_deletion_id(task),
-            )
-            .as_dict()
+        return shred(
+            task,
+            Scope.USER,
+            project_id,
+            user=user,
+            requested_by=requested_by,
+            reason=reason,
+            overwrite=overwrite,
         )
 
     @app.task(name="vault_store.shred_project", bind=True, **_RETRYING)
@@ -231,17 +228,13 @@ def create_app(
         task: Task, project_id: int, requested_by: str, reason: str, overwrite: bool = False
     ) -> dict[str, Any]:
         """Delete a whole project, in resumable chunks."""
-        return (
-            vaults.get()
-            .shred(
-                Scope.PROJECT,
-                project_id,
-                requested_by=requested_by,
-                reason=reason,
-                overwrite=overwrite,
-                deletion_id=_deletion_id(task),
-            )
-            .as_dict()
+        return shred(
+            task,
+            Scope.PROJECT,
+            project_id,
+            requested_by=requested_by,
+            reason=reason,
+            overwrite=overwrite,
         )
 
     @app.task(name="vault_store.resume_deletion", **_RETRYING)
@@ -321,8 +314,3 @@ def _delivery(request: SimpleRequest) -> Delivery:
         attempt=attempt if isinstance(attempt, int) else 0,
         enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
     )
-
-
-def _deletion_id(task: Task) -> str:
-    # Celery keeps the task id across retries: the same deletion is resumed, not repeated.
-    return uuid.UUID(str(task.request.id)).hex

@@ -87,6 +87,7 @@ def test_async_delete_is_recorded_then_resumed(home: dict[str, str], tmp_path: P
         0,
         2,
     )
+    assert queued["handed_to_workers"] is False  # no broker configured
     assert run(home, "read", "--project", "3", "--replay", OTHER).returncode == 4  # at once
     done = json.loads(run(home, "deletion", "resume", queued["id"], "--json").stdout)
     assert (done["status"], done["rows_deleted"]) == ("done", 6)

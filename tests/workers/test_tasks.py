@@ -187,3 +187,64 @@ def test_beat_schedules_every_periodic_task() -> None:
     }
     assert schedule["vault_store.catalog_maintain"]["schedule"].total_seconds() == 120
     assert all(entry["task"] in app.tasks for entry in schedule.values())
+
+
+def test_an_async_delete_is_handed_to_the_workers(
+    redis_url: str,
+    worker_catalog: Catalog,
+    tmp_path: Path,
+    workers: Workers,
+    worker_env: EnvFactory,
+) -> None:
+    env = environment(worker_env(redis_url))
+    vault = vault_over(worker_catalog, tmp_path)
+    for raw in messages(2, 3):
+        vault.ingest_message(raw)
+    vault.flush()
+    worker = workers.start(env)
+    result = run(
+        env,
+        "delete",
+        "replay",
+        "--project",
+        "3",
+        "--replay",
+        f"{1:032x}",
+        "--by",
+        "dpo@example.com",
+        "--reason",
+        "GDPR art. 17",
+        "--async",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    queued = json.loads(result.stdout)
+    assert queued["handed_to_workers"] is True and queued["status"] == "pending"
+
+    def status() -> str:
+        with worker_catalog.connection("test") as conn:
+            found = conn.execute(select(Deletion.status).where(Deletion.id == queued["id"]))
+            return str(found.scalar_one())
+
+    wait_for(lambda: status() == "done", timeout=60, what="the worker to run it", workers=(worker,))
+    assert row_count(worker_catalog) == 3
+
+    down = {**env, "VAULT_STORE_BROKER_URL": "redis://127.0.0.1:1/0"}
+    late = run(
+        down,
+        "delete",
+        "replay",
+        "--project",
+        "3",
+        "--replay",
+        f"{2:032x}",
+        "--by",
+        "dpo@example.com",
+        "--reason",
+        "GDPR art. 17",
+        "--async",
+        "--json",
+    )
+    assert late.returncode == 0  # recorded; the broker's refusal is reported, not fatal
+    assert json.loads(late.stdout)["handed_to_workers"] is False
+    assert b"vault-store deletion resume" in late.stderr

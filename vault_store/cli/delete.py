@@ -16,12 +16,14 @@ from vault_store.cli.common import (
     emit_json,
     open_vault,
     reporting_errors,
+    stderr,
     stdout,
     table_or_json,
 )
 from vault_store.gc import collect
 from vault_store.message import validate_replay_id
 from vault_store.retention import expire as expire_rows
+from vault_store.settings import Settings
 from vault_store.shredder import DeletionStatus, Scope
 
 
@@ -32,8 +34,9 @@ def _common(function: Callable[..., None]) -> Callable[..., None]:
             "--async",
             "queue_only",
             is_flag=True,
-            help="Only record the deletion (reads stop at once); run it later with "
-            "`vault-store deletion resume ID` or a worker.",
+            help="Only record the deletion (reads stop at once) and, when "
+            "VAULT_STORE_BROKER_URL is set, hand it to the workers; otherwise run it later "
+            "with `vault-store deletion resume ID`.",
         ),
         click.option("--reason", required=True, help="Why (kept in the audit trail)."),
         click.option(
@@ -75,7 +78,7 @@ def delete_replay(
             overwrite=overwrite,
             run=not queue_only,
         )
-    _show(status, as_json=as_json)
+    _show(status, as_json=as_json, handed_over=_hand_over(status.id) if queue_only else None)
 
 
 @delete.command("user")
@@ -94,7 +97,7 @@ def delete_user(
             user=user,
             run=not queue_only,
         )
-    _show(status, as_json=as_json)
+    _show(status, as_json=as_json, handed_over=_hand_over(status.id) if queue_only else None)
 
 
 @delete.command("project")
@@ -119,7 +122,7 @@ def delete_project(
                 run=not queue_only,
                 progress=advance,
             )
-    _show(status, as_json=as_json)
+    _show(status, as_json=as_json, handed_over=_hand_over(status.id) if queue_only else None)
 
 
 @click.group()
@@ -194,5 +197,33 @@ def expire(as_json: bool) -> None:
     table_or_json(asdict(result), "retention", as_json=as_json)
 
 
-def _show(status: DeletionStatus, *, as_json: bool) -> None:
-    table_or_json(status.as_dict(), f"deletion {status.id}", as_json=as_json)
+def _show(status: DeletionStatus, *, as_json: bool, handed_over: bool | None = None) -> None:
+    document = status.as_dict()
+    if handed_over is not None:
+        document["handed_to_workers"] = handed_over
+    table_or_json(document, f"deletion {status.id}", as_json=as_json)
+
+
+def _hand_over(deletion_id: str) -> bool:
+    """Send a recorded (--async) deletion to the workers when a broker is configured.
+
+    The deletion is already durable: if the broker cannot take it, say so and leave it for
+    `vault-store deletion resume`, rather than fail a request that has taken effect.
+    """
+    settings = Settings.from_env()
+    if not settings.workers.broker_url:
+        return False
+    from kombu.exceptions import OperationalError
+
+    from vault_store.workers import create_app
+
+    try:
+        create_app(settings).send_task("vault_store.resume_deletion", args=[deletion_id])
+    except (OperationalError, ConnectionError) as exc:
+        stderr.print(
+            f"deletion {deletion_id} is recorded but the broker did not take it "
+            f"({type(exc).__name__}); run: vault-store deletion resume {deletion_id}",
+            markup=False,
+        )
+        return False
+    return True

@@ -195,12 +195,7 @@ class Catalog:
     def replay_bucket(self, project_id: int, replay_id: str) -> date | None:
         """The bucket (partition) a replay's rows live in, or None if it has none."""
         with self._errors("read"), self.engine.connect() as conn:
-            found = conn.execute(
-                select(Replay.expiry_bucket).where(
-                    Replay.project_id == project_id, Replay.replay_id == replay_id
-                )
-            ).scalar_one_or_none()
-        return found
+            return _bucket_of(conn, project_id, replay_id)
 
     def _replay_buckets(
         self,
@@ -320,17 +315,12 @@ class Catalog:
             return []
         if stop_segment is not None and stop_segment > MAX_STORED_ID:
             stop_segment = None
-        bucket = self.replay_bucket(project_id, replay_id)
-        if bucket is None:
-            return []
         columns = [getattr(RecordingByteRange, name) for name in _RANGE_COLUMNS]
         query = (
             select(*columns)
             .where(
                 RecordingByteRange.project_id == project_id,
                 RecordingByteRange.replay_id == replay_id,
-                # A constant bucket lets PostgreSQL look in one partition only.
-                RecordingByteRange.expiry_bucket == bucket,
                 RecordingByteRange.segment_id >= min_segment,
             )
             .order_by(RecordingByteRange.segment_id, RecordingByteRange.part)
@@ -343,7 +333,11 @@ class Catalog:
         if parts is not None:
             query = query.where(RecordingByteRange.part.in_(sorted(parts)))
         with self._errors("read"), self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            bucket = _bucket_of(conn, project_id, replay_id)
+            if bucket is None:
+                return []
+            # A constant bucket lets PostgreSQL look in one partition only.
+            rows = conn.execute(query.where(RecordingByteRange.expiry_bucket == bucket)).all()
         return [_range_record(row) for row in rows]
 
     def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
@@ -362,11 +356,7 @@ class Catalog:
             ).first()
             if tombstone is not None:
                 return ReplayState.SHREDDED
-            bucket = conn.execute(
-                select(Replay.expiry_bucket).where(
-                    Replay.project_id == project_id, Replay.replay_id == replay_id
-                )
-            ).scalar_one_or_none()
+            bucket = _bucket_of(conn, project_id, replay_id)
             exists = None
             if bucket is not None:
                 exists = conn.execute(
@@ -616,6 +606,16 @@ class _CopyStream:
 
     def readline(self, size: int = -1) -> str:
         return self.read(size)
+
+
+def _bucket_of(conn: Connection, project_id: int, replay_id: str) -> date | None:
+    """The bucket (partition) recorded for a replay on first sight, or None."""
+    bucket: date | None = conn.execute(
+        select(Replay.expiry_bucket).where(
+            Replay.project_id == project_id, Replay.replay_id == replay_id
+        )
+    ).scalar_one_or_none()
+    return bucket
 
 
 def _range_record(row: Any) -> RangeRecord:

@@ -6,7 +6,13 @@ import click
 
 from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
 from vault_store.errors import ConfigError
-from vault_store.lifecycle import DEFAULT_MARGIN_DAYS, merge, retention_classes, rules
+from vault_store.lifecycle import (
+    DEFAULT_CLASSES,
+    DEFAULT_MARGIN_DAYS,
+    merge,
+    retention_classes,
+    rules,
+)
 
 
 @click.group()
@@ -46,7 +52,7 @@ def gcs_lifecycle(
         store = vault.blob_store
         if not isinstance(store, GcsBlobStore):
             raise ConfigError("VAULT_STORE_BLOB_URL: gcs lifecycle needs a gs:// blob store")
-        classes = retention_classes(vault.catalog, (30, 90, *extra_days))
+        classes = retention_classes(vault.catalog, (*DEFAULT_CLASSES, *extra_days))
         ours = rules(classes, store.prefix, margin_days=margin_days)
         if apply_rules:
             bucket = store.bucket

@@ -23,7 +23,7 @@ from celery import Celery, Task, signals
 from celery_batches import Batches, SimpleRequest
 
 from vault_store.blobstore import BlobStore
-from vault_store.errors import BackendUnavailable
+from vault_store.errors import BackendUnavailable, ConfigError
 from vault_store.gc import collect
 from vault_store.lifecycle import retention_classes
 from vault_store.maintenance import maintain
@@ -92,8 +92,6 @@ def create_app(
     settings = settings or Settings.from_env()
     policy = settings.workers
     if not policy.broker_url:
-        from vault_store.errors import ConfigError
-
         raise ConfigError(
             "VAULT_STORE_BROKER_URL: the workers need a broker (redis://host:6379/0 or "
             "amqp://user:password@host:5672//)"

@@ -36,11 +36,11 @@ PROJECT = 1
 def prepare(home: Path) -> tuple[str, str]:
     """Store one 100-segment replay packed and one object per segment; return (replay, token)."""
     from vault_store import Segment, Settings, Vault
-    from vault_store.api import TokenStore
-    from vault_store.crypto import DataKey, FrameIdentity, seal
+    from vault_store.core.crypto import DataKey, FrameIdentity, seal
+    from vault_store.core.rrweb import segment_bodies
     from vault_store.kms import KeyContext
-    from vault_store.rrweb import segment_bodies
-    from vault_store.samples import recordings_or_synthetic
+    from vault_store.services.samples import recordings_or_synthetic
+    from vault_store.services.tokens import TokenStore
 
     recordings, _origin = recordings_or_synthetic()
     bodies = [body for r in recordings for body in segment_bodies(r.events)][:SEGMENTS]
@@ -97,7 +97,7 @@ def serve(kind: str, home: Path, port: int, get_latency_ms: float) -> None:
     if kind == "packed":
         uvicorn.run(create_app(lambda: vault), host="127.0.0.1", port=port, log_level="warning")
         return
-    from vault_store.crypto import FrameIdentity, open_frame
+    from vault_store.core.crypto import FrameIdentity, open_frame
     from vault_store.kms import KeyContext
 
     index = json.loads((home / "naive" / "index.json").read_text())

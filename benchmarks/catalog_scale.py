@@ -40,7 +40,7 @@ from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.catalog.partitions import partitions
 from vault_store.catalog.records import BlobRecord, RangeRecord
-from vault_store.shredder import Scope, Shredder
+from vault_store.services.shredder import Scope, Shredder
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FLUSH_ROWS = 5000

@@ -28,9 +28,9 @@ import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
-from vault_store.message import Segment
-from vault_store.rrweb import segment_bodies
-from vault_store.samples import recordings_or_synthetic
+from vault_store.core.message import Segment
+from vault_store.core.rrweb import segment_bodies
+from vault_store.services.samples import recordings_or_synthetic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from suite import synthetic_flushes

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from vault_store import Catalog, LocalBlobStore, LocalKms, Segment, Vault
-from vault_store.message import build_message
-from vault_store.parts import CONSOLE, DOM, NETWORK, TIMELINE
-from vault_store.rrweb import segment_bodies
-from vault_store.samples import find_recordings_dir, load_recordings
+from vault_store.core.message import build_message
+from vault_store.core.parts import CONSOLE, DOM, NETWORK, TIMELINE
+from vault_store.core.rrweb import segment_bodies
+from vault_store.services.samples import find_recordings_dir, load_recordings
 
 # Segments handed to the library, and relay messages (zlib bodies) as ingest workers see them.
 PATHS = ("segments", "messages")

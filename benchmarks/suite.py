@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault_store import Catalog, FlushPolicy, LocalBlobStore, LocalKms, ReadPolicy, Segment, Vault
 from vault_store.catalog import BlobRecord, RangeRecord
-from vault_store.rrweb import segment_bodies
-from vault_store.samples import recordings_or_synthetic
-from vault_store.shredder import Scope, Shredder
+from vault_store.core.rrweb import segment_bodies
+from vault_store.services.samples import recordings_or_synthetic
+from vault_store.services.shredder import Scope, Shredder
 
 # Prices given in the issue (USD): GCS class A and B operations, storage, KMS operations.
 PRICES = {

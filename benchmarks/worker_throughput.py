@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from vault_store.samples import as_messages, as_replays, recordings_or_synthetic
+    from vault_store.services.samples import as_messages, as_replays, recordings_or_synthetic
 
     recordings, origin = recordings_or_synthetic()
     messages = as_messages(as_replays(recordings, copies=args.copies))
@@ -168,8 +168,8 @@ def run_workers(
 ) -> dict[str, Any]:
     from vault_store import Settings
     from vault_store.catalog import Catalog
-    from vault_store.workers import create_app
-    from vault_store.workers.app import send_ingest
+    from workers import create_app
+    from workers.app import send_ingest
 
     schema = Schema(pg)
     processes: list[subprocess.Popen[bytes]] = []
@@ -204,7 +204,7 @@ def run_workers(
 
 def distinct_segments(messages: list[bytes]) -> int:
     """Distinct segments among the messages (what the catalog must end up holding)."""
-    from vault_store.message import parse_message
+    from vault_store.core.message import parse_message
 
     return len({(s.project_id, s.replay_id, s.segment_id) for s in map(parse_message, messages)})
 
@@ -235,9 +235,9 @@ def run_latency(
     from vault_store import Settings
     from vault_store.catalog import Catalog
     from vault_store.catalog.models import RecordingByteRange
-    from vault_store.samples import as_messages, as_replays
-    from vault_store.workers import create_app
-    from vault_store.workers.app import send_ingest
+    from vault_store.services.samples import as_messages, as_replays
+    from workers import create_app
+    from workers.app import send_ingest
 
     messages = as_messages(as_replays(recordings, copies=40))[: int(rate * seconds)]
     schema = Schema(pg)
@@ -252,7 +252,7 @@ def run_latency(
             process = start_worker(env, log)
             while not log.exists() or "ready" not in log.read_text():
                 time.sleep(0.02)
-            from vault_store.message import parse_message
+            from vault_store.core.message import parse_message
 
             identity = [parse_message(raw) for raw in messages]
             sent_at: dict[tuple[str, int], float] = {}

@@ -16,8 +16,8 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from tests.peers.gcs import FaultProxy, GcsEmulator
 from tests.peers.kms_server import KmsServer
 from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
-from vault_store.rrweb import Event
-from vault_store.samples import Recording, load_recordings
+from vault_store.core.rrweb import Event
+from vault_store.services.samples import Recording, load_recordings
 from vault_store.settings import FlushPolicy, ReadPolicy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

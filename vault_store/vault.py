@@ -10,20 +10,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
-from vault_store import crypto, parts
 from vault_store.blobstore import BlobStore, blob_path, blob_store_from_url
 from vault_store.catalog import BlobRecord, Catalog, CatalogStats, RangeRecord
-from vault_store.crypto import DataKey, FrameIdentity
+from vault_store.core import crypto, parts
+from vault_store.core.crypto import DataKey, FrameIdentity
+from vault_store.core.keycache import KeyCache
+from vault_store.core.message import Segment, parse_message
+from vault_store.core.packer import Packer, SealedSegment, pack
 from vault_store.errors import VaultError
-from vault_store.keycache import KeyCache
 from vault_store.kms import KeyContext, Kms, WrappedKey, kms_from_url
-from vault_store.message import Segment, parse_message
-from vault_store.overwriter import Overwriter
-from vault_store.packer import Packer, SealedSegment, pack
-from vault_store.reader import Reader, StoredSegment
+from vault_store.services.overwriter import Overwriter
+from vault_store.services.reader import Reader, StoredSegment
+from vault_store.services.shredder import DeletionStatus, Scope, Shredder
+from vault_store.services.subjects import SubjectHasher
 from vault_store.settings import FlushPolicy, KeyCachePolicy, ReadPolicy, Settings
-from vault_store.shredder import DeletionStatus, Scope, Shredder
-from vault_store.subjects import SubjectHasher
 
 
 @dataclass(frozen=True, slots=True)

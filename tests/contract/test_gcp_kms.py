@@ -10,7 +10,7 @@ import google_crc32c
 import pytest
 
 from tests.peers.kms_server import KEY_NAME, KmsServer
-from vault_store.crypto import DataKey
+from vault_store.core.crypto import DataKey
 from vault_store.errors import BackendError, BackendUnavailable, ConfigError, CorruptData, KeyGone
 from vault_store.kms import KeyContext
 from vault_store.kms.gcp import GcpKms

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers.kms_server import KEY_NAME, KmsServer
-from vault_store.crypto import DataKey
+from vault_store.core.crypto import DataKey
 from vault_store.errors import ConfigError, CorruptData
 from vault_store.kms import KeyContext, Kms, LocalKms, kms_from_url
 from vault_store.kms.gcp import GcpKms

@@ -17,10 +17,10 @@ from vault_store import LocalBlobStore, LocalKms, Vault
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.catalog.partitions import partitions
-from vault_store.maintenance import maintain, needed_buckets
-from vault_store.message import Segment
-from vault_store.retention import expire
-from vault_store.shredder import Scope, Shredder
+from vault_store.core.message import Segment
+from vault_store.services.maintenance import maintain, needed_buckets
+from vault_store.services.retention import expire
+from vault_store.services.shredder import Scope, Shredder
 
 DAY = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

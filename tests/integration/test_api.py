@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import VaultFactory
 from vault_store import BackendUnavailable, FlushPolicy, ReadPolicy, Vault
-from vault_store.api import TokenStore, create_app
+from vault_store.api import create_app
 from vault_store.blobstore import LocalBlobStore
-from vault_store.message import Segment
+from vault_store.core.message import Segment
+from vault_store.services.tokens import TokenStore
 
 A, B = "a" * 32, "b" * 32
 SEGMENTS = 120

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
-from vault_store.api import TokenStore, create_app
-from vault_store.message import Segment
+from vault_store.api import create_app
+from vault_store.core.message import Segment
+from vault_store.services.tokens import TokenStore
 
 
 class Fixture:

@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from tests.integration.helpers import run
-from vault_store.message import build_message
+from vault_store.core.message import build_message
 
 REPLAY = "0123456789abcdef0123456789abcdef"
 

@@ -11,7 +11,7 @@ import orjson
 from tests.conftest import RECORDINGS_DIR, need
 from tests.integration.helpers import run, tombstone
 from vault_store.catalog import Catalog
-from vault_store.message import build_message
+from vault_store.core.message import build_message
 
 REPLAY = "0123456789abcdef0123456789abcdef"
 DEMO_FILE = RECORDINGS_DIR / "rrweb" / "rrweb-player-demo-events.json"

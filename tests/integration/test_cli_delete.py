@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from tests.integration.helpers import run
 from vault_store.catalog import Catalog
-from vault_store.message import build_message
+from vault_store.core.message import build_message
 
 REPLAY = "0123456789abcdef0123456789abcdef"
 OTHER = "f" * 32

@@ -14,7 +14,7 @@ from tests.integration.helpers import run
 from tests.peers.gcs import BUCKET, FaultProxy
 from tests.peers.kms_server import KEY_NAME, KmsServer
 from vault_store.blobstore.gcs import GcsBlobStore
-from vault_store.message import build_message
+from vault_store.core.message import build_message
 
 REPLAY = "0123456789abcdef0123456789abcdef"
 OTHER = "f" * 32

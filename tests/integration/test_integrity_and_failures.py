@@ -24,8 +24,8 @@ from vault_store import (
 )
 from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.catalog import BlobRecord, Catalog, InsertOutcome, RangeRecord
-from vault_store.message import Segment, build_message
-from vault_store.samples import Recording, as_messages, as_replays
+from vault_store.core.message import Segment, build_message
+from vault_store.services.samples import Recording, as_messages, as_replays
 
 A, B = "a" * 32, "b" * 32
 

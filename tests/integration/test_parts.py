@@ -14,11 +14,12 @@ from fastapi.testclient import TestClient
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events, run
 from vault_store import ReadPolicy, Vault
-from vault_store.api import TokenStore, create_app
-from vault_store.message import Segment, build_message
-from vault_store.parts import CONSOLE, DOM, NETWORK, TIMELINE, classify
-from vault_store.rrweb import segment_bodies
-from vault_store.samples import Recording, as_messages, as_replays
+from vault_store.api import create_app
+from vault_store.core.message import Segment, build_message
+from vault_store.core.parts import CONSOLE, DOM, NETWORK, TIMELINE, classify
+from vault_store.core.rrweb import segment_bodies
+from vault_store.services.samples import Recording, as_messages, as_replays
+from vault_store.services.tokens import TokenStore
 
 CONSOLE_EVENT = {
     "type": 5,

@@ -12,10 +12,10 @@ import pytest
 
 from tests.conftest import VaultFactory
 from vault_store import Vault
-from vault_store import report as compliance
-from vault_store.message import Segment
+from vault_store.core.message import Segment
+from vault_store.services import report as compliance
+from vault_store.services.shredder import Scope, Shredder
 from vault_store.settings import CopyPolicy
-from vault_store.shredder import Scope, Shredder
 
 NOW = datetime.now(UTC)
 A, B, C, D = "a" * 32, "b" * 32, "c" * 32, "d" * 32

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events
 from vault_store.catalog.models import AuditEvent, CatalogSecret
+from vault_store.core.message import Segment, build_message, parse_message
 from vault_store.kms import LocalKms
-from vault_store.message import Segment, build_message, parse_message
-from vault_store.rewrap import rewrap, rows_by_kek
-from vault_store.shredder import Scope
+from vault_store.services.rewrap import rewrap, rows_by_kek
+from vault_store.services.shredder import Scope
 
 
 def segment(project: int, replay: str, n: int, *, user: str | None = None) -> Segment:

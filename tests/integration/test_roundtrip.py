@@ -11,9 +11,9 @@ import pytest
 from tests.conftest import RECORDINGS_DIR, VaultFactory, need
 from tests.integration.helpers import read_events
 from vault_store import FlushPolicy, ReadPolicy, ReplayNotFound
-from vault_store.message import Segment, build_message
-from vault_store.rrweb import segment_bodies
-from vault_store.samples import Recording, as_messages, as_replays
+from vault_store.core.message import Segment, build_message
+from vault_store.core.rrweb import segment_bodies
+from vault_store.services.samples import Recording, as_messages, as_replays
 
 
 def test_every_recording_round_trips_through_two_workers(

@@ -19,11 +19,11 @@ from vault_store import FlushPolicy, ReplayNotFound, ReplayShredded, Vault
 from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.catalog import BlobRecord, RangeRecord
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, ReplaySubject
-from vault_store.gc import collect
-from vault_store.message import Segment
-from vault_store.overwriter import Overwriter
-from vault_store.retention import expire
-from vault_store.shredder import Scope, Shredder, Status
+from vault_store.core.message import Segment
+from vault_store.services.gc import collect
+from vault_store.services.overwriter import Overwriter
+from vault_store.services.retention import expire
+from vault_store.services.shredder import Scope, Shredder, Status
 
 X, Y, Z = "a" * 32, "b" * 32, "c" * 32
 

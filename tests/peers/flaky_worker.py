@@ -18,7 +18,7 @@ from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.errors import BackendUnavailable
 from vault_store.settings import Settings
 from vault_store.vault import Vault
-from vault_store.workers.app import create_app, worker_vault
+from workers.app import create_app, worker_vault
 
 
 class LosesAnswers(LocalBlobStore):

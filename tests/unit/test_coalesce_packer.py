@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault_store.coalesce import plan_fetches
-from vault_store.crypto import FrameIdentity
+from vault_store.core.coalesce import plan_fetches
+from vault_store.core.crypto import FrameIdentity
+from vault_store.core.packer import Packer, SealedSegment, pack
 from vault_store.kms import WrappedKey
-from vault_store.packer import Packer, SealedSegment, pack
 from vault_store.settings import FlushPolicy
 
 

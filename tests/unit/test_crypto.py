@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault_store import codec
-from vault_store.crypto import DataKey, FrameIdentity, open_frame, seal
+from vault_store.core import codec
+from vault_store.core.crypto import DataKey, FrameIdentity, open_frame, seal
 from vault_store.errors import CorruptData
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "sealed_frames.json").read_text())
@@ -30,7 +30,7 @@ def _identity(case: dict[str, Any]) -> FrameIdentity:
 
 
 def _spec_associated_data(case: dict[str, Any]) -> bytes:
-    """The associated data written out from the design, independently of vault_store.crypto."""
+    """The associated data written out from the design, independently of vault_store.core.crypto."""
     fields = [
         b"vault-store frame",
         b"\x01",

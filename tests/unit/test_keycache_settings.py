@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vault_store.crypto import DataKey
+from vault_store.core.crypto import DataKey
+from vault_store.core.keycache import KeyCache
 from vault_store.errors import ConfigError
-from vault_store.keycache import KeyCache
 from vault_store.settings import Settings
 
 

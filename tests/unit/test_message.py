@@ -8,14 +8,14 @@ from typing import Any
 import msgpack
 import pytest
 
-from vault_store.errors import InvalidInput
-from vault_store.message import (
+from vault_store.core.message import (
     MAX_BODY_BYTES,
     MAX_MESSAGE_BYTES,
     build_message,
     parse_message,
     split_stream,
 )
+from vault_store.errors import InvalidInput
 
 BODY = b'[{"type":3,"data":{"source":2},"timestamp":1700000000000}]'
 REPLAY = "0123456789abcdef0123456789abcdef"

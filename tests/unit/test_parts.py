@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault_store.errors import InvalidInput
-from vault_store.parts import (
+from vault_store.core.parts import (
     CONSOLE,
     DOM,
     NETWORK,
@@ -21,6 +20,7 @@ from vault_store.parts import (
     parse_filter,
     split,
 )
+from vault_store.errors import InvalidInput
 
 SAMPLES: list[tuple[dict[str, Any], str]] = [
     ({"type": 4, "data": {"href": "https://x"}}, DOM),

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vault_store.core.rrweb import Event, load_events, segment_bodies, split_events
 from vault_store.errors import InvalidInput
-from vault_store.rrweb import Event, load_events, segment_bodies, split_events
-from vault_store.samples import Recording
+from vault_store.services.samples import Recording
 
 
 def test_real_recordings_split_into_sdk_sized_segments(recordings: list[Recording]) -> None:

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange
 from vault_store.settings import Settings
-from vault_store.workers import create_app
-from vault_store.workers.app import send_ingest
+from workers import create_app
+from workers.app import send_ingest
 
 
 class Worker:

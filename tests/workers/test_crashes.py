@@ -24,7 +24,7 @@ from tests.workers.harness import (
 from tests.workers.test_ingest import messages, vault_over
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import Blob
-from vault_store.gc import collect
+from vault_store.services.gc import collect
 
 
 def assert_exactly_once(catalog: Catalog, tmp_path: Path, replays: int, segments: int) -> None:

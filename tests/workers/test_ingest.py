@@ -24,8 +24,8 @@ from tests.workers.harness import (
 from vault_store import LocalBlobStore, LocalKms, Vault
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import AuditEvent, Blob
-from vault_store.message import build_message
-from vault_store.workers.dead_letters import drain
+from vault_store.core.message import build_message
+from workers.dead_letters import drain
 
 
 def messages(replays: int, segments: int, *, project: int = 3) -> list[bytes]:

@@ -20,7 +20,7 @@ from tests.workers.test_ingest import messages, vault_over
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import AuditEvent, Deletion
 from vault_store.errors import ReplayShredded
-from vault_store.shredder import Scope
+from vault_store.services.shredder import Scope
 
 
 def test_shred_tasks_run_once_per_task_id_even_when_delivered_twice(
@@ -129,7 +129,7 @@ def test_enqueue_and_dead_letters_commands(
     stream = tmp_path / "messages.msgpack"
     stream.write_bytes(b"".join(messages(2, 3)))
     poison = tmp_path / "poison.msgpack"
-    from vault_store.message import build_message
+    from vault_store.core.message import build_message
 
     poison.write_bytes(build_message(project_id=3, replay_id="x", segment_id=0, body=b"[]"))
     sent = run(env, "enqueue", str(stream), str(poison), "--json")
@@ -160,7 +160,7 @@ def test_the_library_never_imports_celery() -> None:
     code = (
         "import sys, vault_store, vault_store.vault, vault_store.cli, vault_store.api.app;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('celery', 'kombu')"
-        " or m.startswith('vault_store.workers')))"
+        " or m.startswith('workers')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
     assert result.stdout.strip() == b"[]"
@@ -168,7 +168,7 @@ def test_the_library_never_imports_celery() -> None:
 
 def test_beat_schedules_every_periodic_task() -> None:
     from vault_store.settings import Settings
-    from vault_store.workers import create_app
+    from workers import create_app
 
     app = create_app(
         Settings.from_env(

@@ -1,8 +1,7 @@
-"""The decrypting read API over HTTP."""
+"""The decrypting read API over HTTP (needs the `api` extra: FastAPI and uvicorn)."""
 
 from __future__ import annotations
 
 from vault_store.api.app import ApiLimits, create_app
-from vault_store.api.tokens import PERMISSIONS, Principal, TokenStore
 
-__all__ = ["PERMISSIONS", "ApiLimits", "Principal", "TokenStore", "create_app"]
+__all__ = ["ApiLimits", "create_app"]

@@ -23,8 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from vault_store.api.metrics import Metrics
-from vault_store.api.tokens import Principal, TokenStore
 from vault_store.catalog import RangeRecord, ReplayState
+from vault_store.core.message import MAX_STORED_ID
+from vault_store.core.parts import RECORDING, TYPED_PARTS, parse_filter
 from vault_store.errors import (
     BackendError,
     BackendUnavailable,
@@ -34,10 +35,9 @@ from vault_store.errors import (
     ReplayShredded,
     VaultError,
 )
-from vault_store.message import MAX_STORED_ID
-from vault_store.parts import RECORDING, TYPED_PARTS, parse_filter
+from vault_store.services.shredder import Scope
+from vault_store.services.tokens import Principal, TokenStore
 from vault_store.settings import Settings
-from vault_store.shredder import Scope
 from vault_store.vault import Vault
 
 REPLAY_ID_PATTERN = r"^[0-9a-f]{32}$"

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-# Project and segment ids live in signed 64-bit columns on both databases.
-MAX_STORED_ID = 2**63 - 1
+from vault_store.core.message import MAX_STORED_ID
+
+__all__ = ["MAX_STORED_ID"]
 
 
 def as_utc(moment: datetime) -> datetime:

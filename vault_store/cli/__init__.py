@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import click
 
 from vault_store.cli.audit import audit
@@ -16,7 +18,6 @@ from vault_store.cli.keys import keys
 from vault_store.cli.read import read
 from vault_store.cli.serve import serve, token
 from vault_store.cli.stats import migrate, stats
-from vault_store.cli.worker import beat, dead_letters, enqueue, worker
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,10 +47,11 @@ for command in (
     bench,
     keys,
     gcs,
-    worker,
-    beat,
-    enqueue,
-    dead_letters,
     catalog,
 ):
     main.add_command(command)
+
+# Commands of the top-level packages (the workers' `worker`, `beat`, `enqueue`, `dead-letters`)
+# come in through entry points: the library never imports those packages by name.
+for point in entry_points(group="vault_store.commands"):
+    main.add_command(point.load(), point.name)

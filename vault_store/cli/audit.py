@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from vault_store import audit as audit_trail
-from vault_store import report as compliance
+from vault_store.catalog import audit as audit_trail
 from vault_store.cli.common import PROJECT_ID, emit_json, open_vault, reporting_errors, stdout
+from vault_store.services import report as compliance
 from vault_store.settings import Settings
 
 EXIT_TAMPERED = 1

@@ -7,8 +7,8 @@ from dataclasses import asdict
 import click
 
 from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
-from vault_store.lifecycle import retention_classes
-from vault_store.maintenance import DEFAULT_AHEAD_DAYS, maintain
+from vault_store.services.lifecycle import retention_classes
+from vault_store.services.maintenance import DEFAULT_AHEAD_DAYS, maintain
 
 
 @click.group()

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vault_store.core.message import MAX_STORED_ID
 from vault_store.errors import (
     BackendError,
     BackendUnavailable,
@@ -23,7 +24,6 @@ from vault_store.errors import (
     ReplayShredded,
     VaultError,
 )
-from vault_store.message import MAX_STORED_ID
 from vault_store.settings import Settings
 from vault_store.vault import Vault
 

@@ -20,11 +20,13 @@ from vault_store.cli.common import (
     stdout,
     table_or_json,
 )
-from vault_store.gc import collect
-from vault_store.message import validate_replay_id
-from vault_store.retention import expire as expire_rows
+from vault_store.core.message import validate_replay_id
+from vault_store.errors import BackendUnavailable
+from vault_store.extras import plugin
+from vault_store.services.gc import collect
+from vault_store.services.retention import expire as expire_rows
+from vault_store.services.shredder import DeletionStatus, Scope
 from vault_store.settings import Settings
-from vault_store.shredder import DeletionStatus, Scope
 
 
 def _common(function: Callable[..., None]) -> Callable[..., None]:
@@ -208,21 +210,21 @@ def _hand_over(deletion_id: str) -> bool:
     """Send a recorded (--async) deletion to the workers when a broker is configured.
 
     The deletion is already durable: if the broker cannot take it, say so and leave it for
-    `vault-store deletion resume`, rather than fail a request that has taken effect.
+    `vault-store deletion resume`, rather than fail a request that has taken effect. The workers
+    package is reached through its entry point, so the library never imports Celery.
     """
     settings = Settings.from_env()
     if not settings.workers.broker_url:
         return False
-    from kombu.exceptions import OperationalError
-
-    from vault_store.workers import create_app
-
+    hand_over = plugin(
+        "vault_store.handoff", "deletion", extra="workers", feature="delete --async with a broker"
+    )
     try:
-        create_app(settings).send_task("vault_store.resume_deletion", args=[deletion_id])
-    except (OperationalError, ConnectionError) as exc:
+        hand_over(settings, deletion_id)
+    except BackendUnavailable as exc:
         stderr.print(
             f"deletion {deletion_id} is recorded but the broker did not take it "
-            f"({type(exc).__name__}); run: vault-store deletion resume {deletion_id}",
+            f"({exc}); run: vault-store deletion resume {deletion_id}",
             markup=False,
         )
         return False

@@ -19,9 +19,9 @@ from vault_store.cli.common import (
     stderr,
     stdout,
 )
-from vault_store.ingest_summary import IngestSummary
-from vault_store.message import parse_message
-from vault_store.samples import as_messages, as_replays, recordings_or_synthetic
+from vault_store.cli.ingest_summary import IngestSummary
+from vault_store.core.message import parse_message
+from vault_store.services.samples import as_messages, as_replays, recordings_or_synthetic
 from vault_store.settings import Settings
 
 

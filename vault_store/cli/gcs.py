@@ -6,7 +6,7 @@ import click
 
 from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
 from vault_store.errors import ConfigError
-from vault_store.lifecycle import (
+from vault_store.services.lifecycle import (
     DEFAULT_CLASSES,
     DEFAULT_MARGIN_DAYS,
     merge,

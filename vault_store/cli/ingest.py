@@ -21,16 +21,16 @@ from vault_store.cli.common import (
     stderr,
     stdout,
 )
-from vault_store.errors import InvalidInput
-from vault_store.ingest_summary import IngestSummary
-from vault_store.message import (
+from vault_store.cli.ingest_summary import IngestSummary
+from vault_store.core.message import (
     Segment,
     parse_message,
     split_stream,
     validate_replay_id,
     validate_retention_days,
 )
-from vault_store.rrweb import load_events, segment_bodies
+from vault_store.core.rrweb import load_events, segment_bodies
+from vault_store.errors import InvalidInput
 from vault_store.vault import Vault
 
 

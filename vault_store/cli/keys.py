@@ -17,7 +17,7 @@ from vault_store.cli.common import (
 )
 from vault_store.errors import ConfigError
 from vault_store.kms import LocalKms
-from vault_store.rewrap import DEFAULT_CHUNK_KEYS, rewrap, rows_by_kek
+from vault_store.services.rewrap import DEFAULT_CHUNK_KEYS, rewrap, rows_by_kek
 
 
 @click.group()

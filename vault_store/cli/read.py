@@ -10,9 +10,9 @@ from typing import BinaryIO
 import click
 
 from vault_store.cli.common import EXIT_CODES_HELP, PROJECT_ID, open_vault, reporting_errors
+from vault_store.core.message import validate_replay_id
+from vault_store.core.parts import parse_filter
 from vault_store.errors import InvalidInput
-from vault_store.message import validate_replay_id
-from vault_store.parts import parse_filter
 
 
 def parse_segment_range(text: str | None) -> tuple[int, int | None]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-import uvicorn
 
-from vault_store.api import PERMISSIONS, TokenStore, create_app
 from vault_store.cli.common import (
     EXIT_NOT_FOUND,
     PROJECT_ID,
@@ -16,6 +14,8 @@ from vault_store.cli.common import (
     reporting_errors,
     stdout,
 )
+from vault_store.extras import import_extra
+from vault_store.services.tokens import PERMISSIONS, TokenStore
 
 
 @click.command()
@@ -24,13 +24,16 @@ from vault_store.cli.common import (
 @click.option("--workers", default=1, show_default=True, help="Worker processes.")
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the decrypting read API (OpenAPI at /openapi.json, metrics at /metrics)."""
+    with reporting_errors(as_json=False):
+        uvicorn = import_extra("uvicorn", extra="api", feature="vault-store serve")
+        app = import_extra("vault_store.api.app", extra="api", feature="vault-store serve")
     if workers > 1:
         # Each worker process imports the factory and builds its own Vault after the fork.
         uvicorn.run(
             "vault_store.api.app:create_app", factory=True, host=host, port=port, workers=workers
         )
     else:
-        uvicorn.run(create_app(), host=host, port=port)
+        uvicorn.run(app.create_app(), host=host, port=port)
 
 
 @click.group()

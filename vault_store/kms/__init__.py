@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from vault_store.errors import ConfigError
+from vault_store.extras import import_extra
 from vault_store.kms.base import KeyContext, Kms, WrappedKey
 from vault_store.kms.local import LocalKms
 
@@ -19,9 +20,9 @@ def kms_from_url(url: str, *, endpoint: str | None = None) -> Kms:
     parts = urlsplit(url)
     if parts.scheme == "gcp-kms":
         # Imported here so the embedded default never loads gRPC and the Google client.
-        from vault_store.kms.gcp import GcpKms
-
-        return GcpKms(parts.netloc + parts.path, endpoint=endpoint)
+        gcp = import_extra("vault_store.kms.gcp", extra="gcp", feature=f"KMS URL {url!r}")
+        kms: Kms = gcp.GcpKms(parts.netloc + parts.path, endpoint=endpoint)
+        return kms
     if parts.scheme == "local-kms":
         if parts.netloc or not parts.path.startswith("/"):
             raise ConfigError(f"KMS URL {url!r}: expected local-kms:///absolute/path/kek.json")

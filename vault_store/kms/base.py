@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
 from typing import Protocol
 
-from vault_store.crypto import DataKey, length_prefixed
+from vault_store.core.crypto import DataKey
+from vault_store.core.keys import KeyContext, WrappedKey
 
-_WRAP_AD_LABEL = b"vault-store dek v1"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyContext:
-    """Whose data key this is; bound as associated data so a wrapped key cannot change owner."""
-
-    project_id: int
-    replay_id: str
-
-    def associated_data(self) -> bytes:
-        """Length-prefixed (label, project_id, replay_id)."""
-        return length_prefixed(
-            _WRAP_AD_LABEL, struct.pack(">Q", self.project_id), self.replay_id.encode("ascii")
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class WrappedKey:
-    """A data key encrypted by the KMS, and the name of the key version that did it."""
-
-    ciphertext: bytes
-    kek: str
-
-    def __repr__(self) -> str:
-        # The ciphertext is a secret's shadow too: keep it out of logs.
-        return f"WrappedKey(kek={self.kek!r}, ciphertext=<{len(self.ciphertext)} bytes>)"
+__all__ = ["KeyContext", "Kms", "WrappedKey"]
 
 
 class Kms(Protocol):

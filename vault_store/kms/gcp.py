@@ -21,7 +21,7 @@ from google.cloud.kms_v1.services.key_management_service.transports import (
     KeyManagementServiceGrpcTransport,
 )
 
-from vault_store.crypto import KEY_BYTES, DataKey
+from vault_store.core.crypto import KEY_BYTES, DataKey
 from vault_store.errors import (
     BackendError,
     BackendUnavailable,

@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault_store.crypto import KEY_BYTES, NONCE_BYTES, DataKey
+from vault_store.core.crypto import KEY_BYTES, NONCE_BYTES, DataKey
 from vault_store.errors import BackendError, ConfigError, CorruptData
 from vault_store.kms.base import KeyContext, WrappedKey
 

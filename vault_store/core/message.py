@@ -11,8 +11,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from vault_store import jsontree
-from vault_store.catalog.records import MAX_STORED_ID as _MAX_STORED_ID
+from vault_store.core import jsontree
 from vault_store.errors import InvalidInput
 
 MESSAGE_TYPE = "replay_recording_not_chunked"
@@ -23,7 +22,7 @@ MAX_BODY_BYTES = 100 * 1024 * 1024
 MAX_RETENTION_DAYS = 3650
 _UINT64_LIMIT = 2**64
 # Ids the catalog stores (project, segment) live in signed 64-bit columns on both databases.
-MAX_STORED_ID = _MAX_STORED_ID
+MAX_STORED_ID = 2**63 - 1
 _REPLAY_ID = re.compile(r"[0-9a-f]{32}")
 # map16 and map32; fixmap (0x80-0x8f) is checked by range.
 _MSGPACK_MAP_MARKERS = (0xDE, 0xDF)

@@ -3,6 +3,6 @@
 The library never imports this package; only the CLI's `worker`, `beat` and `enqueue` do.
 """
 
-from vault_store.workers.app import create_app
+from workers.app import create_app
 
 __all__ = ["create_app"]

@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, select, tuple_, update
 
-from vault_store import audit
-from vault_store.catalog import Catalog
+from vault_store.catalog import Catalog, audit
 from vault_store.catalog.models import CatalogSecret, RecordingByteRange
 from vault_store.kms import KeyContext, Kms, WrappedKey
-from vault_store.subjects import SUBJECT_KEY_CONTEXT
+from vault_store.services.subjects import SUBJECT_KEY_CONTEXT
 
 DEFAULT_CHUNK_KEYS = 500
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from vault_store import jsontree
+from vault_store.core import jsontree
 from vault_store.errors import CorruptData, InvalidInput
 
 RECORDING = "recording"

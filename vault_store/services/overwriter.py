@@ -17,9 +17,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from vault_store import audit
 from vault_store.blobstore import BlobStore
-from vault_store.catalog import Catalog
+from vault_store.catalog import Catalog, audit
 from vault_store.catalog.models import Blob, Deletion, OverwriteJob
 from vault_store.catalog.records import as_utc
 from vault_store.errors import BlobNotFound, CorruptData, GenerationMismatch

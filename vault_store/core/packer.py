@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from vault_store.crypto import FrameIdentity
-from vault_store.kms import WrappedKey
-from vault_store.settings import FlushPolicy
+from vault_store.core.crypto import FrameIdentity
+from vault_store.core.keys import WrappedKey
+from vault_store.core.policies import FlushPolicy
 
 
 @dataclass(frozen=True, slots=True)

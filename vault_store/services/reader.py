@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog, RangeRecord, ReplayState
-from vault_store.coalesce import Fetch, plan_fetches
-from vault_store.crypto import DataKey, FrameIdentity, open_frame
+from vault_store.core.coalesce import Fetch, plan_fetches
+from vault_store.core.crypto import DataKey, FrameIdentity, open_frame
+from vault_store.core.keycache import KeyCache
+from vault_store.core.parts import RECORDING, merge
 from vault_store.errors import CorruptData, ReplayNotFound, ReplayShredded
-from vault_store.keycache import KeyCache
 from vault_store.kms import KeyContext, Kms
-from vault_store.parts import RECORDING, merge
 from vault_store.settings import ReadPolicy
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vault_store.message import build_message
-from vault_store.rrweb import Event, load_events, segment_bodies
+from vault_store.core.message import build_message
+from vault_store.core.rrweb import Event, load_events, segment_bodies
 
 # Recordings of full sessions with timestamps; the others in shared/ are test fragments.
 SESSION_FILES = (

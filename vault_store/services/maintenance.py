@@ -16,8 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import and_, delete, exists, func, select, text
 
-from vault_store import audit
-from vault_store.catalog import Catalog
+from vault_store.catalog import Catalog, audit
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.catalog.partitions import Partition, ensure, exact_rows, has_unexpired_rows
 from vault_store.catalog.partitions import drop as drop_partition

@@ -35,8 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.util import ClauseAdapter
 
-from vault_store import audit
-from vault_store.catalog import Catalog
+from vault_store.catalog import Catalog, audit
 from vault_store.catalog.models import (
     Blob,
     Deletion,

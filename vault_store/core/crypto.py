@@ -25,7 +25,7 @@ from typing import NoReturn
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault_store import codec
+from vault_store.core import codec
 from vault_store.errors import CorruptData
 
 FRAME_VERSION = 1

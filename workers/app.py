@@ -24,18 +24,19 @@ from celery_batches import Batches, SimpleRequest
 
 from vault_store.blobstore import BlobStore
 from vault_store.errors import BackendUnavailable, ConfigError
-from vault_store.gc import collect
-from vault_store.lifecycle import retention_classes
-from vault_store.maintenance import maintain
-from vault_store.retention import expire as expire_rows
+from vault_store.services.gc import collect
+from vault_store.services.lifecycle import retention_classes
+from vault_store.services.maintenance import maintain
+from vault_store.services.retention import expire as expire_rows
+from vault_store.services.shredder import Scope
 from vault_store.settings import FlushPolicy, Settings
-from vault_store.shredder import Scope
 from vault_store.vault import Vault
-from vault_store.workers import metrics
-from vault_store.workers.ingest import Delivery, IngestPolicy, ingest_batch
+from workers import metrics
+from workers.ingest import Delivery, IngestPolicy, ingest_batch
 
 INGEST_TASK = "vault_store.ingest"
 DEAD_LETTER_TASK = "vault_store.dead_letter"
+RESUME_DELETION_TASK = "vault_store.resume_deletion"
 # Retry settings of the non-ingest tasks: only a transient backend failure is worth another go.
 _RETRYING: dict[str, Any] = {
     "autoretry_for": (BackendUnavailable,),
@@ -235,7 +236,7 @@ def create_app(
             overwrite=overwrite,
         )
 
-    @app.task(name="vault_store.resume_deletion", **_RETRYING)
+    @app.task(name=RESUME_DELETION_TASK, **_RETRYING)
     def resume_deletion(deletion_id: str) -> dict[str, Any]:
         """Run a recorded deletion (`delete --async`) to the end."""
         return vaults.get().resume_deletion(deletion_id).as_dict()

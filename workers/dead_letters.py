@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from vault_store.workers.app import DEAD_LETTER_TASK, send_ingest
+from workers.app import DEAD_LETTER_TASK, send_ingest
 
 
 @dataclass(frozen=True, slots=True)

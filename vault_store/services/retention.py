@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
-from vault_store import audit
 from vault_store.blobstore import BlobStore
-from vault_store.catalog import Catalog
+from vault_store.catalog import Catalog, audit
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange
 from vault_store.errors import BlobNotFound
-from vault_store.maintenance import drop_expired_partitions
-from vault_store.shredder import delete_rows, lower_live_bytes
+from vault_store.services.maintenance import drop_expired_partitions
+from vault_store.services.shredder import delete_rows, lower_live_bytes
 
 
 @dataclass(frozen=True, slots=True)

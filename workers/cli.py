@@ -1,4 +1,8 @@
-"""`vault-store worker`, `beat`, `enqueue` and `dead-letters`: the Celery side of the system."""
+"""`vault-store worker`, `beat`, `enqueue` and `dead-letters`, registered as CLI entry points.
+
+Celery is imported only when a command runs, so `--help` works without the workers extra and a
+missing extra is reported as such (exit 2).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from typing import Any
 import click
 
 from vault_store.cli.common import emit_json, reporting_errors, show_progress, stderr, stdout
+from vault_store.core.message import split_stream
 from vault_store.errors import BackendUnavailable, InvalidInput
-from vault_store.message import split_stream
+from vault_store.extras import import_extra
 from vault_store.settings import Settings
 
 _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
 def _app() -> Any:
-    from vault_store.workers import create_app
-
-    return create_app(Settings.from_env())
+    app = import_extra("workers.app", extra="workers", feature="the Celery workers")
+    return app.create_app(Settings.from_env())
 
 
 @contextmanager
@@ -101,7 +105,7 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
     """Send the msgpack messages in PATHS to the ingest queue (workers validate them)."""
     from rich.progress import Progress
 
-    from vault_store.workers.app import send_ingest
+    from workers.app import send_ingest
 
     with reporting_errors(as_json=as_json), _broker_errors():
         app = _app()
@@ -138,7 +142,7 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def dead_letters(requeue: bool, as_json: bool) -> None:
     """List the dead-letter queue (reasons and counts), or requeue its messages."""
-    from vault_store.workers.dead_letters import drain
+    from workers.dead_letters import drain
 
     with reporting_errors(as_json=as_json), _broker_errors():
         app = _app()

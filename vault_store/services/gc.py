@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from vault_store import audit
 from vault_store.blobstore import BlobStore
-from vault_store.catalog import Catalog
+from vault_store.catalog import Catalog, audit
 from vault_store.catalog.models import Blob
 from vault_store.errors import BlobNotFound, GenerationMismatch
-from vault_store.retention import forget_blob
+from vault_store.services.retention import forget_blob
 
 DEFAULT_GRACE = timedelta(hours=1)
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from vault_store import audit
+from vault_store.catalog import audit
+from vault_store.core.message import Segment, parse_message
 from vault_store.errors import InvalidInput, VaultError
-from vault_store.message import Segment, parse_message
 from vault_store.vault import FlushResult, Vault
-from vault_store.workers import metrics
+from workers import metrics
 
 _log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import CatalogSecret
-from vault_store.crypto import DataKey
+from vault_store.core.crypto import DataKey
 from vault_store.kms import KeyContext, Kms
 
 # Which identifiers of the event's `user` object are indexed.

@@ -1,0 +1,58 @@
+"""Value objects that tune flushing, reading, key caching and the copy bounds of reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vault_store.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlushPolicy:
+    """When a retention class's buffer becomes a blob: size, segment count or age of the oldest."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_segments: int = 5000
+    max_age_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_segments < 1 or self.max_age_seconds <= 0:
+            raise ConfigError("flush thresholds must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadPolicy:
+    """How reads fetch: merge ranges closer than `gap_bytes`, fetch `concurrency` at once."""
+
+    gap_bytes: int = 64 * 1024
+    max_fetch_bytes: int = 32 * 1024 * 1024
+    concurrency: int = 8
+    page_segments: int = 50
+
+    def __post_init__(self) -> None:
+        if self.gap_bytes < 0 or self.concurrency < 1 or self.page_segments < 1:
+            raise ConfigError("read settings must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyCachePolicy:
+    """Plaintext data keys stay in memory at most `ttl_seconds` and `max_uses` uses."""
+
+    ttl_seconds: float = 300.0
+    max_uses: int = 100_000
+    max_entries: int = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CopyPolicy:
+    """How long copies outside the live catalog and store may outlive a deletion (for reports).
+
+    Catalog backups hold wrapped keys until they expire; the KMS key version that wrapped them
+    can be destroyed after a rotation (Cloud KMS destroys 30 days after scheduling); GCS soft
+    delete keeps an overwritten object's previous generation for 7 days by default.
+    """
+
+    backup_retention_days: int = 30
+    kms_destroy_days: int = 30
+    soft_delete_days: int = 7
+    deadline_days: int = 30

@@ -1,0 +1,1 @@
+"""The flows over the ports: read, shred, overwrite, gc, retention, rewrap, maintenance, reports."""

@@ -168,8 +168,7 @@ def run_workers(
 ) -> dict[str, Any]:
     from vault_store import Settings
     from vault_store.catalog import Catalog
-    from workers import create_app
-    from workers.app import send_ingest
+    from workers.app import create_app, send_ingest
 
     schema = Schema(pg)
     processes: list[subprocess.Popen[bytes]] = []
@@ -236,8 +235,7 @@ def run_latency(
     from vault_store.catalog import Catalog
     from vault_store.catalog.models import RecordingByteRange
     from vault_store.services.samples import as_messages, as_replays
-    from workers import create_app
-    from workers.app import send_ingest
+    from workers.app import create_app, send_ingest
 
     messages = as_messages(as_replays(recordings, copies=40))[: int(rate * seconds)]
     schema = Schema(pg)

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
         VaultError,
     )
     from vault_store.kms import Kms, LocalKms
+    from vault_store.services.ingest import FlushResult
     from vault_store.settings import Settings
-    from vault_store.vault import FlushResult, Vault
+    from vault_store.vault import Vault
 
 # Public name -> the module that defines it.
 _EXPORTS = {
@@ -45,7 +46,7 @@ _EXPORTS = {
     "CorruptData": "vault_store.errors",
     "DataKey": "vault_store.core.crypto",
     "FlushPolicy": "vault_store.core.policies",
-    "FlushResult": "vault_store.vault",
+    "FlushResult": "vault_store.services.ingest",
     "FrameIdentity": "vault_store.core.crypto",
     "GenerationMismatch": "vault_store.errors",
     "InvalidInput": "vault_store.errors",

@@ -2,60 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 
-from vault_store.blobstore import BlobStore, blob_path, blob_store_from_url
-from vault_store.catalog import BlobRecord, Catalog, CatalogStats, RangeRecord
-from vault_store.core import crypto, parts
-from vault_store.core.crypto import DataKey, FrameIdentity
+from vault_store.blobstore import BlobStore, blob_store_from_url
+from vault_store.catalog import Catalog, CatalogStats
+from vault_store.core.crypto import DataKey
 from vault_store.core.keycache import KeyCache
 from vault_store.core.message import Segment, parse_message
-from vault_store.core.packer import Packer, SealedSegment, pack
-from vault_store.errors import VaultError
-from vault_store.kms import KeyContext, Kms, WrappedKey, kms_from_url
+from vault_store.core.policies import FlushPolicy, KeyCachePolicy, ReadPolicy
+from vault_store.kms import Kms, kms_from_url
+from vault_store.services.ingest import (
+    Admission,
+    FlushResult,
+    Ingestor,
+    IngestResult,
+    SealingKey,
+)
 from vault_store.services.overwriter import Overwriter
 from vault_store.services.reader import Reader, StoredSegment
 from vault_store.services.shredder import DeletionStatus, Scope, Shredder
 from vault_store.services.subjects import SubjectHasher
-from vault_store.settings import FlushPolicy, KeyCachePolicy, ReadPolicy, Settings
+from vault_store.settings import Settings
 
-
-@dataclass(frozen=True, slots=True)
-class SealingKey:
-    """The DEK this process seals a replay's segments with, and its wrapped form for the rows."""
-
-    key: DataKey
-    wrapped: WrappedKey
-    key_check: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class FlushResult:
-    """One blob written: its path, frames packed, rows inserted, duplicates and deleted dropped."""
-
-    blob_path: str
-    retention_days: int
-    identities: tuple[FrameIdentity, ...]
-    frames: int
-    blob_bytes: int
-    inserted: int
-    duplicates: int
-    dropped_deleted: int
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """One segment taken in: buffered (False if the same segment was already buffered) and
-    any blobs the buffering caused to be written."""
-
-    buffered: bool
-    flushes: list[FlushResult]
+__all__ = ["Admission", "FlushResult", "IngestResult", "Vault"]
 
 
 class Vault:
@@ -79,24 +51,25 @@ class Vault:
         self.catalog = catalog
         self.blob_store = blob_store
         self.kms = kms
-        self._zstd_level = zstd_level
-        self._typed_parts = typed_parts
         self._clock = clock
-        self._monotonic = monotonic
         cache = key_cache_policy or KeyCachePolicy()
         self.read_keys: KeyCache[DataKey] = KeyCache(
             ttl_seconds=cache.ttl_seconds, max_uses=cache.max_uses, max_entries=cache.max_entries
         )
-        self.seal_keys: KeyCache[SealingKey] = KeyCache(
-            ttl_seconds=cache.ttl_seconds, max_uses=cache.max_uses, max_entries=cache.max_entries
-        )
-        self.packer = Packer(flush_policy or FlushPolicy())
         self._subjects: SubjectHasher | None = None
-        # One blob may be uploading and committing while the next one fills: sealing is CPU,
-        # uploading waits on disk or network, so overlapping them raises ingest throughput.
-        self._pipeline = pipeline_flushes
-        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="vault-flush")
-        self._in_flight: tuple[list[SealedSegment], Future[FlushResult]] | None = None
+        self._ingestor = Ingestor(
+            catalog=catalog,
+            blob_store=blob_store,
+            kms=kms,
+            subjects=self.subjects,
+            flush_policy=flush_policy or FlushPolicy(),
+            key_cache_policy=cache,
+            zstd_level=zstd_level,
+            typed_parts=typed_parts,
+            pipeline_flushes=pipeline_flushes,
+            clock=clock,
+            monotonic=monotonic,
+        )
         self.reader = Reader(catalog, blob_store, kms, self.read_keys, read_policy or ReadPolicy())
         self.shredder = Shredder(catalog, clock=clock)
         self.overwriter = Overwriter(catalog, blob_store, clock=clock)
@@ -131,10 +104,9 @@ class Vault:
 
         A flush already under way is waited for, so it ends committed or not at all.
         """
-        self._flusher.shutdown(wait=True)
+        self._ingestor.close()
         self.reader.close()
         self.read_keys.clear()
-        self.seal_keys.clear()
         self.catalog.dispose()
 
     def __enter__(self) -> Vault:
@@ -155,71 +127,35 @@ class Vault:
         return self.ingest_segment(parse_message(raw))
 
     def ingest_segment(self, segment: Segment) -> IngestResult:
-        """Seal and buffer one segment; flush every buffer that reached a threshold.
+        """Seal and buffer one segment, flushing every buffer that reached a threshold; a
+        segment of a deleted replay or project is dropped before it gets a key.
 
         If a flush failed (in the background or now), its error is raised from this call and its
-        frames are back in the buffer: nothing not yet reported flushed is lost, and ingesting
-        the same segment again is safe (the buffer keeps one frame per identity).
+        frames are back in the buffer: ingesting the same segment again is safe.
         """
-        finished = self._collect(wait=False)
-        now = self._monotonic()
-        added = [self.packer.add(sealed, now) for sealed in self.seal(segment)]
-        return IngestResult(any(added), finished + self.flush_due())
+        return self._ingestor.ingest(segment)
+
+    def admit(self, segments: Sequence[Segment], *, actor: str) -> Admission:
+        """The segments whose replay and project are not deleted (one catalog query for the
+        batch); the dropped ones are counted in one audit event by `actor`."""
+        return self._ingestor.admit(segments, actor=actor)
 
     def buffer(self, segment: Segment) -> bool:
-        """Seal and buffer one segment without flushing anything (callers flush themselves).
+        """Seal and buffer one segment without flushing (callers flush themselves); False if it
+        was already buffered or its target is deleted. A KMS failure buffers nothing."""
+        return self._ingestor.buffer(segment)
 
-        False if the same segment was already buffered. A KMS failure raises and buffers
-        nothing.
-        """
-        now = self._monotonic()
-        return any([self.packer.add(sealed, now) for sealed in self.seal(segment)])
+    def flush_due(self) -> list[FlushResult]:
+        """Write the buffers that reached their size, count or age threshold."""
+        return self._ingestor.flush_due()
+
+    def flush(self) -> list[FlushResult]:
+        """Write every buffered frame now, waiting for any background flush first."""
+        return self._ingestor.flush()
 
     def discard_buffered(self) -> int:
         """Drop every buffered frame (their messages go back to the queue); how many."""
-        self._collect_quietly()
-        dropped = 0
-        for days in self.packer.pending():
-            dropped += len(self.packer.take(days))
-        return dropped
-
-    def seal(self, segment: Segment) -> list[SealedSegment]:
-        """Seal one segment (one frame per typed part, or one whole) under its replay's DEK.
-
-        The DEK is made and wrapped on first use; if the KMS cannot wrap, this raises and nothing
-        is buffered: never a plaintext fallback.
-        """
-        owner = (segment.project_id, segment.replay_id)
-        sealing = self.seal_keys.get_or_load(owner, owner, lambda: self._new_sealing_key(owner))
-        subjects = (
-            self.subjects().hashes(segment.replay_event) if segment.replay_event else frozenset()
-        )
-        bodies = (
-            parts.split(segment.body, segment.events)
-            if self._typed_parts
-            else {parts.RECORDING: segment.body}
-        )
-        sealed = []
-        for part, body in bodies.items():
-            identity = FrameIdentity(
-                segment.project_id, segment.replay_id, segment.segment_id, part
-            )
-            header, ciphertext = crypto.seal_parts(
-                body, sealing.key, identity, level=self._zstd_level
-            )
-            sealed.append(
-                SealedSegment(
-                    identity=identity,
-                    header=header,
-                    ciphertext=ciphertext,
-                    wrapped=sealing.wrapped,
-                    key_check=sealing.key_check,
-                    retention_days=segment.retention_days,
-                    plain_bytes=len(body),
-                    subjects=subjects,
-                )
-            )
-        return sealed
+        return self._ingestor.discard_buffered()
 
     def subjects(self) -> SubjectHasher:
         """The subject hasher (its key is unwrapped from the catalog on first use)."""
@@ -227,123 +163,12 @@ class Vault:
             self._subjects = SubjectHasher.load_or_create(self.catalog, self.kms)
         return self._subjects
 
-    def _new_sealing_key(self, owner: tuple[int, str]) -> SealingKey:
-        key = DataKey.generate()
-        wrapped = self.kms.wrap(key, KeyContext(*owner))
-        return SealingKey(key, wrapped, key.key_check())
-
-    def flush_due(self) -> list[FlushResult]:
-        """Flush the buffers that reached their size, count or age threshold.
-
-        With pipelining, a due buffer is handed to the background flusher (after the previous
-        flush has finished) and its result comes back from a later call; without, it is
-        written before this returns.
-        """
-        results = []
-        for days in self.packer.due(self._monotonic()):
-            results += self._collect(wait=True)
-            segments = self.packer.take(days)
-            if self._pipeline:
-                future = self._flusher.submit(self._write_blob, days, segments)
-                self._in_flight = (segments, future)
-            else:
-                results.append(self._write_now(days, segments))
-        return results + self._collect(wait=False)
-
-    def flush(self) -> list[FlushResult]:
-        """Write every buffered frame now, waiting for any background flush first."""
-        results = self._collect(wait=True)
-        for days in self.packer.pending():
-            results.append(self._write_now(days, self.packer.take(days)))
-        return results
-
-    def _write_now(self, retention_days: int, segments: list[SealedSegment]) -> FlushResult:
-        try:
-            return self._write_blob(retention_days, segments)
-        except BaseException:
-            self.packer.restore(segments, self._monotonic())
-            raise
-
-    def _collect_quietly(self) -> None:
-        """Wait out a background flush, whatever its outcome (its frames return on failure)."""
-        with contextlib.suppress(VaultError):
-            self._collect(wait=True)
-
-    def _collect(self, *, wait: bool) -> list[FlushResult]:
-        """The background flush's result once it is done; on failure its frames are re-queued."""
-        if self._in_flight is None:
-            return []
-        segments, future = self._in_flight
-        if not wait and not future.done():
-            return []
-        self._in_flight = None
-        try:
-            return [future.result()]
-        except BaseException:
-            self.packer.restore(segments, self._monotonic())
-            raise
-
-    def _write_blob(self, retention_days: int, segments: list[SealedSegment]) -> FlushResult:
-        """Blob first, then rows in one transaction: a row must never point at a missing blob.
-
-        A crash between upload and insert leaves an orphan blob (no rows) that GC collects; a
-        crash after the insert means redelivery, whose duplicates are ignored.
-        """
-        packed = pack(segments)
-        created_at = self._clock()
-        expires_at = created_at + timedelta(days=retention_days)
-        path = blob_path(retention_days, created_at)
-        self.blob_store.put(path, packed.chunks, expires_at=expires_at)
-        rows = [
-            RangeRecord(
-                project_id=segment.identity.project_id,
-                replay_id=segment.identity.replay_id,
-                segment_id=segment.identity.segment_id,
-                part=segment.identity.part,
-                blob_path=path,
-                start=start,
-                stop=stop,
-                wrapped_dek=segment.wrapped.ciphertext,
-                kek=segment.wrapped.kek,
-                key_check=segment.key_check,
-                created_at=created_at,
-                expires_at=expires_at,
-            )
-            for segment, (start, stop) in zip(packed.segments, packed.offsets, strict=True)
-        ]
-        outcome = self.catalog.insert_blob(
-            BlobRecord(
-                path=path,
-                size=packed.size,
-                frame_count=len(rows),
-                retention_days=retention_days,
-                created_at=created_at,
-                expires_at=expires_at,
-            ),
-            rows,
-            subjects={
-                (s.identity.project_id, s.identity.replay_id, subject)
-                for s in packed.segments
-                for subject in s.subjects
-            },
-        )
-        return FlushResult(
-            blob_path=path,
-            retention_days=retention_days,
-            identities=tuple(segment.identity for segment in packed.segments),
-            frames=len(rows),
-            blob_bytes=packed.size,
-            inserted=outcome.inserted,
-            duplicates=outcome.duplicates,
-            dropped_deleted=outcome.dropped_deleted,
-        )
-
     def forget_keys(self, project_id: int, replay_id: str | None = None) -> int:
         """Drop this process's plaintext keys of a replay (or of a whole project); returns how
         many went. Call after a shred so this process stops serving or sealing with them."""
         caches: tuple[KeyCache[DataKey] | KeyCache[SealingKey], ...] = (
             self.read_keys,
-            self.seal_keys,
+            self._ingestor.seal_keys,
         )
         if replay_id is None:
             return sum(cache.evict_project(project_id) for cache in caches)
@@ -427,6 +252,10 @@ class Vault:
     ) -> Iterator[bytes]:
         """The merged recording (of the `only` parts, if given), as chunks of one JSON array."""
         return self.reader.recording(project_id, replay_id, start=start, stop=stop, only=only)
+
+    def cached_keys(self) -> int:
+        """Plaintext data keys this process holds (for reading and for sealing)."""
+        return len(self.read_keys) + len(self._ingestor.seal_keys)
 
     def stats(self) -> CatalogStats:
         """Catalog totals."""

@@ -1,8 +1,6 @@
 """Celery workers: the app, thin tasks over the Vault facade, and their metrics.
 
-The library never imports this package; only the CLI's `worker`, `beat` and `enqueue` do.
+The library never imports this package; it adds its CLI commands and the `delete --async`
+handoff through entry points. Nothing here is imported at package import, so `vault-store
+--help` does not load Celery: use `workers.app.create_app`.
 """
-
-from workers.app import create_app
-
-__all__ = ["create_app"]

@@ -105,10 +105,11 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
     """Send the msgpack messages in PATHS to the ingest queue (workers validate them)."""
     from rich.progress import Progress
 
+    with reporting_errors(as_json=as_json):
+        app = _app()  # first: it reports a missing workers extra
     from workers.app import send_ingest
 
     with reporting_errors(as_json=as_json), _broker_errors():
-        app = _app()
         messages = sent_bytes = 0
         started = time.monotonic()
         with (
@@ -142,10 +143,11 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def dead_letters(requeue: bool, as_json: bool) -> None:
     """List the dead-letter queue (reasons and counts), or requeue its messages."""
+    with reporting_errors(as_json=as_json):
+        app = _app()  # first: it reports a missing workers extra
     from workers.dead_letters import drain
 
     with reporting_errors(as_json=as_json), _broker_errors():
-        app = _app()
         letters = drain(app, requeue=requeue)
     reasons: dict[str, int] = {}
     for letter in letters:

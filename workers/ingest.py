@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Protocol
 
-from vault_store.catalog import audit
 from vault_store.core.message import Segment, parse_message
 from vault_store.errors import InvalidInput, VaultError
 from vault_store.vault import FlushResult, Vault
@@ -167,25 +164,10 @@ def _drop_deleted(
     vault: Vault, parsed: list[tuple[Delivery, Segment]], outcome: BatchOutcome
 ) -> list[tuple[Delivery, Segment]]:
     """Segments of deleted replays or projects never get a key: dropped, counted, audited."""
-    dead = vault.catalog.tombstoned({(s.project_id, s.replay_id) for _, s in parsed})
-    if not dead:
-        return parsed
-    dropped = [(d, s) for d, s in parsed if (s.project_id, s.replay_id) in dead]
-    by_project = Counter(s.project_id for _, s in dropped)
-    with vault.catalog.transaction("ingest") as conn:
-        audit.append(
-            conn,
-            kind="ingest.dropped_deleted",
-            actor="vault-store worker",
-            at=datetime.now(UTC),
-            details={
-                "segments": len(dropped),
-                "replays": len({(s.project_id, s.replay_id) for _, s in dropped}),
-                "by_project": {str(p): n for p, n in sorted(by_project.items())},
-            },
-        )
-    outcome.dropped_deleted += len(dropped)
-    return [(d, s) for d, s in parsed if (s.project_id, s.replay_id) not in dead]
+    admission = vault.admit([s for _, s in parsed], actor="vault-store worker")
+    outcome.dropped_deleted += admission.dropped
+    kept = {id(s) for s in admission.kept}
+    return [(d, s) for d, s in parsed if id(s) in kept]
 
 
 def _flush(

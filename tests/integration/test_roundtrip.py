@@ -190,4 +190,4 @@ def test_forgetting_keys_makes_the_next_read_unwrap_again(make_vault: VaultFacto
     read_events(vault, 1, "2" * 32)
     assert vault.reader.counters.unwraps == 3
     assert vault.forget_keys(1) == 3  # what remains of project 1: two read keys, one sealing key
-    assert len(vault.read_keys) == 0 and len(vault.seal_keys) == 0
+    assert vault.cached_keys() == 0

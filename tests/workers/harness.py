@@ -20,8 +20,7 @@ from sqlalchemy import func, select
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange
 from vault_store.settings import Settings
-from workers import create_app
-from workers.app import send_ingest
+from workers.app import create_app, send_ingest
 
 
 class Worker:

@@ -168,7 +168,7 @@ def test_the_library_never_imports_celery() -> None:
 
 def test_beat_schedules_every_periodic_task() -> None:
     from vault_store.settings import Settings
-    from workers import create_app
+    from workers.app import create_app
 
     app = create_app(
         Settings.from_env(

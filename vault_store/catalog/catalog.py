@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
-from vault_store.catalog import migrate
+from vault_store.catalog import audit, migrate
 from vault_store.catalog.models import (
     Base,
     Blob,
@@ -269,6 +269,29 @@ class Catalog:
             return set()
         with self.connection("tombstones") as conn:
             return self._tombstoned(conn, replays)
+
+    def record_dropped_deleted(
+        self,
+        *,
+        actor: str,
+        at: datetime,
+        segments: int,
+        replays: int,
+        by_project: Mapping[int, int],
+    ) -> None:
+        """One audit event for the segments of deleted targets that ingest dropped."""
+        with self.transaction("ingest") as conn:
+            audit.append(
+                conn,
+                kind="ingest.dropped_deleted",
+                actor=actor,
+                at=at,
+                details={
+                    "segments": segments,
+                    "replays": replays,
+                    "by_project": {str(p): n for p, n in sorted(by_project.items())},
+                },
+            )
 
     def _drop_tombstoned(
         self, conn: Connection, ranges: Sequence[RangeRecord]

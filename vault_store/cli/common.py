@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -74,7 +75,8 @@ def fail(error: VaultError, *, as_json: bool) -> NoReturn:
     if as_json:
         emit_json({"error": label, "message": str(error), "exit_code": code})
     else:
-        stderr.print(f"[bold red]vault-store: {label}:[/] {error}", markup=True)
+        # Escaped: a message may hold brackets (an extra's name, a path) that are not markup.
+        stderr.print(f"[bold red]vault-store: {label}:[/] {escape(str(error))}", markup=True)
     sys.exit(code)
 
 

@@ -31,8 +31,11 @@ class IngestSummary:
     rejected: list[Rejection] = field(default_factory=list)
 
     def ingested(self, result: IngestResult, segment_bytes: int) -> None:
-        """Count one segment taken in (a duplicate of a buffered one counts as a duplicate)."""
-        if result.buffered:
+        """Count one segment taken in (a duplicate of a buffered one counts as a duplicate, one of
+        a deleted replay or project as dropped)."""
+        if result.dropped_deleted:
+            self.dropped_deleted += 1
+        elif result.buffered:
             self.segments += 1
             self.segment_bytes += segment_bytes
         else:

@@ -15,7 +15,7 @@ class MissingExtra(ConfigError):
 
     def __init__(self, extra: str, feature: str, missing: str) -> None:
         super().__init__(
-            f"{feature} needs the {extra!r} extra ({missing} is not installed): "
+            f"{feature}: {missing} is not installed; it comes with the {extra!r} extra: "
             f"pip install 'vault-store[{extra}]'"
         )
         self.extra = extra

@@ -6,14 +6,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 from vault_store.blobstore import BlobStore, blob_store_from_url
 from vault_store.catalog import Catalog, CatalogStats
+from vault_store.catalog.audit import AuditRecord, ChainReport
 from vault_store.core.crypto import DataKey
 from vault_store.core.keycache import KeyCache
 from vault_store.core.message import Segment, parse_message
-from vault_store.core.policies import FlushPolicy, KeyCachePolicy, ReadPolicy
-from vault_store.kms import Kms, kms_from_url
+from vault_store.core.policies import CopyPolicy, FlushPolicy, KeyCachePolicy, ReadPolicy
+from vault_store.errors import ConfigError
+from vault_store.kms import Kms, LocalKms, kms_from_url
+from vault_store.services import report, rewrap
 from vault_store.services.ingest import (
     Admission,
     FlushResult,
@@ -260,3 +264,78 @@ class Vault:
     def stats(self) -> CatalogStats:
         """Catalog totals."""
         return self.catalog.stats()
+
+    # -- reports ------------------------------------------------------------------------------
+
+    def verify_audit(self) -> ChainReport:
+        """Recompute the audit chain and check every deletion has its events."""
+        return self.catalog.audit_trail.verify()
+
+    def audit_events(self, *, since: datetime | None = None) -> Iterator[AuditRecord]:
+        """The audit events in order (from `since` on, if given)."""
+        return self.catalog.audit_trail.events(since=since)
+
+    def deletion_report(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        project_id: int | None = None,
+        copies: CopyPolicy | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """The compliance report of deletions requested in [since, until), as plain data."""
+        return report.build(
+            self.catalog,
+            self.reader,
+            report.Period(since, until),
+            project_id=project_id,
+            copies=copies,
+            now=now,
+        )
+
+    def primary_kek(self) -> str:
+        """The KMS key version new data keys are wrapped under."""
+        return self.kms.primary_kek()
+
+    def key_status(self, *, project_id: int | None = None) -> rewrap.KeyStatus:
+        """The primary key version and how many stored keys each version wraps."""
+        return rewrap.status(self.catalog, self.kms, project_id=project_id)
+
+    def rewrap_keys(
+        self,
+        *,
+        actor: str,
+        project_id: int | None = None,
+        chunk_keys: int = rewrap.DEFAULT_CHUNK_KEYS,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> rewrap.RewrapResult:
+        """Re-wrap every stored data key under the primary version (resumable: run it again)."""
+        return rewrap.rewrap(
+            self.catalog,
+            self.kms,
+            actor=actor,
+            project_id=project_id,
+            chunk_keys=chunk_keys,
+            progress=progress,
+            clock=self._clock,
+        )
+
+    def rotate_local_key(self) -> str:
+        """Add a new primary version to the local key file; its name."""
+        if not isinstance(self.kms, LocalKms):
+            raise ConfigError(
+                "VAULT_STORE_KMS_URL: key rotation here works on the local key file; for Cloud "
+                "KMS create a version and make it primary in Google Cloud (gcloud kms keys "
+                "versions create --primary), then re-wrap the stored keys"
+            )
+        return self.kms.rotate()
+
+    @staticmethod
+    def migrate_catalog(settings: Settings) -> None:
+        """Bring the catalog schema the settings name to the newest migration."""
+        catalog = Catalog(settings.database_url)
+        try:
+            catalog.migrate()
+        finally:
+            catalog.dispose()

@@ -31,13 +31,11 @@ def history(make_vault: VaultFactory) -> Vault:
 
 
 def _verify(vault: Vault) -> trail.ChainReport:
-    with vault.catalog.engine.connect() as conn:
-        return trail.verify(conn)
+    return vault.verify_audit()
 
 
 def _kinds(vault: Vault) -> list[str]:
-    with vault.catalog.engine.connect() as conn:
-        return [event.kind for event in trail.events(conn)]
+    return [event.kind for event in vault.audit_events()]
 
 
 def test_an_untouched_trail_verifies(history: Vault) -> None:
@@ -100,3 +98,13 @@ def test_a_forged_rehashed_event_still_breaks_the_next_link(history: Vault) -> N
     with history.catalog.engine.begin() as conn:
         conn.execute(text("UPDATE audit_event SET hash = prev_hash WHERE seq = 2"))
     assert _verify(history).first_bad_seq == 2
+
+
+def test_events_are_read_a_page_at_a_time_and_from_since_on(
+    history: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    everything = list(history.audit_events())
+    monkeypatch.setattr(trail, "_PAGE", 2)  # 7 events: pages of 2, 2, 2 and 1
+    assert list(history.audit_events()) == everything
+    later = everything[3].at
+    assert list(history.audit_events(since=later)) == [e for e in everything if e.at >= later]

@@ -56,10 +56,9 @@ def scenario(make_vault: VaultFactory) -> tuple[Vault, dict[str, str]]:
 
 
 def _build(vault: Vault, **kwargs: Any) -> dict[str, Any]:
-    period = compliance.Period(NOW - timedelta(days=60), NOW + timedelta(days=1))
-    return compliance.build(
-        vault,
-        period,
+    return vault.deletion_report(
+        NOW - timedelta(days=60),
+        NOW + timedelta(days=1),
         copies=CopyPolicy(backup_retention_days=35, soft_delete_days=7),
         now=NOW,
         **kwargs,

@@ -13,8 +13,7 @@ from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events
 from vault_store.catalog.models import AuditEvent, CatalogSecret
 from vault_store.core.message import Segment, build_message, parse_message
-from vault_store.kms import LocalKms
-from vault_store.services.rewrap import rewrap, rows_by_kek
+from vault_store.services.rewrap import KeyStatus
 from vault_store.services.shredder import Scope
 
 
@@ -48,27 +47,26 @@ def test_rewrap_moves_every_key_then_the_old_version_can_go(
         second.ingest_segment(segment(1 + n % 2, replay, 1))
     first.flush()
     second.flush()
-    catalog, kms = first.catalog, first.kms
-    assert isinstance(kms, LocalKms)
-    old = kms.primary_kek()
-    new = kms.rotate()
-    assert rows_by_kek(catalog) == {old: 14 + 1}  # 14 rows and the subject key
+    catalog = first.catalog
+    old = first.primary_kek()
+    new = first.rotate_local_key()
+    assert first.key_status().rows_by_kek == {old: 14 + 1}  # 14 rows and the subject key
 
     # Interrupted after its first chunk: what it did is committed, the rest is still old.
     def stop_after_first_chunk(keys: int, rows: int) -> None:
         raise Interrupted
 
     with pytest.raises(Interrupted):
-        rewrap(catalog, kms, actor="ops", chunk_keys=2, progress=stop_after_first_chunk)
-    partial = rows_by_kek(catalog)
+        first.rewrap_keys(actor="ops", chunk_keys=2, progress=stop_after_first_chunk)
+    partial = first.key_status().rows_by_kek
     assert partial[new] == 1 + 4  # the subject key, then 2 replays with 2 keys each
     assert partial[old] == 10
 
-    result = rewrap(catalog, kms, actor="ops", chunk_keys=2)
+    result = first.rewrap_keys(actor="ops", chunk_keys=2)
     assert (result.primary, result.keys_rewrapped, result.rows_updated) == (new, 10, 10)
     assert result.secrets_rewrapped == 0  # done by the first run
-    assert rows_by_kek(catalog) == {new: 15}
-    again = rewrap(catalog, kms, actor="ops")
+    assert first.key_status() == KeyStatus(new, {new: 15})
+    again = first.rewrap_keys(actor="ops")
     assert (again.keys_rewrapped, again.rows_updated, again.chunks) == (0, 0, 0)
 
     with catalog.connection("test") as conn:
@@ -96,11 +94,10 @@ def test_rewrap_of_one_project_leaves_the_others(make_vault: VaultFactory) -> No
     for n, replay in enumerate(REPLAYS):
         vault.ingest_segment(segment(1 + n % 2, replay, 0))
     vault.flush()
-    assert isinstance(vault.kms, LocalKms)
-    old, new = vault.kms.primary_kek(), vault.kms.rotate()
-    result = rewrap(vault.catalog, vault.kms, actor="ops", project_id=2)
+    old, new = vault.primary_kek(), vault.rotate_local_key()
+    result = vault.rewrap_keys(actor="ops", project_id=2)
     assert result.rows_updated == 3
-    assert rows_by_kek(vault.catalog, project_id=2) == {new: 3}
-    assert rows_by_kek(vault.catalog, project_id=1) == {old: 4}
+    assert vault.key_status(project_id=2).rows_by_kek == {new: 3}
+    assert vault.key_status(project_id=1).rows_by_kek == {old: 4}
     with vault.catalog.connection("test") as conn:
         assert conn.execute(select(CatalogSecret.kek)).all() == []

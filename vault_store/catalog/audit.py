@@ -14,16 +14,21 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, text
 
 from vault_store.catalog.models import AuditEvent, Deletion
 from vault_store.catalog.records import as_utc
 
+if TYPE_CHECKING:
+    from vault_store.catalog.catalog import Catalog
+
 GENESIS = bytes(32)
 # Any constant works; it only has to be the same in every process.
 _ADVISORY_LOCK = 0x7661756C74  # "vault"
+# Events read per round trip when listing them; no connection is held between pages.
+_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +93,52 @@ def append(
     return AuditRecord(seq, at, kind, actor, dict(details), prev_hash, digest)
 
 
-def events(conn: Connection, *, since: datetime | None = None) -> Iterator[AuditRecord]:
-    """Events in seq order (from `since` on, if given)."""
+class AuditRepository:
+    """The trail's reading side: list the events, verify the chain (each on its own connection)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def events(self, *, since: datetime | None = None) -> Iterator[AuditRecord]:
+        """Events in seq order (from `since` on, if given), read a page at a time."""
+        after: int | None = None
+        while True:
+            with self._catalog.connection("audit") as conn:
+                page = list(_events(conn, since=since, after_seq=after, limit=_PAGE))
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1].seq
+
+    def verify(self) -> ChainReport:
+        """Recompute the chain; then check each deletion's request and completion were recorded.
+
+        The deletions are read before the events: a deletion's row and its events commit
+        together, so one committed while this runs cannot look like a cut-off tail.
+        """
+        with self._catalog.connection("audit") as conn:
+            deletions = [
+                (str(d), str(s)) for d, s in conn.execute(select(Deletion.id, Deletion.status))
+            ]
+            return _verify(_events(conn), deletions)
+
+
+def _events(
+    conn: Connection,
+    *,
+    since: datetime | None = None,
+    after_seq: int | None = None,
+    limit: int | None = None,
+) -> Iterator[AuditRecord]:
+    # No lower bound unless paging: a verification must also see events with odd seq numbers.
     query = select(AuditEvent).order_by(AuditEvent.seq)
+    if after_seq is not None:
+        query = query.where(AuditEvent.seq > after_seq)
     if since is not None:
         query = query.where(AuditEvent.at >= since)
-    for row in conn.execute(query).yield_per(1000):
+    if limit is not None:
+        query = query.limit(limit)
+    for row in conn.execute(query).yield_per(_PAGE):
         yield AuditRecord(
             row.seq,
             as_utc(row.at),
@@ -105,11 +150,10 @@ def events(conn: Connection, *, since: datetime | None = None) -> Iterator[Audit
         )
 
 
-def verify(conn: Connection) -> ChainReport:
-    """Recompute the chain; then check each deletion's request and completion were recorded."""
+def _verify(events: Iterator[AuditRecord], deletions: list[tuple[str, str]]) -> ChainReport:
     expected_prev, expected_seq, count = GENESIS, 1, 0
     recorded: dict[str, set[str]] = {}
-    for event in events(conn):
+    for event in events:
         count += 1
         if event.seq != expected_seq:
             return _bad(count, expected_prev, event.seq, f"expected event {expected_seq} here")
@@ -124,7 +168,7 @@ def verify(conn: Connection) -> ChainReport:
         if isinstance(deletion_id, str):
             recorded.setdefault(deletion_id, set()).add(event.kind)
         expected_prev, expected_seq = event.hash, expected_seq + 1
-    for deletion_id, status in conn.execute(select(Deletion.id, Deletion.status)):
+    for deletion_id, status in deletions:
         kinds = recorded.get(deletion_id, set())
         if "deletion.requested" not in kinds or (
             status == "done" and "deletion.completed" not in kinds

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg2.errors
 from sqlalchemy import (
@@ -47,6 +48,12 @@ from vault_store.catalog.records import (
     as_utc,
 )
 from vault_store.errors import BackendError, BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from vault_store.catalog.audit import AuditRepository
+    from vault_store.catalog.keys import KeyRepository
+    from vault_store.catalog.reports import ReportRepository
+    from vault_store.catalog.secrets import SecretRepository
 
 _BACKEND = "catalog"
 # Advisory lock key serializing partition creation (any constant unique to this use).
@@ -115,6 +122,35 @@ class Catalog:
     def dispose(self) -> None:
         """Close pooled connections (after a fork, or at exit)."""
         self.engine.dispose()
+
+    # -- reports repositories --
+    @functools.cached_property
+    def audit_trail(self) -> AuditRepository:
+        """The audit trail's reading side: events and verification."""
+        from vault_store.catalog.audit import AuditRepository
+
+        return AuditRepository(self)
+
+    @functools.cached_property
+    def keys(self) -> KeyRepository:
+        """Wrapped data keys and secrets by key version (status, rewrap)."""
+        from vault_store.catalog.keys import KeyRepository
+
+        return KeyRepository(self)
+
+    @functools.cached_property
+    def reports(self) -> ReportRepository:
+        """What the compliance report reads: deletions, their remains, storage."""
+        from vault_store.catalog.reports import ReportRepository
+
+        return ReportRepository(self)
+
+    @functools.cached_property
+    def secrets(self) -> SecretRepository:
+        """The catalog's own wrapped secrets (the subject key)."""
+        from vault_store.catalog.secrets import SecretRepository
+
+        return SecretRepository(self)
 
     # -- writes ---------------------------------------------------------------------------
 

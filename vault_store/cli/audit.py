@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from vault_store.catalog import audit as audit_trail
 from vault_store.cli.common import PROJECT_ID, emit_json, open_vault, reporting_errors, stdout
 from vault_store.services import report as compliance
 from vault_store.settings import Settings
@@ -26,12 +25,8 @@ def audit() -> None:
 def verify(as_json: bool) -> None:
     """Check the chain; exit 1 and name the first bad event if any was edited, removed or
     reordered, or if a deletion lacks its events."""
-    with (
-        reporting_errors(as_json=as_json),
-        open_vault() as vault,
-        vault.catalog.connection("audit") as conn,
-    ):
-        report = audit_trail.verify(conn)
+    with reporting_errors(as_json=as_json), open_vault() as vault:
+        report = vault.verify_audit()
     if as_json:
         emit_json(
             {
@@ -65,10 +60,12 @@ def report(since: datetime, until: datetime, project: int | None, fmt: str, outp
     deadline, method, counts, proof, and what may still hold a copy until when."""
     if until <= since:
         raise click.BadParameter("must be after --since", param_hint="--until")
-    period = compliance.Period(_day(since.date()), _day(until.date()))
     with reporting_errors(as_json=False), open_vault() as vault:
-        document = compliance.build(
-            vault, period, project_id=project, copies=Settings.from_env().copies
+        document = vault.deletion_report(
+            _day(since.date()),
+            _day(until.date()),
+            project_id=project,
+            copies=Settings.from_env().copies,
         )
     output.write_text(compliance.render(document, fmt), encoding="utf-8")
     summary = document["summary"]

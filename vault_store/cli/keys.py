@@ -15,9 +15,7 @@ from vault_store.cli.common import (
     stdout,
     table_or_json,
 )
-from vault_store.errors import ConfigError
-from vault_store.kms import LocalKms
-from vault_store.services.rewrap import DEFAULT_CHUNK_KEYS, rewrap, rows_by_kek
+from vault_store.services.rewrap import DEFAULT_CHUNK_KEYS
 
 
 @click.group()
@@ -31,14 +29,13 @@ def keys() -> None:
 def keys_status(project: int | None, as_json: bool) -> None:
     """Rows per key version, and the primary: a version with no rows left can be disabled."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        primary = vault.kms.primary_kek()
-        counts = rows_by_kek(vault.catalog, project_id=project)
+        status = vault.key_status(project_id=project)
     if as_json:
-        emit_json({"primary": primary, "rows_by_kek": counts})
+        emit_json({"primary": status.primary, "rows_by_kek": status.rows_by_kek})
         return
-    stdout.print(f"primary: {primary}", markup=False)
-    for kek, count in sorted(counts.items()):
-        marker = "" if kek == primary else "  (re-wrap before disabling)"
+    stdout.print(f"primary: {status.primary}", markup=False)
+    for kek, count in sorted(status.rows_by_kek.items()):
+        marker = "" if kek == status.primary else "  (re-wrap before disabling)"
         stdout.print(f"  {count:>12,}  {kek}{marker}", markup=False)
 
 
@@ -47,13 +44,7 @@ def keys_status(project: int | None, as_json: bool) -> None:
 def keys_rotate(as_json: bool) -> None:
     """Add a new primary version to the local key file (Cloud KMS rotates in Google Cloud)."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        if not isinstance(vault.kms, LocalKms):
-            raise ConfigError(
-                "keys rotate works on the local key file; for Cloud KMS create a version and make "
-                "it primary in Google Cloud (gcloud kms keys versions create --primary), then run "
-                "`vault-store keys rewrap`"
-            )
-        primary = vault.kms.rotate()
+        primary = vault.rotate_local_key()
     table_or_json({"primary": primary}, "keys rotate", as_json=as_json)
 
 
@@ -81,9 +72,7 @@ def keys_rewrap(project: int | None, actor: str, chunk_keys: int, as_json: bool)
         open_vault() as vault,
         RowProgress("re-wrapping", None) as advance,
     ):
-        result = rewrap(
-            vault.catalog,
-            vault.kms,
+        result = vault.rewrap_keys(
             actor=actor,
             project_id=project,
             chunk_keys=chunk_keys,

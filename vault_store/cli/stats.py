@@ -7,9 +7,9 @@ from dataclasses import asdict
 import click
 from rich.table import Table
 
-from vault_store.catalog import Catalog
 from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
 from vault_store.settings import Settings
+from vault_store.vault import Vault
 
 
 @click.command()
@@ -37,10 +37,5 @@ def stats(as_json: bool) -> None:
 def migrate() -> None:
     """Bring the catalog schema to the newest migration (safe to repeat)."""
     with reporting_errors(as_json=False):
-        settings = Settings.from_env()
-        catalog = Catalog(settings.database_url)
-        try:
-            catalog.migrate()
-        finally:
-            catalog.dispose()
+        Vault.migrate_catalog(Settings.from_env())
     click.echo("catalog schema is up to date")

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
-
-from vault_store.catalog.models import Blob, Deletion, OverwriteJob, RecordingByteRange, Tombstone
-from vault_store.catalog.records import as_utc
+from vault_store.catalog import Catalog
+from vault_store.catalog.reports import ReportedDeletion
 from vault_store.errors import ReplayNotFound, ReplayShredded
+from vault_store.services.reader import Reader
 from vault_store.settings import CopyPolicy
-from vault_store.vault import Vault
 
 FORMATS = ("json", "csv", "html")
 
@@ -38,24 +36,19 @@ class Period:
 
 
 def build(
-    vault: Vault,
+    catalog: Catalog,
+    reader: Reader,
     period: Period,
     *,
     project_id: int | None = None,
     copies: CopyPolicy | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The report as plain data."""
+    """The report as plain data; `reader` attempts the reads that prove a deletion."""
     copies = copies or CopyPolicy()
     now = now or datetime.now(UTC)
-    query = select(Deletion).where(
-        Deletion.requested_at >= period.since, Deletion.requested_at < period.until
-    )
-    if project_id is not None:
-        query = query.where(Deletion.project_id == project_id)
-    with vault.catalog.connection("report") as conn:
-        rows = conn.execute(query.order_by(Deletion.requested_at)).all()
-    deletions = [_deletion(vault, row, copies, now) for row in rows]
+    recorded = catalog.reports.deletions(period.since, period.until, project_id=project_id)
+    deletions = [_deletion(catalog, reader, row, copies, now) for row in recorded]
     latencies = [d["hours_to_complete"] for d in deletions if d["hours_to_complete"] is not None]
     return {
         "generated_at": now.isoformat(),
@@ -77,8 +70,8 @@ def build(
             "bytes_shredded": sum(d["bytes_shredded"] for d in deletions),
         },
         "deletions": deletions,
-        "storage_by_retention": _storage_by_retention(vault),
-        "storage_over_period": _storage_over_period(vault, period),
+        "storage_by_retention": _storage_by_retention(catalog),
+        "storage_over_period": _storage_over_period(catalog, period),
         "copy_policy": {
             "catalog_backup_retention_days": copies.backup_retention_days,
             "kms_key_destroy_days": copies.kms_destroy_days,
@@ -87,10 +80,10 @@ def build(
     }
 
 
-def _deletion(vault: Vault, row: Any, copies: CopyPolicy, now: datetime) -> dict[str, Any]:
-    requested = as_utc(row.requested_at)
-    completed = as_utc(row.completed_at) if row.completed_at else None
-    overwritten = as_utc(row.overwrite_done_at) if row.overwrite_done_at else None
+def _deletion(
+    catalog: Catalog, reader: Reader, row: ReportedDeletion, copies: CopyPolicy, now: datetime
+) -> dict[str, Any]:
+    requested, completed, overwritten = row.requested_at, row.completed_at, row.overwrite_done_at
     deadline = requested + timedelta(days=copies.deadline_days)
     done = row.status == "done"
     finished_at = overwritten if row.overwrite_requested and overwritten else completed
@@ -131,55 +124,40 @@ def _deletion(vault: Vault, row: Any, copies: CopyPolicy, now: datetime) -> dict
         "rows_deleted": row.rows_deleted,
         "bytes_shredded": row.bytes_shredded,
         "replays_deleted": row.replays_deleted,
-        "proof": _proof(vault, row) if done else {"holds": False, "checked": False},
+        "proof": _proof(catalog, reader, row) if done else {"holds": False, "checked": False},
         "copies_may_remain": residual,
     }
 
 
-def _proof(vault: Vault, row: Any) -> dict[str, Any]:
+def _proof(catalog: Catalog, reader: Reader, row: ReportedDeletion) -> dict[str, Any]:
     """Check, now, that nothing of the target is left: no rows, reads answer shredded.
 
-    The target comes from the deletion row itself where it can (a replay's id; a project), so
-    tampering with tombstones cannot make the proof pass vacuously; a user deletion's replays
-    are its tombstones, and their number must match what the deletion recorded.
+    A user deletion's replays are its tombstones, and their number must match what the
+    deletion recorded.
     """
-    rbr = RecordingByteRange
-    with vault.catalog.connection("report") as conn:
-        if row.scope == "project":
-            target = rbr.project_id == row.project_id
-            replays = [uuid.uuid4().hex]  # any replay of a deleted project must answer shredded
-        elif row.scope == "replay":
-            replays = [row.target]
-            target = and_(rbr.project_id == row.project_id, rbr.replay_id == row.target)
-        else:
-            tombstoned = select(Tombstone.replay_id).where(Tombstone.deletion_id == row.id)
-            replays = [r for r in conn.execute(tombstoned).scalars() if r is not None]
-            target = and_(rbr.project_id == row.project_id, rbr.replay_id.in_(tombstoned))
-        remaining = conn.execute(select(func.count()).select_from(rbr).where(target)).scalar_one()
-        pending_overwrite = conn.execute(
-            select(func.count())
-            .select_from(OverwriteJob)
-            .where(OverwriteJob.deletion_id == row.id, OverwriteJob.done_at.is_(None))
-        ).scalar_one()
-    answers = [_read_answer(vault, row.project_id, replay) for replay in replays[:20]]
+    remains = catalog.reports.remains(row)
+    replays = list(remains.replays)
+    if row.scope == "project":
+        replays = [uuid.uuid4().hex]  # any replay of a deleted project must answer shredded
+    answers = [_read_answer(reader, row.project_id, replay) for replay in replays[:20]]
     complete_record = row.scope != "user" or len(replays) == row.replays_deleted
     return {
         "checked": True,
-        "range_rows_remaining": remaining,
-        "wrapped_keys_remaining": remaining,  # a wrapped key exists only on a range row
+        "range_rows_remaining": remains.range_rows,
+        "wrapped_keys_remaining": remains.range_rows,  # a wrapped key exists only on a range row
         "read_attempt": sorted(set(answers)),
-        "overwrite_ranges_pending": pending_overwrite,
-        "holds": remaining == 0
+        "overwrite_ranges_pending": remains.overwrites_pending,
+        "holds": remains.range_rows == 0
         and complete_record
         and all(answer == "shredded" for answer in answers)
         and (bool(answers) or row.replays_deleted == 0)
-        and not pending_overwrite,
+        and not remains.overwrites_pending,
     }
 
 
-def _read_answer(vault: Vault, project_id: int, replay_id: str) -> str:
+def _read_answer(reader: Reader, project_id: int, replay_id: str) -> str:
     try:
-        next(vault.segments(project_id, replay_id), None)
+        next(reader.segments(project_id, replay_id), None)
     except ReplayShredded:
         return "shredded"
     except ReplayNotFound:
@@ -187,42 +165,27 @@ def _read_answer(vault: Vault, project_id: int, replay_id: str) -> str:
     return "readable"
 
 
-def _storage_by_retention(vault: Vault) -> list[dict[str, Any]]:
-    with vault.catalog.connection("report") as conn:
-        rows = conn.execute(
-            select(
-                Blob.retention_days,
-                func.count(),
-                func.coalesce(func.sum(Blob.size), 0),
-                func.coalesce(func.sum(Blob.live_bytes), 0),
-            )
-            .where(Blob.state != "deleted")
-            .group_by(Blob.retention_days)
-            .order_by(Blob.retention_days)
-        ).all()
+def _storage_by_retention(catalog: Catalog) -> list[dict[str, Any]]:
     return [
         {
-            "retention_days": days,
-            "blobs": count,
-            "bytes_stored": int(size),
-            "live_bytes": int(live),
-            "dead_bytes": int(size) - int(live),
+            "retention_days": s.retention_days,
+            "blobs": s.blobs,
+            "bytes_stored": s.bytes_stored,
+            "live_bytes": s.live_bytes,
+            "dead_bytes": s.bytes_stored - s.live_bytes,
         }
-        for days, count, size, live in rows
+        for s in catalog.reports.storage_by_retention()
     ]
 
 
-def _storage_over_period(vault: Vault, period: Period) -> list[dict[str, Any]]:
+def _storage_over_period(catalog: Catalog, period: Period) -> list[dict[str, Any]]:
     """Bytes stored at the end of each day: blobs created by then and not yet expired."""
-    with vault.catalog.connection("report") as conn:
-        blobs = conn.execute(select(Blob.created_at, Blob.expires_at, Blob.size)).all()
+    blobs = catalog.reports.blob_lifetimes()
     days: list[dict[str, Any]] = []
     day = period.since
     while day < period.until and len(days) < 400:
         end = day + timedelta(days=1)
-        stored = sum(
-            size for created, expires, size in blobs if as_utc(created) < end <= as_utc(expires)
-        )
+        stored = sum(b.size for b in blobs if b.created_at < end <= b.expires_at)
         days.append({"date": day.date().isoformat(), "bytes_stored": int(stored)})
         day = end
     return days

@@ -15,11 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, select, tuple_, update
-
-from vault_store.catalog import Catalog, audit
-from vault_store.catalog.models import CatalogSecret, RecordingByteRange
-from vault_store.kms import KeyContext, Kms, WrappedKey
+from vault_store.catalog import Catalog
+from vault_store.catalog.keys import Rewrapped, StoredKey
+from vault_store.kms import KeyContext, Kms
 from vault_store.services.subjects import SUBJECT_KEY_CONTEXT
 
 DEFAULT_CHUNK_KEYS = 500
@@ -36,20 +34,18 @@ class RewrapResult:
     chunks: int
 
 
-def rows_by_kek(catalog: Catalog, *, project_id: int | None = None) -> dict[str, int]:
-    """How many range rows each key version wraps (what must reach zero before disabling one)."""
-    query = select(RecordingByteRange.kek, func.count()).group_by(RecordingByteRange.kek)
-    if project_id is not None:
-        query = query.where(RecordingByteRange.project_id == project_id)
-    with catalog.connection("keys status") as conn:
-        counts = {str(kek): int(count) for kek, count in conn.execute(query)}
-        secrets = conn.execute(
-            select(CatalogSecret.kek, func.count()).group_by(CatalogSecret.kek)
-        ).all()
-    if project_id is None:
-        for kek, count in secrets:
-            counts[str(kek)] = counts.get(str(kek), 0) + int(count)
-    return counts
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """The primary version, and how many stored keys each version wraps (what must reach zero
+    before disabling one)."""
+
+    primary: str
+    rows_by_kek: dict[str, int]
+
+
+def status(catalog: Catalog, kms: Kms, *, project_id: int | None = None) -> KeyStatus:
+    """The primary version and the rows (and, over all projects, secrets) per version."""
+    return KeyStatus(kms.primary_kek(), catalog.keys.rows_by_kek(project_id=project_id))
 
 
 def rewrap(
@@ -67,42 +63,20 @@ def rewrap(
     primary = kms.primary_kek()
     keys = rows = chunks = 0
     secrets = 0 if project_id is not None else _rewrap_secrets(catalog, kms, primary, actor, clock)
-    after: tuple[int, str] = (-1, "")
+    after: tuple[int, str] | None = None
     while True:
-        batch = _next_keys(catalog, primary, project_id, after, chunk_keys)
+        batch = catalog.keys.stale_keys(
+            primary, after=after, limit=chunk_keys, project_id=project_id
+        )
         if not batch:
             break
-        after = (batch[-1][0], batch[-1][1])
-        chunk_rows = 0
+        after = (batch[-1].project_id, batch[-1].replay_id)
         with ThreadPoolExecutor(concurrency) as pool:
             # KMS calls are round trips: overlap them (two per key: unwrap, then wrap).
-            rewrapped = list(pool.map(lambda key: (*key, _rewrap_one(kms, *key)), batch))
-        with catalog.transaction("keys rewrap") as conn:
-            for project, replay, old, new in rewrapped:
-                # Rows shredded meanwhile are simply gone: the update then touches nothing.
-                chunk_rows += conn.execute(
-                    update(RecordingByteRange)
-                    .where(
-                        and_(
-                            RecordingByteRange.project_id == project,
-                            RecordingByteRange.replay_id == replay,
-                            RecordingByteRange.wrapped_dek == old,
-                        )
-                    )
-                    .values(wrapped_dek=new.ciphertext, kek=new.kek)
-                ).rowcount
-            audit.append(
-                conn,
-                kind="keys.rewrap",
-                actor=actor,
-                at=clock(),
-                details={
-                    "primary": primary,
-                    "keys": len(batch),
-                    "rows": chunk_rows,
-                    "project_id": project_id,
-                },
-            )
+            rewrapped = list(pool.map(lambda key: (key, _rewrap_one(kms, key)), batch))
+        chunk_rows = catalog.keys.replace_keys(
+            rewrapped, primary=primary, project_id=project_id, actor=actor, at=clock()
+        )
         keys += len(batch)
         rows += chunk_rows
         chunks += 1
@@ -111,68 +85,22 @@ def rewrap(
     return RewrapResult(primary, keys, rows, secrets, chunks)
 
 
-def _rewrap_one(kms: Kms, project_id: int, replay_id: str, wrapped: bytes) -> WrappedKey:
-    context = KeyContext(project_id, replay_id)
-    return kms.wrap(kms.unwrap(wrapped, context), context)
+def _rewrap_one(kms: Kms, key: StoredKey) -> Rewrapped:
+    return _rewrapped(kms, key.wrapped, KeyContext(key.project_id, key.replay_id))
 
 
-def _next_keys(
-    catalog: Catalog,
-    primary: str,
-    project_id: int | None,
-    after: tuple[int, str],
-    limit: int,
-) -> list[tuple[int, str, bytes]]:
-    """Every wrapped key not under `primary` of the next `limit` replays after `after`.
-
-    Walking (project_id, replay_id) forward rides the primary-key index instead of scanning the
-    whole table for every chunk; a replay may carry several wrapped keys (one per ingest
-    process), and all of them are taken with their replay so the cursor never skips one.
-    """
-    table = RecordingByteRange
-    replay = tuple_(table.project_id, table.replay_id)
-    stale = [table.kek != primary, replay > tuple_(*after)]
-    if project_id is not None:
-        stale.append(table.project_id == project_id)
-    with catalog.connection("keys rewrap") as conn:
-        last = conn.execute(
-            select(table.project_id, table.replay_id)
-            .where(*stale)
-            .distinct()
-            .order_by(table.project_id, table.replay_id)
-            .offset(limit - 1)
-            .limit(1)
-        ).first()
-        query = select(table.project_id, table.replay_id, table.wrapped_dek).where(*stale)
-        if last is not None:
-            query = query.where(replay <= tuple_(*last))
-        found = conn.execute(query.distinct().order_by(table.project_id, table.replay_id)).all()
-    return [(int(p), str(r), bytes(w)) for p, r, w in found]
+def _rewrapped(kms: Kms, wrapped: bytes, context: KeyContext) -> Rewrapped:
+    new = kms.wrap(kms.unwrap(wrapped, context), context)
+    return Rewrapped(new.ciphertext, new.kek)
 
 
 def _rewrap_secrets(
     catalog: Catalog, kms: Kms, primary: str, actor: str, clock: Callable[[], datetime]
 ) -> int:
     """The catalog's own wrapped secrets (the subject key) move to the primary too."""
-    with catalog.connection("keys rewrap") as conn:
-        stale = conn.execute(
-            select(CatalogSecret.name, CatalogSecret.wrapped).where(CatalogSecret.kek != primary)
-        ).all()
+    stale = catalog.keys.stale_secrets(primary)
     if not stale:
         return 0
-    with catalog.transaction("keys rewrap") as conn:
-        for name, wrapped in stale:
-            new = kms.wrap(kms.unwrap(bytes(wrapped), SUBJECT_KEY_CONTEXT), SUBJECT_KEY_CONTEXT)
-            conn.execute(
-                update(CatalogSecret)
-                .where(CatalogSecret.name == name, CatalogSecret.wrapped == wrapped)
-                .values(wrapped=new.ciphertext, kek=new.kek)
-            )
-        audit.append(
-            conn,
-            kind="keys.rewrap",
-            actor=actor,
-            at=clock(),
-            details={"primary": primary, "secrets": len(stale)},
-        )
+    rewrapped = [(secret, _rewrapped(kms, secret.wrapped, SUBJECT_KEY_CONTEXT)) for secret in stale]
+    catalog.keys.replace_secrets(rewrapped, primary=primary, actor=actor, at=clock())
     return len(stale)

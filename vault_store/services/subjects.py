@@ -13,10 +13,8 @@ import hmac
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import select
 
 from vault_store.catalog import Catalog
-from vault_store.catalog.models import CatalogSecret
 from vault_store.core.crypto import DataKey
 from vault_store.kms import KeyContext, Kms
 
@@ -61,22 +59,13 @@ class SubjectHasher:
     @classmethod
     def load_or_create(cls, catalog: Catalog, kms: Kms) -> SubjectHasher:
         """Unwrap the catalog's subject key, creating it on first use (one wins a race)."""
-        stored = _read(catalog)
+        stored = catalog.secrets.wrapped(SECRET_NAME)
         if stored is None:
-            key = DataKey.generate()
-            wrapped = kms.wrap(key, SUBJECT_KEY_CONTEXT)
-            # If another process stored its key first, nothing is inserted and we read theirs.
-            with catalog.transaction("subjects") as conn:
-                conn.execute(
-                    catalog.insert_ignoring_conflicts(CatalogSecret).values(
-                        name=SECRET_NAME,
-                        wrapped=wrapped.ciphertext,
-                        kek=wrapped.kek,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-            stored = _read(catalog)
-            assert stored is not None
+            wrapped = kms.wrap(DataKey.generate(), SUBJECT_KEY_CONTEXT)
+            # If another process stored its key first, ours is dropped and we use theirs.
+            stored = catalog.secrets.create(
+                SECRET_NAME, wrapped=wrapped.ciphertext, kek=wrapped.kek, at=datetime.now(UTC)
+            )
         return cls(kms.unwrap(stored, SUBJECT_KEY_CONTEXT).reveal())
 
     def hash(self, identifier: str) -> bytes:
@@ -89,11 +78,3 @@ class SubjectHasher:
 
     def __repr__(self) -> str:
         return "SubjectHasher(<redacted>)"
-
-
-def _read(catalog: Catalog) -> bytes | None:
-    with catalog.connection("subjects") as conn:
-        row = conn.execute(
-            select(CatalogSecret.wrapped).where(CatalogSecret.name == SECRET_NAME)
-        ).first()
-    return bytes(row[0]) if row else None

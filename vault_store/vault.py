@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +12,7 @@ from types import TracebackType
 
 from vault_store.blobstore import BlobStore, blob_path, blob_store_from_url
 from vault_store.catalog import BlobRecord, Catalog, CatalogStats, RangeRecord
+from vault_store.catalog.records import DeletionStatus, Scope
 from vault_store.core import crypto, parts
 from vault_store.core.crypto import DataKey, FrameIdentity
 from vault_store.core.keycache import KeyCache
@@ -19,9 +20,10 @@ from vault_store.core.message import Segment, parse_message
 from vault_store.core.packer import Packer, SealedSegment, pack
 from vault_store.errors import VaultError
 from vault_store.kms import KeyContext, Kms, WrappedKey, kms_from_url
-from vault_store.services.overwriter import Overwriter
+from vault_store.services import gc, lifecycle, maintenance, retention
+from vault_store.services.overwriter import Overwriter, OverwriteResult
 from vault_store.services.reader import Reader, StoredSegment
-from vault_store.services.shredder import DeletionStatus, Scope, Shredder
+from vault_store.services.shredder import Shredder
 from vault_store.services.subjects import SubjectHasher
 from vault_store.settings import FlushPolicy, KeyCachePolicy, ReadPolicy, Settings
 
@@ -431,3 +433,65 @@ class Vault:
     def stats(self) -> CatalogStats:
         """Catalog totals."""
         return self.catalog.stats()
+
+    # -- deletions ------------------------------------------------------------------------
+
+    def deletion(self, deletion_id: str) -> DeletionStatus:
+        """A recorded deletion's status and counts (InvalidInput if there is none)."""
+        return self.shredder.status(deletion_id)
+
+    def project_rows(self, project_id: int) -> int:
+        """How many range rows a project has: what deleting it will remove."""
+        return self.catalog.deletions.project_rows(project_id)
+
+    def run_overwrites(self, *, deletion_id: str | None = None) -> OverwriteResult:
+        """Zero every pending overwrite range (or only one deletion's) in its blob."""
+        return self.overwriter.run(deletion_id=deletion_id)
+
+    def collect_garbage(
+        self, *, grace: timedelta | None = None, dry_run: bool = False
+    ) -> gc.GcResult:
+        """Delete orphan blobs older than `grace` and fully dead blobs (or, dry, list them)."""
+        return gc.collect(
+            self.catalog,
+            self.blob_store,
+            grace=gc.DEFAULT_GRACE if grace is None else grace,
+            dry_run=dry_run,
+            clock=self._clock,
+        )
+
+    def expire(self) -> retention.RetentionResult:
+        """Delete rows and blobs past their retention (on GCS the lifecycle rules do blobs)."""
+        return retention.expire(self.catalog, self.blob_store, clock=self._clock)
+
+    def maintain_catalog(
+        self, *, ahead_days: int = maintenance.DEFAULT_AHEAD_DAYS, dry_run: bool = False
+    ) -> maintenance.MaintenanceReport:
+        """Create partitions ahead, drop fully expired ones, forget empty replays, sizes."""
+        return maintenance.maintain(
+            self.catalog,
+            retention_classes=self.retention_classes(),
+            ahead_days=ahead_days,
+            dry_run=dry_run,
+            clock=self._clock,
+        )
+
+    def retention_classes(self, *, extra: Iterable[int] = lifecycle.DEFAULT_CLASSES) -> list[int]:
+        """Every retention class the catalog has blobs of, plus `extra`."""
+        return lifecycle.retention_classes(self.catalog, extra)
+
+    def lifecycle_rules(
+        self,
+        *,
+        extra_days: Iterable[int] = (),
+        margin_days: int = lifecycle.DEFAULT_MARGIN_DAYS,
+        apply: bool = False,
+    ) -> lifecycle.LifecyclePlan:
+        """The GCS bucket lifecycle rules expiring blobs per retention class; set if `apply`."""
+        return lifecycle.plan(
+            self.catalog,
+            self.blob_store,
+            extra_days=extra_days,
+            margin_days=margin_days,
+            apply=apply,
+        )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg2.errors
 from sqlalchemy import (
@@ -36,17 +37,23 @@ from vault_store.catalog.models import (
     ReplaySubject,
     Tombstone,
 )
-from vault_store.catalog.partitions import Partition, bucket_of, ensure, partitions
+from vault_store.catalog.partitions import bucket_of, ensure, partitions
 from vault_store.catalog.records import (
     MAX_STORED_ID,
     BlobRecord,
     CatalogStats,
     InsertOutcome,
+    Partition,
     RangeRecord,
     ReplayState,
     as_utc,
 )
 from vault_store.errors import BackendError, BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from vault_store.catalog.blobs import BlobRepository
+    from vault_store.catalog.deletions import DeletionRepository
+    from vault_store.catalog.partitions_admin import PartitionRepository
 
 _BACKEND = "catalog"
 # Advisory lock key serializing partition creation (any constant unique to this use).
@@ -115,6 +122,28 @@ class Catalog:
     def dispose(self) -> None:
         """Close pooled connections (after a fork, or at exit)."""
         self.engine.dispose()
+
+    # -- deletions repositories --
+    @functools.cached_property
+    def deletions(self) -> DeletionRepository:
+        """Deletion requests, their tombstones, chunked row deletion and overwrite jobs."""
+        from vault_store.catalog.deletions import DeletionRepository
+
+        return DeletionRepository(self)
+
+    @functools.cached_property
+    def blobs(self) -> BlobRepository:
+        """Blob records: dead, expired and forgotten blobs, live bytes, retention classes."""
+        from vault_store.catalog.blobs import BlobRepository
+
+        return BlobRepository(self)
+
+    @functools.cached_property
+    def partitions_admin(self) -> PartitionRepository:
+        """Partition housekeeping: create ahead, drop expired, forget empty replays, sizes."""
+        from vault_store.catalog.partitions_admin import PartitionRepository
+
+        return PartitionRepository(self)
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from vault_store.blobstore import BlobStore, blob_store_from_url
 from vault_store.catalog import Catalog, CatalogStats
 from vault_store.catalog.audit import AuditRecord, ChainReport
+from vault_store.catalog.records import DeletionStatus, Scope
 from vault_store.core.crypto import DataKey
 from vault_store.core.keycache import KeyCache
 from vault_store.core.message import Segment, parse_message
 from vault_store.core.policies import CopyPolicy, FlushPolicy, KeyCachePolicy, ReadPolicy
 from vault_store.errors import ConfigError
 from vault_store.kms import Kms, LocalKms, kms_from_url
-from vault_store.services import report, rewrap
+from vault_store.services import gc, lifecycle, maintenance, report, retention, rewrap
 from vault_store.services.ingest import (
     Admission,
     FlushResult,
@@ -25,9 +26,9 @@ from vault_store.services.ingest import (
     IngestResult,
     SealingKey,
 )
-from vault_store.services.overwriter import Overwriter
+from vault_store.services.overwriter import Overwriter, OverwriteResult
 from vault_store.services.reader import Reader, StoredSegment
-from vault_store.services.shredder import DeletionStatus, Scope, Shredder
+from vault_store.services.shredder import Shredder
 from vault_store.services.subjects import SubjectHasher
 from vault_store.settings import Settings
 
@@ -339,3 +340,65 @@ class Vault:
             catalog.migrate()
         finally:
             catalog.dispose()
+
+    # -- deletions ------------------------------------------------------------------------
+
+    def deletion(self, deletion_id: str) -> DeletionStatus:
+        """A recorded deletion's status and counts (InvalidInput if there is none)."""
+        return self.shredder.status(deletion_id)
+
+    def project_rows(self, project_id: int) -> int:
+        """How many range rows a project has: what deleting it will remove."""
+        return self.catalog.deletions.project_rows(project_id)
+
+    def run_overwrites(self, *, deletion_id: str | None = None) -> OverwriteResult:
+        """Zero every pending overwrite range (or only one deletion's) in its blob."""
+        return self.overwriter.run(deletion_id=deletion_id)
+
+    def collect_garbage(
+        self, *, grace: timedelta | None = None, dry_run: bool = False
+    ) -> gc.GcResult:
+        """Delete orphan blobs older than `grace` and fully dead blobs (or, dry, list them)."""
+        return gc.collect(
+            self.catalog,
+            self.blob_store,
+            grace=gc.DEFAULT_GRACE if grace is None else grace,
+            dry_run=dry_run,
+            clock=self._clock,
+        )
+
+    def expire(self) -> retention.RetentionResult:
+        """Delete rows and blobs past their retention (on GCS the lifecycle rules do blobs)."""
+        return retention.expire(self.catalog, self.blob_store, clock=self._clock)
+
+    def maintain_catalog(
+        self, *, ahead_days: int = maintenance.DEFAULT_AHEAD_DAYS, dry_run: bool = False
+    ) -> maintenance.MaintenanceReport:
+        """Create partitions ahead, drop fully expired ones, forget empty replays, sizes."""
+        return maintenance.maintain(
+            self.catalog,
+            retention_classes=self.retention_classes(),
+            ahead_days=ahead_days,
+            dry_run=dry_run,
+            clock=self._clock,
+        )
+
+    def retention_classes(self, *, extra: Iterable[int] = lifecycle.DEFAULT_CLASSES) -> list[int]:
+        """Every retention class the catalog has blobs of, plus `extra`."""
+        return lifecycle.retention_classes(self.catalog, extra)
+
+    def lifecycle_rules(
+        self,
+        *,
+        extra_days: Iterable[int] = (),
+        margin_days: int = lifecycle.DEFAULT_MARGIN_DAYS,
+        apply: bool = False,
+    ) -> lifecycle.LifecyclePlan:
+        """The GCS bucket lifecycle rules expiring blobs per retention class; set if `apply`."""
+        return lifecycle.plan(
+            self.catalog,
+            self.blob_store,
+            extra_days=extra_days,
+            margin_days=margin_days,
+            apply=apply,
+        )

@@ -17,10 +17,11 @@ from vault_store import LocalBlobStore, LocalKms, Vault
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.catalog.partitions import partitions
+from vault_store.catalog.records import Scope
 from vault_store.core.message import Segment
 from vault_store.services.maintenance import maintain, needed_buckets
 from vault_store.services.retention import expire
-from vault_store.services.shredder import Scope, Shredder
+from vault_store.services.shredder import Shredder
 
 DAY = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -219,8 +220,8 @@ def test_a_chunked_shred_across_partitions_deletes_only_its_rows(
         vault.flush()
     shredder = Shredder(catalog, chunk_rows=3)
     deletion = shredder.request(Scope.PROJECT, 5, requested_by="dpo", reason="closed")
-    with catalog.transaction("test") as conn:  # one chunk, as if interrupted after it
-        assert shredder._delete_chunk(conn, shredder.status(deletion)) == 3
+    # One chunk, as if interrupted after it.
+    assert shredder.run(deletion, max_chunks=1).rows_deleted == 3
     status = shredder.run(deletion)  # resumed
     assert status.rows_deleted == 12
     with catalog.connection("test") as conn:

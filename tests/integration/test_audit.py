@@ -8,9 +8,9 @@ from sqlalchemy import text
 from tests.conftest import VaultFactory
 from vault_store import Vault
 from vault_store.catalog import audit as trail
+from vault_store.catalog.records import Scope
 from vault_store.core.message import Segment
 from vault_store.services.gc import collect
-from vault_store.services.shredder import Scope
 
 
 @pytest.fixture

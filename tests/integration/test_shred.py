@@ -19,11 +19,12 @@ from vault_store import FlushPolicy, ReplayNotFound, ReplayShredded, Vault
 from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.catalog import BlobRecord, RangeRecord
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, ReplaySubject
+from vault_store.catalog.records import BlobState, Scope, Status
 from vault_store.core.message import Segment
 from vault_store.services.gc import collect
 from vault_store.services.overwriter import Overwriter
 from vault_store.services.retention import expire
-from vault_store.services.shredder import Scope, Shredder, Status
+from vault_store.services.shredder import Shredder
 
 X, Y, Z = "a" * 32, "b" * 32, "c" * 32
 
@@ -74,7 +75,7 @@ def test_shredding_a_700_segment_replay_touches_no_blob(
         Scope.REPLAY, 1, replay_id=X, requested_by="dpo@example.com", reason="GDPR art. 17"
     )
 
-    assert (status.status, status.rows_deleted, status.replays_deleted) == ("done", 700, 1)
+    assert (status.status, status.rows_deleted, status.replays_deleted) == (Status.DONE, 700, 1)
     assert status.completed_at is not None and status.bytes_shredded > 0
     assert _blob_fingerprints(tmp_path / "blobs") == before  # not a byte, not an inode changed
     with pytest.raises(ReplayShredded):
@@ -96,10 +97,10 @@ def test_reads_stop_as_soon_as_a_deletion_is_recorded(make_vault: VaultFactory) 
     vault.ingest_segment(_segment(X, 0))
     vault.flush()
     status = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b", run=False)
-    assert status.status == "pending"
+    assert status.status is Status.PENDING
     with pytest.raises(ReplayShredded):
         read_events(make_vault(), 1, X)  # rows still exist, but the request is recorded
-    assert vault.resume_deletion(status.id).status == "done"
+    assert vault.resume_deletion(status.id).status is Status.DONE
 
 
 def test_late_segments_of_a_shredded_replay_are_dropped_without_a_new_key(
@@ -141,7 +142,7 @@ def test_user_deletion_uses_the_keyed_subject_index(
     status = vault.shred(
         Scope.USER, 1, user="ALICE@example.com ", requested_by="dpo", reason="user request"
     )
-    assert (status.scope, status.replays_deleted, status.rows_deleted) == ("user", 2, 6)
+    assert (status.scope, status.replays_deleted, status.rows_deleted) == (Scope.USER, 2, 6)
     assert status.target is not None and "alice" not in status.target
     for replay in (X, Z):
         with pytest.raises(ReplayShredded):
@@ -157,11 +158,11 @@ def test_shredding_twice_and_unknown_targets_are_harmless(make_vault: VaultFacto
     vault.ingest_segment(_segment(X, 0))
     vault.flush()
     first = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
-    assert vault.resume_deletion(first.id) == vault.shredder.status(first.id)
+    assert vault.resume_deletion(first.id) == vault.deletion(first.id)
     again = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
-    assert (again.status, again.rows_deleted) == ("done", 0)
+    assert (again.status, again.rows_deleted) == (Status.DONE, 0)
     nobody = vault.shred(Scope.USER, 1, user="nobody", requested_by="a", reason="b")
-    assert (nobody.status, nobody.replays_deleted) == ("done", 0)
+    assert (nobody.status, nobody.replays_deleted) == (Status.DONE, 0)
 
 
 def _bulk_rows(vault: Vault, project: int, rows: int, replays: int) -> None:
@@ -204,11 +205,15 @@ def test_project_of_200k_rows_shreds_in_chunks_and_resumes(make_vault: VaultFact
     interrupted = shredder.run(
         deletion_id, max_chunks=4, progress=lambda rows, _b: seen.append(rows)
     )
-    assert (interrupted.status, interrupted.rows_deleted) == ("running", 80_000)
+    assert (interrupted.status, interrupted.rows_deleted) == (Status.RUNNING, 80_000)
     assert seen == [20_000, 40_000, 60_000, 80_000]
 
     resumed = Shredder(vault.catalog, chunk_rows=20_000).run(deletion_id)  # a new process
-    assert (resumed.status, resumed.rows_deleted, resumed.replays_deleted) == ("done", 200_000, 300)
+    assert (resumed.status, resumed.rows_deleted, resumed.replays_deleted) == (
+        Status.DONE,
+        200_000,
+        300,
+    )
     assert resumed.bytes_shredded == 200_000 * 10
     with vault.catalog.engine.connect() as conn:
         remaining = dict(
@@ -218,7 +223,9 @@ def test_project_of_200k_rows_shreds_in_chunks_and_resumes(make_vault: VaultFact
                 )
             ).all()
         )
-        dead_blobs = conn.execute(select(func.count()).where(Blob.state == "dead")).scalar_one()
+        dead_blobs = conn.execute(
+            select(func.count()).where(Blob.state == BlobState.DEAD.value)
+        ).scalar_one()
     assert remaining == {8: 5_000}
     assert dead_blobs == 40
 
@@ -247,7 +254,7 @@ def test_forced_overwrite_zeroes_exactly_the_shredded_ranges(
         Scope.REPLAY, 1, replay_id=X, overwrite=True, requested_by="dpo", reason="court order"
     )
 
-    assert status.status == "done" and status.overwrite_done_at is not None
+    assert status.status is Status.DONE and status.overwrite_done_at is not None
     rewritten = blob.read_bytes()
     assert len(rewritten) == len(original)
     expected = bytearray(original)
@@ -307,7 +314,7 @@ def test_two_concurrent_overwrites_of_one_blob_lose_nothing(
             )
         ).all()
     for deletion_id in deletions:
-        assert vault.shredder.run(deletion_id).status == Status.OVERWRITE_PENDING.value
+        assert vault.shredder.run(deletion_id).status is Status.OVERWRITE_PENDING
 
     store = RacingStore(tmp_path / "blobs", threading.Barrier(2))
     results = []
@@ -329,8 +336,8 @@ def test_two_concurrent_overwrites_of_one_blob_lose_nothing(
         assert data[start:stop] == bytes(stop - start)
     assert len(read_events(make_vault(), 1, Y)) == 3
     for deletion_id in deletions:
-        status = vault.shredder.status(deletion_id)
-        assert status.status == "done" and status.overwrite_done_at is not None
+        status = vault.deletion(deletion_id)
+        assert status.status is Status.DONE and status.overwrite_done_at is not None
 
 
 def test_retention_expires_rows_and_deletes_local_blobs(

@@ -37,12 +37,13 @@ from vault_store.catalog.models import (
     ReplaySubject,
     Tombstone,
 )
-from vault_store.catalog.partitions import Partition, bucket_of, ensure, partitions
+from vault_store.catalog.partitions import bucket_of, ensure, partitions
 from vault_store.catalog.records import (
     MAX_STORED_ID,
     BlobRecord,
     CatalogStats,
     InsertOutcome,
+    Partition,
     RangeRecord,
     ReplayState,
     as_utc,
@@ -51,7 +52,10 @@ from vault_store.errors import BackendError, BackendUnavailable, ConfigError
 
 if TYPE_CHECKING:
     from vault_store.catalog.audit import AuditRepository
+    from vault_store.catalog.blobs import BlobRepository
+    from vault_store.catalog.deletions import DeletionRepository
     from vault_store.catalog.keys import KeyRepository
+    from vault_store.catalog.partitions_admin import PartitionRepository
     from vault_store.catalog.reports import ReportRepository
     from vault_store.catalog.secrets import SecretRepository
 
@@ -151,6 +155,28 @@ class Catalog:
         from vault_store.catalog.secrets import SecretRepository
 
         return SecretRepository(self)
+
+    # -- deletions repositories --
+    @functools.cached_property
+    def deletions(self) -> DeletionRepository:
+        """Deletion requests, their tombstones, chunked row deletion and overwrite jobs."""
+        from vault_store.catalog.deletions import DeletionRepository
+
+        return DeletionRepository(self)
+
+    @functools.cached_property
+    def blobs(self) -> BlobRepository:
+        """Blob records: dead, expired and forgotten blobs, live bytes, retention classes."""
+        from vault_store.catalog.blobs import BlobRepository
+
+        return BlobRepository(self)
+
+    @functools.cached_property
+    def partitions_admin(self) -> PartitionRepository:
+        """Partition housekeeping: create ahead, drop expired, forget empty replays, sizes."""
+        from vault_store.catalog.partitions_admin import PartitionRepository
+
+        return PartitionRepository(self)
 
     # -- writes ---------------------------------------------------------------------------
 

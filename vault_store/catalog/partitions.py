@@ -8,13 +8,26 @@ the width later is safe. SQLite has no partitions: these functions answer for on
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    MetaData,
+    Table,
+    delete,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.sql.util import ClauseAdapter
 
-from vault_store.catalog.records import as_utc
+from vault_store.catalog.models import RecordingByteRange
+from vault_store.catalog.records import ByteRange, Partition, as_utc
 
 TABLE = "recording_byte_range"
 PREFIX = f"{TABLE}_p"
@@ -29,20 +42,6 @@ def is_partition(name: str) -> bool:
 def bucket_of(expires_at: datetime) -> date:
     """The bucket of a replay whose first row expires at `expires_at` (its UTC day)."""
     return as_utc(expires_at).date()
-
-
-@dataclass(frozen=True, slots=True)
-class Partition:
-    """One partition: its name, its range of buckets [first, end), and its size."""
-
-    name: str
-    first: date
-    end: date
-    rows_estimate: int
-    total_bytes: int
-
-    def covers(self, day: date) -> bool:
-        return self.first <= day < self.end
 
 
 def partitions(conn: Connection) -> list[Partition]:
@@ -114,3 +113,51 @@ def drop(conn: Connection, partition: Partition) -> None:
     """Detach and drop: the rows go at once, with no dead tuples left to vacuum."""
     conn.execute(text(f"ALTER TABLE {TABLE} DETACH PARTITION {partition.name}"))
     conn.execute(text(f"DROP TABLE {partition.name}"))
+
+
+def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> list[ByteRange]:
+    """Delete up to `limit` range rows matching `where`; returns where their frames lay.
+
+    By physical row id from an index-driven subquery: no list of keys travels back and forth,
+    whatever the chunk size. On SQLite that is rowid, in one statement. On the partitioned
+    PostgreSQL table it is ctid, one partition at a time: a ctid is unique only within its
+    partition, and one statement over the parent would join every matching row of every
+    partition against the chunk, a scan of the whole target per chunk.
+    """
+    rbr = RecordingByteRange
+    if conn.dialect.name != "postgresql":
+        row_id: ColumnElement[Any] = literal_column("rowid")
+        victims = select(row_id).select_from(rbr).where(where).limit(limit)
+        statement = (
+            delete(rbr)
+            .where(row_id.in_(victims.scalar_subquery()))
+            .returning(rbr.blob_path, rbr.start, rbr.stop)
+        )
+        return [ByteRange(*row) for row in conn.execute(statement)]
+    deleted: list[ByteRange] = []
+    for partition in partitions(conn):
+        table = _partition_table(partition.name)
+        # The same condition, on the partition's columns (subqueries on other tables untouched).
+        local = ClauseAdapter(
+            table,
+            include_fn=lambda column: getattr(column, "table", None) is rbr.__table__,
+            adapt_on_names=True,
+        ).traverse(where)
+        ctid: ColumnElement[Any] = literal_column("ctid")
+        victims = select(ctid).select_from(table).where(local).limit(limit - len(deleted))
+        statement = (
+            delete(table)
+            .where(ctid.in_(victims.scalar_subquery()))
+            .returning(table.c.blob_path, table.c.start, table.c.stop)
+        )
+        deleted += [ByteRange(*row) for row in conn.execute(statement)]
+        if len(deleted) >= limit:
+            break
+    return deleted
+
+
+@functools.lru_cache(maxsize=4096)
+def _partition_table(name: str) -> Table:
+    """A lightweight Table naming one partition, with the range table's columns."""
+    columns = [Column(c.name, c.type) for c in RecordingByteRange.__table__.columns]
+    return Table(name, MetaData(), *columns)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
+from typing import Any
 
 from vault_store.core.message import MAX_STORED_ID
 
@@ -97,3 +98,116 @@ class CatalogStats:
     def segments_per_blob(self) -> float:
         """Average packing factor (segments, not rows: a segment may be several parts)."""
         return self.segments / self.blobs if self.blobs else 0.0
+
+
+class BlobState(Enum):
+    """A blob's life: some frame still live, nothing live left, or removed from the store."""
+
+    LIVE = "live"
+    DEAD = "dead"
+    DELETED = "deleted"
+
+
+class Scope(Enum):
+    """What a deletion covers."""
+
+    REPLAY = "replay"
+    USER = "user"
+    PROJECT = "project"
+
+
+class Status(Enum):
+    """Where a deletion is: recorded, deleting rows, waiting for its overwrite, or done."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    OVERWRITE_PENDING = "overwrite_pending"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionStatus:
+    """A deletion request and its progress."""
+
+    id: str
+    scope: Scope
+    project_id: int
+    target: str | None
+    requested_by: str
+    reason: str
+    requested_at: datetime
+    status: Status
+    completed_at: datetime | None
+    rows_deleted: int
+    bytes_shredded: int
+    replays_deleted: int
+    overwrite_requested: bool
+    overwrite_done_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for --json and the API (enums as their values, times as ISO 8601)."""
+        return {name: _plain(getattr(self, name)) for name in self.__dataclass_fields__}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """Where a frame lay in its blob: what a deleted row leaves behind."""
+
+    blob_path: str
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        """Stored bytes of the frame."""
+        return self.stop - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class OverwriteJobRecord:
+    """One range of a shredded frame waiting to be zeroed in its blob."""
+
+    id: int
+    deletion_id: str
+    blob_path: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSize:
+    """A blob's path and stored size (what removing it frees)."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition: its name, its range of buckets [first, end), and its size."""
+
+    name: str
+    first: date
+    end: date
+    rows_estimate: int
+    total_bytes: int
+
+    def covers(self, day: date) -> bool:
+        """Whether bucket `day` falls in this partition's range."""
+        return self.first <= day < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSize:
+    """The range table's partitions (PostgreSQL; none on SQLite) and its bytes on disk."""
+
+    partitions: list[Partition]
+    table_bytes: int

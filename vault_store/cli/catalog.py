@@ -7,8 +7,7 @@ from dataclasses import asdict
 import click
 
 from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
-from vault_store.services.lifecycle import retention_classes
-from vault_store.services.maintenance import DEFAULT_AHEAD_DAYS, maintain
+from vault_store.services.maintenance import DEFAULT_AHEAD_DAYS
 
 
 @click.group()
@@ -35,12 +34,7 @@ def catalog_maintain(dry_run: bool, ahead_days: int, as_json: bool) -> None:
     file's size. Expired rows outside droppable partitions are left to `vault-store expire`.
     """
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        report = maintain(
-            vault.catalog,
-            retention_classes=retention_classes(vault.catalog),
-            ahead_days=ahead_days,
-            dry_run=dry_run,
-        )
+        report = vault.maintain_catalog(ahead_days=ahead_days, dry_run=dry_run)
     if as_json:
         emit_json(asdict(report))
         return

@@ -7,9 +7,8 @@ from dataclasses import asdict
 from datetime import timedelta
 
 import click
-from sqlalchemy import func, select
 
-from vault_store.catalog.models import RecordingByteRange
+from vault_store.catalog.records import DeletionStatus, Scope
 from vault_store.cli.common import (
     PROJECT_ID,
     RowProgress,
@@ -23,9 +22,6 @@ from vault_store.cli.common import (
 from vault_store.core.message import validate_replay_id
 from vault_store.errors import BackendUnavailable
 from vault_store.extras import plugin
-from vault_store.services.gc import collect
-from vault_store.services.retention import expire as expire_rows
-from vault_store.services.shredder import DeletionStatus, Scope
 from vault_store.settings import Settings
 
 
@@ -108,22 +104,19 @@ def delete_project(
     project: int, requested_by: str, reason: str, queue_only: bool, as_json: bool
 ) -> None:
     """Shred a whole project, in chunks, with progress; resumable with `deletion resume`."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
-        with vault.catalog.connection("delete") as conn:
-            total = conn.execute(
-                select(func.count())
-                .select_from(RecordingByteRange)
-                .where(RecordingByteRange.project_id == project)
-            ).scalar_one()
-        with RowProgress("shredding", total) as advance:
-            status = vault.shred(
-                Scope.PROJECT,
-                project,
-                requested_by=requested_by,
-                reason=reason,
-                run=not queue_only,
-                progress=advance,
-            )
+    with (
+        reporting_errors(as_json=as_json),
+        open_vault() as vault,
+        RowProgress("shredding", vault.project_rows(project)) as advance,
+    ):
+        status = vault.shred(
+            Scope.PROJECT,
+            project,
+            requested_by=requested_by,
+            reason=reason,
+            run=not queue_only,
+            progress=advance,
+        )
     _show(status, as_json=as_json, handed_over=_hand_over(status.id) if queue_only else None)
 
 
@@ -138,7 +131,7 @@ def deletion() -> None:
 def deletion_status(deletion_id: str, as_json: bool) -> None:
     """Show a deletion's status and counts."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        status = vault.shredder.status(deletion_id)
+        status = vault.deletion(deletion_id)
     _show(status, as_json=as_json)
 
 
@@ -161,7 +154,7 @@ def deletion_resume(deletion_id: str, as_json: bool) -> None:
 def overwrite(as_json: bool) -> None:
     """Zero every pending overwrite range (blobs rewritten with a generation precondition)."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        result = vault.overwriter.run()
+        result = vault.run_overwrites()
     table_or_json(asdict(result), "overwrite", as_json=as_json)
 
 
@@ -174,9 +167,7 @@ def overwrite(as_json: bool) -> None:
 def gc(dry_run: bool, grace: int, as_json: bool) -> None:
     """Delete orphan blobs (no catalog record, older than --grace) and fully dead blobs."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        result = collect(
-            vault.catalog, vault.blob_store, grace=timedelta(seconds=grace), dry_run=dry_run
-        )
+        result = vault.collect_garbage(grace=timedelta(seconds=grace), dry_run=dry_run)
     document = asdict(result)
     if as_json:
         emit_json(document)
@@ -195,7 +186,7 @@ def gc(dry_run: bool, grace: int, as_json: bool) -> None:
 def expire(as_json: bool) -> None:
     """Delete rows and blobs past their retention (the local store deletes its own files)."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        result = expire_rows(vault.catalog, vault.blob_store)
+        result = vault.expire()
     table_or_json(asdict(result), "retention", as_json=as_json)
 
 

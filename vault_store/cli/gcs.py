@@ -5,14 +5,7 @@ from __future__ import annotations
 import click
 
 from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
-from vault_store.errors import ConfigError
-from vault_store.services.lifecycle import (
-    DEFAULT_CLASSES,
-    DEFAULT_MARGIN_DAYS,
-    merge,
-    retention_classes,
-    rules,
-)
+from vault_store.services.lifecycle import DEFAULT_MARGIN_DAYS
 
 
 @click.group()
@@ -47,25 +40,16 @@ def gcs_lifecycle(
 ) -> None:
     """Print (or --apply) rules deleting blobs by days since custom time, per retention class."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        from vault_store.blobstore.gcs import GcsBlobStore
-
-        store = vault.blob_store
-        if not isinstance(store, GcsBlobStore):
-            raise ConfigError("VAULT_STORE_BLOB_URL: gcs lifecycle needs a gs:// blob store")
-        classes = retention_classes(vault.catalog, (*DEFAULT_CLASSES, *extra_days))
-        ours = rules(classes, store.prefix, margin_days=margin_days)
-        if apply_rules:
-            bucket = store.bucket
-            bucket.reload()
-            bucket.lifecycle_rules = merge(bucket.lifecycle_rules, ours, store.prefix)
-            bucket.patch()
-    document = {"bucket": store.bucket.name, "applied": apply_rules, "rules": ours}
+        plan = vault.lifecycle_rules(
+            extra_days=extra_days, margin_days=margin_days, apply=apply_rules
+        )
+    document = {"bucket": plan.bucket, "applied": plan.applied, "rules": plan.rules}
     if as_json:
         emit_json(document)
         return
     verb = "applied to" if apply_rules else "for"
-    stdout.print(f"lifecycle rules {verb} gs://{store.bucket.name}/{store.prefix}", markup=False)
-    for rule in ours:
+    stdout.print(f"lifecycle rules {verb} gs://{plan.bucket}/{plan.prefix}", markup=False)
+    for rule in plan.rules:
         condition = rule["condition"]
         stdout.print(
             f"  delete {condition['matchesPrefix'][0]}* {condition['daysSinceCustomTime']} days "

@@ -10,12 +10,12 @@ extends retention.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
+from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog
-from vault_store.catalog.models import Blob
+from vault_store.errors import ConfigError
 
 DEFAULT_MARGIN_DAYS = 1
 # Sentry's retention choices; classes found in the catalog are added to these.
@@ -24,9 +24,7 @@ DEFAULT_CLASSES = (30, 90)
 
 def retention_classes(catalog: Catalog, extra: Iterable[int] = DEFAULT_CLASSES) -> list[int]:
     """Every retention class the catalog has blobs of, plus `extra`."""
-    with catalog.connection("lifecycle") as conn:
-        found = set(conn.execute(select(Blob.retention_days).distinct()).scalars())
-    return sorted(found | set(extra))
+    return sorted(catalog.blobs.retention_classes() | set(extra))
 
 
 def rules(
@@ -58,3 +56,37 @@ def merge(
         )
 
     return [rule for rule in existing if not is_ours(rule)] + ours
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePlan:
+    """The lifecycle rules for a bucket's vault-store prefix, and whether they were applied."""
+
+    bucket: str
+    prefix: str
+    applied: bool
+    rules: list[dict[str, Any]]
+
+
+def plan(
+    catalog: Catalog,
+    blob_store: BlobStore,
+    *,
+    extra_days: Iterable[int] = (),
+    margin_days: int = DEFAULT_MARGIN_DAYS,
+    apply: bool = False,
+) -> LifecyclePlan:
+    """The rules for every retention class (the catalog's, the defaults and `extra_days`);
+    with `apply`, set on the bucket, keeping its other rules. ConfigError unless on GCS."""
+    from vault_store.blobstore.gcs import GcsBlobStore
+
+    if not isinstance(blob_store, GcsBlobStore):
+        raise ConfigError("VAULT_STORE_BLOB_URL: gcs lifecycle needs a gs:// blob store")
+    classes = retention_classes(catalog, (*DEFAULT_CLASSES, *extra_days))
+    ours = rules(classes, blob_store.prefix, margin_days=margin_days)
+    bucket = blob_store.bucket
+    if apply:
+        bucket.reload()
+        bucket.lifecycle_rules = merge(bucket.lifecycle_rules, ours, blob_store.prefix)
+        bucket.patch()
+    return LifecyclePlan(bucket.name, blob_store.prefix, apply, ours)

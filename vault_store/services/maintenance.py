@@ -14,13 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, select, text
-
-from vault_store.catalog import Catalog, audit
-from vault_store.catalog.models import RecordingByteRange, Replay
-from vault_store.catalog.partitions import Partition, ensure, exact_rows, has_unexpired_rows
-from vault_store.catalog.partitions import drop as drop_partition
-from vault_store.catalog.partitions import partitions as list_partitions
+from vault_store.catalog import Catalog
 
 DEFAULT_AHEAD_DAYS = 7
 
@@ -60,28 +54,33 @@ def maintain(
 ) -> MaintenanceReport:
     """Create partitions ahead, drop fully expired ones, forget replays with no rows left."""
     now = clock()
+    admin = catalog.partitions_admin
     partitioned = catalog.dialect == "postgresql"
     report = MaintenanceReport(dry_run=dry_run, partitioned=partitioned)
     if partitioned:
-        _create_ahead(catalog, report, now.date(), retention_classes, ahead_days, dry_run)
+        buckets = needed_buckets(now.date(), retention_classes, ahead_days)
+        report.created = admin.create(buckets, dry_run=dry_run)
         _drop_expired(catalog, report, now, dry_run)
         catalog.forget_partitions()
-    report.replays_forgotten = _forget_replays(catalog, now.date(), dry_run)
-    _measure(catalog, report)
+    report.replays_forgotten = admin.forget_replays(now.date(), dry_run=dry_run)
+    size = admin.size()
+    report.partitions = [
+        PartitionInfo(
+            p.name, p.first.isoformat(), p.end.isoformat(), p.rows_estimate, p.total_bytes
+        )
+        for p in size.partitions
+    ]
+    report.table_bytes = size.table_bytes
     if not dry_run:
-        with catalog.transaction("maintain") as conn:
-            audit.append(
-                conn,
-                kind="catalog.maintain",
-                actor="vault-store",
-                at=clock(),
-                details={
-                    "created": len(report.created),
-                    "dropped": report.dropped,
-                    "rows_dropped": report.rows_dropped,
-                    "replays_forgotten": report.replays_forgotten,
-                },
-            )
+        admin.record_maintenance(
+            at=clock(),
+            details={
+                "created": len(report.created),
+                "dropped": report.dropped,
+                "rows_dropped": report.rows_dropped,
+                "replays_forgotten": report.replays_forgotten,
+            },
+        )
     return report
 
 
@@ -94,29 +93,6 @@ def needed_buckets(today: date, retention_classes: Iterable[int], ahead_days: in
             for offset in range(ahead_days + 1)
         }
     )
-
-
-def _create_ahead(
-    catalog: Catalog,
-    report: MaintenanceReport,
-    today: date,
-    retention_classes: Iterable[int],
-    ahead_days: int,
-    dry_run: bool,
-) -> None:
-    with catalog.transaction("maintain") as conn:
-        known = list_partitions(conn)
-        for bucket in needed_buckets(today, retention_classes, ahead_days):
-            if any(p.covers(bucket) for p in known):
-                continue
-            if dry_run:
-                report.created.append(f"(bucket {bucket})")
-                known.append(Partition(f"(bucket {bucket})", bucket, bucket + timedelta(1), 0, 0))
-                continue
-            created = ensure(conn, bucket, catalog.partition_width, known)
-            if created is not None:
-                known.append(created)
-                report.created.append(created.name)
 
 
 def drop_expired_partitions(catalog: Catalog, now: datetime) -> tuple[list[str], int]:
@@ -133,57 +109,10 @@ def _drop_expired(
     catalog: Catalog, report: MaintenanceReport, now: datetime, dry_run: bool
 ) -> None:
     """Drop partitions whose buckets are all past and whose every row has expired."""
-    with catalog.connection("maintain") as conn:
-        candidates = [p for p in list_partitions(conn) if p.end <= now.date()]
-    for partition in candidates:
-        with catalog.transaction("maintain") as conn:
-            if has_unexpired_rows(conn, partition, now):
-                continue  # a late delivery expires later: wait for it
-            rows = exact_rows(conn, partition)
-            if not dry_run:
-                drop_partition(conn, partition)
-                # The replays whose rows were all in it are gone with it.
-                conn.execute(
-                    delete(Replay).where(
-                        Replay.expiry_bucket >= partition.first,
-                        Replay.expiry_bucket < partition.end,
-                    )
-                )
+    admin = catalog.partitions_admin
+    for partition in admin.past(now.date()):
+        rows = admin.drop_expired(partition, now, dry_run=dry_run)
+        if rows is None:
+            continue  # a late delivery expires later: wait for it
         report.dropped.append(partition.name)
         report.rows_dropped += rows
-
-
-def _forget_replays(catalog: Catalog, today: date, dry_run: bool) -> int:
-    """Replays of past buckets with no row left (expired row by row) leave the replay table."""
-    rbr = RecordingByteRange
-    orphaned = and_(
-        Replay.expiry_bucket < today,
-        ~exists().where(
-            rbr.project_id == Replay.project_id,
-            rbr.replay_id == Replay.replay_id,
-            rbr.expiry_bucket == Replay.expiry_bucket,
-        ),
-    )
-    with catalog.transaction("maintain") as conn:
-        if dry_run:
-            return int(
-                conn.execute(select(func.count()).select_from(Replay).where(orphaned)).scalar_one()
-            )
-        return int(conn.execute(delete(Replay).where(orphaned)).rowcount)
-
-
-def _measure(catalog: Catalog, report: MaintenanceReport) -> None:
-    with catalog.connection("maintain") as conn:
-        if catalog.dialect == "postgresql":
-            found = list_partitions(conn)
-            report.partitions = [
-                PartitionInfo(
-                    p.name, p.first.isoformat(), p.end.isoformat(), p.rows_estimate, p.total_bytes
-                )
-                for p in found
-            ]
-            report.table_bytes = sum(p.total_bytes for p in found)
-        else:
-            pages = conn.execute(text("PRAGMA page_count")).scalar_one()
-            size = conn.execute(text("PRAGMA page_size")).scalar_one()
-            report.table_bytes = int(pages) * int(size)  # the whole SQLite file

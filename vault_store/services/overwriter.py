@@ -13,14 +13,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import func, select, update
 
 from vault_store.blobstore import BlobStore
-from vault_store.catalog import Catalog, audit
-from vault_store.catalog.models import Blob, Deletion, OverwriteJob
-from vault_store.catalog.records import as_utc
+from vault_store.catalog import Catalog
+from vault_store.catalog.records import OverwriteJobRecord
 from vault_store.errors import BlobNotFound, CorruptData, GenerationMismatch
 
 MAX_ATTEMPTS = 8
@@ -47,19 +43,15 @@ class Overwriter:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._catalog = catalog
+        self._deletions = catalog.deletions
+        self._blobs = catalog.blobs
         self._store = blob_store
         self._clock = clock
 
     def run(self, *, deletion_id: str | None = None) -> OverwriteResult:
         """Zero every pending range (or only one deletion's) and record it."""
-        query = select(OverwriteJob).where(OverwriteJob.done_at.is_(None))
-        if deletion_id is not None:
-            query = query.where(OverwriteJob.deletion_id == deletion_id)
-        with self._catalog.connection("overwrite") as conn:
-            jobs = conn.execute(query.order_by(OverwriteJob.blob_path, OverwriteJob.start)).all()
-        by_blob: dict[str, list[Any]] = defaultdict(list)
-        for job in jobs:
+        by_blob: dict[str, list[OverwriteJobRecord]] = defaultdict(list)
+        for job in self._deletions.pending_overwrites(deletion_id=deletion_id):
             by_blob[job.blob_path].append(job)
         totals = [0, 0, 0, 0, 0]
         for path, blob_jobs in by_blob.items():
@@ -67,10 +59,9 @@ class Overwriter:
                 totals[index] += value
         return OverwriteResult(*totals)
 
-    def _rewrite(self, path: str, jobs: list[Any]) -> tuple[int, int, int, int, int]:
+    def _rewrite(self, path: str, jobs: list[OverwriteJobRecord]) -> tuple[int, int, int, int, int]:
         ranges = sorted({(job.start, job.stop) for job in jobs})
-        with self._catalog.connection("overwrite") as conn:
-            expires_at = conn.execute(select(Blob.expires_at).where(Blob.path == path)).scalar_one()
+        expires_at = self._blobs.expires_at(path)
         conflicts = 0
         rewritten = 0
         for _attempt in range(MAX_ATTEMPTS):
@@ -91,7 +82,7 @@ class Overwriter:
                 break  # another overwriter already zeroed these ranges
             try:
                 self._store.replace(
-                    path, bytes(zeroed), if_generation=generation, expires_at=as_utc(expires_at)
+                    path, bytes(zeroed), if_generation=generation, expires_at=expires_at
                 )
             except GenerationMismatch:
                 conflicts += 1
@@ -114,54 +105,12 @@ class Overwriter:
     def _record(
         self,
         path: str,
-        jobs: list[Any],
+        jobs: list[OverwriteJobRecord],
         ranges: list[tuple[int, int]],
         *,
         blob_size: int,
         rewritten: bool,
     ) -> None:
-        now = self._clock()
-        deletion_ids = sorted({job.deletion_id for job in jobs})
-        with self._catalog.transaction("overwrite") as conn:
-            conn.execute(
-                update(OverwriteJob)
-                .where(OverwriteJob.id.in_([job.id for job in jobs]))
-                .values(done_at=now)
-            )
-            audit.append(
-                conn,
-                kind="overwrite.blob",
-                actor="vault-store",
-                at=now,
-                details={
-                    "blob_path": path,
-                    "ranges": len(ranges),
-                    "bytes_zeroed": sum(stop - start for start, stop in ranges),
-                    "blob_size": blob_size,
-                    "rewritten": rewritten,
-                    "deletion_ids": deletion_ids,
-                },
-            )
-            for deletion_id in deletion_ids:
-                pending = conn.execute(
-                    select(func.count())
-                    .select_from(OverwriteJob)
-                    .where(OverwriteJob.deletion_id == deletion_id, OverwriteJob.done_at.is_(None))
-                ).scalar_one()
-                if pending:
-                    continue
-                # Only a deletion whose rows are all gone can be finished here; one still deleting
-                # chunks records more ranges and finishes itself (Shredder._finish).
-                finished = conn.execute(
-                    update(Deletion)
-                    .where(Deletion.id == deletion_id, Deletion.status == "overwrite_pending")
-                    .values(overwrite_done_at=now, status="done")
-                ).rowcount
-                if finished:
-                    audit.append(
-                        conn,
-                        kind="deletion.overwritten",
-                        actor="vault-store",
-                        at=now,
-                        details={"deletion_id": deletion_id},
-                    )
+        self._deletions.record_overwrite(
+            path, jobs, ranges, blob_size=blob_size, rewritten=rewritten, now=self._clock()
+        )

@@ -13,14 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
-
 from vault_store.blobstore import BlobStore
-from vault_store.catalog import Catalog, audit
-from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange
+from vault_store.catalog import Catalog
 from vault_store.errors import BlobNotFound
 from vault_store.services.maintenance import drop_expired_partitions
-from vault_store.services.shredder import delete_rows, lower_live_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,36 +41,23 @@ def expire(
     chunk, then expired blobs (if this store must do it)."""
     now = now or clock()
     _dropped, rows_expired = drop_expired_partitions(catalog, now)
-    while True:
-        with catalog.transaction("expire") as conn:
-            chunk = delete_rows(conn, RecordingByteRange.expires_at <= now, chunk_rows)
-            lower_live_bytes(conn, chunk)
-        if not chunk:
-            break
-        rows_expired += len(chunk)
+    while chunk := catalog.blobs.expire_rows(now, chunk_rows):
+        rows_expired += chunk
     blobs_deleted = bytes_deleted = 0
     if delete_blobs:
-        with catalog.connection("expire") as conn:
-            expired = conn.execute(
-                select(Blob.path, Blob.size).where(Blob.expires_at <= now, Blob.state != "deleted")
-            ).all()
-        for path, size in expired:
-            forget_blob(catalog, blob_store, path, now)
+        for blob in catalog.blobs.expired(now):
+            forget_blob(catalog, blob_store, blob.path, now)
             blobs_deleted += 1
-            bytes_deleted += size
-    with catalog.transaction("expire") as conn:
-        audit.append(
-            conn,
-            kind="retention.run",
-            actor="vault-store",
-            at=clock(),
-            details={
-                "expired_before": now.isoformat(),
-                "rows_expired": rows_expired,
-                "blobs_deleted": blobs_deleted,
-                "bytes_deleted": bytes_deleted,
-            },
-        )
+            bytes_deleted += blob.size
+    catalog.blobs.record_expiry(
+        at=clock(),
+        details={
+            "expired_before": now.isoformat(),
+            "rows_expired": rows_expired,
+            "blobs_deleted": blobs_deleted,
+            "bytes_deleted": bytes_deleted,
+        },
+    )
     return RetentionResult(rows_expired, blobs_deleted, bytes_deleted)
 
 
@@ -83,10 +66,4 @@ def forget_blob(catalog: Catalog, blob_store: BlobStore, path: str, now: datetim
     # Already gone if an earlier run stopped between this delete and the update below.
     with contextlib.suppress(BlobNotFound):
         blob_store.delete(path)
-    with catalog.transaction("expire") as conn:
-        conn.execute(update(Blob).where(Blob.path == path).values(state="deleted", live_bytes=0))
-        conn.execute(
-            update(OverwriteJob)
-            .where(OverwriteJob.blob_path == path, OverwriteJob.done_at.is_(None))
-            .values(done_at=now)
-        )
+    catalog.blobs.forget(path, now)

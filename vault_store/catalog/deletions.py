@@ -1,0 +1,357 @@
+"""Deletions: their requests, tombstones, chunked row deletion, completion and overwrite jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+
+from vault_store.catalog import audit
+from vault_store.catalog.blobs import lower_live_bytes
+from vault_store.catalog.models import (
+    Deletion,
+    OverwriteJob,
+    RecordingByteRange,
+    Replay,
+    ReplaySubject,
+    Tombstone,
+)
+from vault_store.catalog.partitions import delete_rows
+from vault_store.catalog.records import (
+    DeletionStatus,
+    OverwriteJobRecord,
+    Scope,
+    Status,
+    as_utc,
+)
+from vault_store.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from vault_store.catalog.catalog import Catalog
+
+
+class DeletionRepository:
+    """The deletion, tombstone and overwrite-job tables, and the rows a deletion removes."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def record(
+        self,
+        deletion_id: str,
+        scope: Scope,
+        project_id: int,
+        *,
+        requested_by: str,
+        reason: str,
+        replay_id: str | None,
+        subject_hash: bytes | None,
+        overwrite: bool,
+        now: datetime,
+    ) -> str:
+        """Record a deletion, its tombstones and its audit event in one transaction; returns
+        its id. A deletion already recorded under `deletion_id` is not recorded again."""
+        with self._catalog.transaction("shred") as conn:
+            if conn.execute(select(Deletion.id).where(Deletion.id == deletion_id)).first():
+                return deletion_id
+            # Wait for flushes of this project in progress; later ones will see the tombstone.
+            self._catalog.lock_projects(conn, {project_id}, shared=False)
+            replays = _target_replays(conn, scope, project_id, replay_id, subject_hash)
+            target = (
+                replay_id
+                if scope is Scope.REPLAY
+                else subject_hash.hex()
+                if scope is Scope.USER and subject_hash is not None
+                else None
+            )
+            if scope is Scope.PROJECT:
+                replays_deleted = conn.execute(
+                    select(func.count()).select_from(
+                        select(RecordingByteRange.replay_id)
+                        .where(RecordingByteRange.project_id == project_id)
+                        .distinct()
+                        .subquery()
+                    )
+                ).scalar_one()
+            else:
+                replays_deleted = len(replays)
+            conn.execute(
+                insert(Deletion).values(
+                    id=deletion_id,
+                    scope=scope.value,
+                    project_id=project_id,
+                    target=target,
+                    requested_by=requested_by,
+                    reason=reason,
+                    requested_at=now,
+                    status=Status.PENDING.value,
+                    rows_deleted=0,
+                    bytes_shredded=0,
+                    replays_deleted=replays_deleted,
+                    overwrite_requested=overwrite,
+                )
+            )
+            tombstones = [(project_id, None)] if scope is Scope.PROJECT else replays
+            if tombstones:
+                conn.execute(
+                    insert(Tombstone),
+                    [
+                        {
+                            "project_id": p,
+                            "replay_id": r,
+                            "deletion_id": deletion_id,
+                            "created_at": now,
+                        }
+                        for p, r in tombstones
+                    ],
+                )
+            audit.append(
+                conn,
+                kind="deletion.requested",
+                actor=requested_by,
+                at=now,
+                details={
+                    "deletion_id": deletion_id,
+                    "scope": scope.value,
+                    "project_id": project_id,
+                    "target": target,
+                    "reason": reason,
+                    "overwrite": overwrite,
+                },
+            )
+        return deletion_id
+
+    def status(self, deletion_id: str) -> DeletionStatus:
+        """The deletion's current state; InvalidInput if there is none."""
+        with self._catalog.connection("shred") as conn:
+            row = conn.execute(select(Deletion).where(Deletion.id == deletion_id)).one_or_none()
+        if row is None:
+            raise InvalidInput("deletion_id", f"no deletion {deletion_id!r}")
+        return _status(row)
+
+    def project_rows(self, project_id: int) -> int:
+        """How many range rows a project has (what deleting it will remove)."""
+        with self._catalog.connection("delete") as conn:
+            count: int = conn.execute(
+                select(func.count())
+                .select_from(RecordingByteRange)
+                .where(RecordingByteRange.project_id == project_id)
+            ).scalar_one()
+        return count
+
+    def delete_chunk(self, deletion: DeletionStatus, limit: int, *, now: datetime) -> int:
+        """Delete up to `limit` of the target's rows in one transaction: record their ranges
+        for the overwrite if asked, lower their blobs' live bytes, count them. Returns how
+        many (0: nothing left)."""
+        with self._catalog.transaction("shred") as conn:
+            chunk = delete_rows(conn, _target(deletion), limit)
+            if not chunk:
+                return 0
+            if deletion.overwrite_requested:
+                # Same transaction as the delete: the ranges are on record exactly when the rows
+                # (the only other record of where the ciphertext lies) are gone.
+                conn.execute(
+                    insert(OverwriteJob),
+                    [
+                        {
+                            "deletion_id": deletion.id,
+                            "blob_path": row.blob_path,
+                            "start": row.start,
+                            "stop": row.stop,
+                            "created_at": now,
+                        }
+                        for row in chunk
+                    ],
+                )
+            shredded = lower_live_bytes(conn, chunk)
+            conn.execute(
+                update(Deletion)
+                .where(Deletion.id == deletion.id)
+                .values(
+                    status=Status.RUNNING.value,
+                    rows_deleted=Deletion.rows_deleted + len(chunk),
+                    bytes_shredded=Deletion.bytes_shredded + shredded,
+                )
+            )
+        return len(chunk)
+
+    def finish(self, deletion: DeletionStatus, *, now: datetime) -> DeletionStatus:
+        """Once no row is left: forget the target's replays and subjects, and mark the deletion
+        done (or waiting for its overwrite), audited, in one transaction."""
+        with self._catalog.transaction("shred") as conn:
+            tombstoned = select(Tombstone.replay_id).where(Tombstone.deletion_id == deletion.id)
+            subjects = delete(ReplaySubject).where(ReplaySubject.project_id == deletion.project_id)
+            replays = delete(Replay).where(Replay.project_id == deletion.project_id)
+            if deletion.scope is not Scope.PROJECT:
+                subjects = subjects.where(ReplaySubject.replay_id.in_(tombstoned))
+                replays = replays.where(Replay.replay_id.in_(tombstoned))
+            conn.execute(subjects)
+            conn.execute(replays)
+            pending = _pending_overwrites(conn, deletion.id)
+            final = Status.OVERWRITE_PENDING if pending else Status.DONE
+            conn.execute(
+                update(Deletion)
+                .where(Deletion.id == deletion.id)
+                .values(
+                    status=final.value,
+                    completed_at=now,
+                    # Asked for, and nothing left to zero (none recorded, or already zeroed).
+                    overwrite_done_at=now if deletion.overwrite_requested and not pending else None,
+                )
+            )
+            current = _status(
+                conn.execute(select(Deletion).where(Deletion.id == deletion.id)).one()
+            )
+            audit.append(
+                conn,
+                kind="deletion.completed",
+                actor="vault-store",
+                at=now,
+                details={
+                    "deletion_id": deletion.id,
+                    "rows_deleted": current.rows_deleted,
+                    "bytes_shredded": current.bytes_shredded,
+                    "replays_deleted": current.replays_deleted,
+                    "overwrite_ranges_pending": pending,
+                },
+            )
+        return current
+
+    def pending_overwrites(self, *, deletion_id: str | None = None) -> list[OverwriteJobRecord]:
+        """Ranges not yet zeroed (of every deletion, or of one), by blob and offset."""
+        query = select(
+            OverwriteJob.id,
+            OverwriteJob.deletion_id,
+            OverwriteJob.blob_path,
+            OverwriteJob.start,
+            OverwriteJob.stop,
+        ).where(OverwriteJob.done_at.is_(None))
+        if deletion_id is not None:
+            query = query.where(OverwriteJob.deletion_id == deletion_id)
+        with self._catalog.connection("overwrite") as conn:
+            rows = conn.execute(query.order_by(OverwriteJob.blob_path, OverwriteJob.start)).all()
+        return [OverwriteJobRecord(*row) for row in rows]
+
+    def record_overwrite(
+        self,
+        path: str,
+        jobs: list[OverwriteJobRecord],
+        ranges: list[tuple[int, int]],
+        *,
+        blob_size: int,
+        rewritten: bool,
+        now: datetime,
+    ) -> None:
+        """Mark a blob's jobs done and audit it, finishing every deletion that was waiting only
+        for these ranges, in one transaction."""
+        deletion_ids = sorted({job.deletion_id for job in jobs})
+        with self._catalog.transaction("overwrite") as conn:
+            conn.execute(
+                update(OverwriteJob)
+                .where(OverwriteJob.id.in_([job.id for job in jobs]))
+                .values(done_at=now)
+            )
+            audit.append(
+                conn,
+                kind="overwrite.blob",
+                actor="vault-store",
+                at=now,
+                details={
+                    "blob_path": path,
+                    "ranges": len(ranges),
+                    "bytes_zeroed": sum(stop - start for start, stop in ranges),
+                    "blob_size": blob_size,
+                    "rewritten": rewritten,
+                    "deletion_ids": deletion_ids,
+                },
+            )
+            for deletion_id in deletion_ids:
+                if _pending_overwrites(conn, deletion_id):
+                    continue
+                # Only a deletion whose rows are all gone can be finished here; one still deleting
+                # chunks records more ranges and finishes itself (finish above).
+                finished = conn.execute(
+                    update(Deletion)
+                    .where(
+                        Deletion.id == deletion_id,
+                        Deletion.status == Status.OVERWRITE_PENDING.value,
+                    )
+                    .values(overwrite_done_at=now, status=Status.DONE.value)
+                ).rowcount
+                if finished:
+                    audit.append(
+                        conn,
+                        kind="deletion.overwritten",
+                        actor="vault-store",
+                        at=now,
+                        details={"deletion_id": deletion_id},
+                    )
+
+
+def _target_replays(
+    conn: Connection,
+    scope: Scope,
+    project_id: int,
+    replay_id: str | None,
+    subject_hash: bytes | None,
+) -> list[tuple[int, str | None]]:
+    """The replays to tombstone: the one named, the user's (from the subject index), or none
+    (a project gets one tombstone for all)."""
+    if scope is Scope.REPLAY and replay_id is not None:
+        return [(project_id, replay_id)]
+    if scope is Scope.USER and subject_hash is not None:
+        found = conn.execute(
+            select(ReplaySubject.replay_id)
+            .where(
+                ReplaySubject.project_id == project_id,
+                ReplaySubject.subject_hash == subject_hash,
+            )
+            .distinct()
+        ).scalars()
+        return [(project_id, replay) for replay in sorted(found)]
+    return []
+
+
+def _target(deletion: DeletionStatus) -> ColumnElement[bool]:
+    """The range rows a deletion removes: its project's, or its tombstoned replays'."""
+    rbr = RecordingByteRange
+    if deletion.scope is Scope.PROJECT:
+        return rbr.project_id == deletion.project_id
+    tombstoned = select(Tombstone.replay_id).where(
+        Tombstone.deletion_id == deletion.id, Tombstone.project_id == deletion.project_id
+    )
+    return and_(rbr.project_id == deletion.project_id, rbr.replay_id.in_(tombstoned))
+
+
+def _pending_overwrites(conn: Connection, deletion_id: str) -> int:
+    pending: int = conn.execute(
+        select(func.count())
+        .select_from(OverwriteJob)
+        .where(OverwriteJob.deletion_id == deletion_id, OverwriteJob.done_at.is_(None))
+    ).scalar_one()
+    return pending
+
+
+def _status(row: Any) -> DeletionStatus:
+    def utc(moment: datetime | None) -> datetime | None:
+        return None if moment is None else as_utc(moment)
+
+    return DeletionStatus(
+        id=row.id,
+        scope=Scope(row.scope),
+        project_id=row.project_id,
+        target=row.target,
+        requested_by=row.requested_by,
+        reason=row.reason,
+        requested_at=as_utc(row.requested_at),
+        status=Status(row.status),
+        completed_at=utc(row.completed_at),
+        rows_deleted=row.rows_deleted,
+        bytes_shredded=row.bytes_shredded,
+        replays_deleted=row.replays_deleted,
+        overwrite_requested=row.overwrite_requested,
+        overwrite_done_at=utc(row.overwrite_done_at),
+    )

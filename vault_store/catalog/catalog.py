@@ -384,14 +384,8 @@ class Catalog:
     def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
         """SHREDDED once a deletion of it (or its project) is recorded, even while its rows are
         still being deleted; else STORED if any row exists; else UNKNOWN."""
-        if project_id > MAX_STORED_ID:
-            return ReplayState.UNKNOWN
-        with self._errors("read"), self.engine.connect() as conn:
-            if _shredded(conn, project_id, replay_id):
-                return ReplayState.SHREDDED
-            bucket = _bucket_of(conn, project_id, replay_id)
-            stored = bucket is not None and _has_rows(conn, project_id, replay_id, bucket)
-        return ReplayState.STORED if stored else ReplayState.UNKNOWN
+        state, _rows = self.replay_page(project_id, replay_id, limit=1)
+        return state
 
     def stats(self) -> CatalogStats:
         """Replays, segments, rows, blobs and byte totals."""

@@ -40,7 +40,6 @@ def prepare(home: Path) -> tuple[str, str]:
     from vault_store.core.rrweb import segment_bodies
     from vault_store.kms import KeyContext
     from vault_store.services.samples import recordings_or_synthetic
-    from vault_store.services.tokens import TokenStore
 
     recordings, _origin = recordings_or_synthetic()
     bodies = [body for r in recordings for body in segment_bodies(r.events)][:SEGMENTS]
@@ -54,7 +53,7 @@ def prepare(home: Path) -> tuple[str, str]:
             )
         )
     vault.flush()
-    token = TokenStore(vault.catalog).create([PROJECT], ["read"]).token
+    token = vault.issue_token([PROJECT], ["read"]).token
     key = DataKey.generate()
     wrapped = vault.kms.wrap(key, KeyContext(PROJECT, replay))
     naive = home / "naive"

@@ -102,8 +102,8 @@ def main() -> None:
             for replay in typed.__dict__["replays"]:
                 b"".join(reader.read_recording(1, replay, only=only))
             views[name] = {
-                "bytes_fetched": reader.reader.counters.bytes_fetched,
-                "gets": reader.reader.counters.gets,
+                "bytes_fetched": reader.read_counters().bytes_fetched,
+                "gets": reader.read_counters().gets,
                 "read_seconds": round(time.perf_counter() - started, 4),
             }
             reader.reader.close()

@@ -280,14 +280,14 @@ def reads(bench: Bench) -> dict[str, Any]:
                 b"".join(reader.read_recording(1, replay))
 
             read_all()
-            gets_before = reader.reader.counters.gets
+            gets_before = reader.read_counters().gets
             samples = [timed(read_all) for _ in range(repeats)]
             table.append(
                 {
                     "segments": length,
                     "way": way,
                     "median_ms": round(statistics.median(samples) * 1000, 2),
-                    "requests": round((reader.reader.counters.gets - gets_before) / repeats),
+                    "requests": round((reader.read_counters().gets - gets_before) / repeats),
                 }
             )
             reader.reader.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -27,9 +27,10 @@ from vault_store.services.ingest import (
     SealingKey,
 )
 from vault_store.services.overwriter import Overwriter, OverwriteResult
-from vault_store.services.reader import Reader, StoredSegment
+from vault_store.services.reader import KeyCacheStats, Page, Reader, ReadTotals, StoredSegment
 from vault_store.services.shredder import Shredder
 from vault_store.services.subjects import SubjectHasher
+from vault_store.services.tokens import IssuedToken, Principal, TokenInfo, TokenStore
 from vault_store.settings import Settings
 
 __all__ = ["Admission", "FlushResult", "IngestResult", "Vault"]
@@ -343,7 +344,7 @@ class Vault:
 
     # -- deletions ------------------------------------------------------------------------
 
-    def deletion(self, deletion_id: str) -> DeletionStatus:
+    def deletion_status(self, deletion_id: str) -> DeletionStatus:
         """A recorded deletion's status and counts (InvalidInput if there is none)."""
         return self.shredder.status(deletion_id)
 
@@ -402,3 +403,70 @@ class Vault:
             margin_days=margin_days,
             apply=apply,
         )
+
+    # -- api ------------------------------------------------------------------------------
+
+    def replay_page(
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int = 0,
+        max_segments: int | None = None,
+        max_bytes: int | None = None,
+        only: frozenset[str] | None = None,
+    ) -> Page:
+        """Plan one page of a replay with one range query (ReplayNotFound / ReplayShredded)."""
+        return self.reader.plan_page(
+            project_id,
+            replay_id,
+            start=start,
+            max_segments=max_segments,
+            max_bytes=max_bytes,
+            only=only,
+        )
+
+    def read_page(self, page: Page) -> Iterator[bytes]:
+        """A planned page's merged recording, as chunks of one JSON array."""
+        return self.reader.read_page(page)
+
+    def read_segment(
+        self,
+        project_id: int,
+        replay_id: str,
+        segment_id: int,
+        *,
+        only: frozenset[str] | None = None,
+    ) -> bytes | None:
+        """One segment's events as a JSON array, None if the replay has no such segment."""
+        return self.reader.read_segment(project_id, replay_id, segment_id, only=only)
+
+    def read_counters(self) -> ReadTotals:
+        """What this process's reads have cost so far: GETs, bytes, frames, KMS unwraps."""
+        return self.reader.counters.totals()
+
+    def key_cache_stats(self) -> KeyCacheStats:
+        """Hits, misses and size of this process's read key cache."""
+        return self.reader.key_cache_stats()
+
+    def issue_token(
+        self, projects: Collection[int], permissions: Collection[str], *, label: str = ""
+    ) -> IssuedToken:
+        """Make an API token for `projects` with `permissions` (its secret is shown once)."""
+        return self._token_store().create(projects, permissions, label=label)
+
+    def revoke_token(self, token_id: str) -> bool:
+        """Revoke an API token by id; False if there is no such live token."""
+        return self._token_store().revoke(token_id)
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """Every API token's id, label, projects, scopes and state (never a secret)."""
+        return self._token_store().list()
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of a valid, unrevoked API token; None for anything else."""
+        return self._token_store().authenticate(token)
+
+    def _token_store(self) -> TokenStore:
+        # Stateless over the catalog: cheaper to make per call than to keep in __init__.
+        return TokenStore(self.catalog.tokens, clock=self._clock)

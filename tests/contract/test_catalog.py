@@ -101,6 +101,13 @@ def test_rows_of_tombstoned_replays_and_projects_are_dropped(catalog: Catalog) -
     assert catalog.replay_state(2, "c" * 32) is ReplayState.SHREDDED
     assert catalog.replay_state(1, live_replay) is ReplayState.STORED
     assert catalog.replay_state(1, "c" * 32) is ReplayState.UNKNOWN
+    assert catalog.replay_page(1, dead_replay) == (ReplayState.SHREDDED, [])
+    assert catalog.replay_page(1, "c" * 32) == (ReplayState.UNKNOWN, [])
+    state, page = catalog.replay_page(1, live_replay)
+    assert state is ReplayState.STORED and [r.segment_id for r in page] == [0]
+    # Read past its end, a stored replay is still STORED, with no rows.
+    assert catalog.replay_page(1, live_replay, min_segment=1) == (ReplayState.STORED, [])
+    assert catalog.replay_page(1, live_replay, stop_segment=0) == (ReplayState.STORED, [])
 
 
 def test_cursor_pagination_in_segment_order(catalog: Catalog) -> None:

@@ -19,7 +19,6 @@ from vault_store import BackendUnavailable, FlushPolicy, ReadPolicy, Vault
 from vault_store.api import create_app
 from vault_store.blobstore import LocalBlobStore
 from vault_store.core.message import Segment
-from vault_store.services.tokens import TokenStore
 
 A, B = "a" * 32, "b" * 32
 SEGMENTS = 120
@@ -63,12 +62,11 @@ def _fill(vault: Vault) -> None:
 def api(make_vault: VaultFactory) -> Iterator[Api]:
     vault = make_vault(flush=FlushPolicy(max_segments=30), read=ReadPolicy(page_segments=30))
     _fill(vault)
-    store = TokenStore(vault.catalog)
     tokens = {
-        "full": store.create([1], ["read", "delete"], label="player").token,
-        "read": store.create([1], ["read"]).token,
-        "audit": store.create([1], ["audit"]).token,
-        "other": store.create([2], ["read", "delete"]).token,
+        "full": vault.issue_token([1], ["read", "delete"], label="player").token,
+        "read": vault.issue_token([1], ["read"]).token,
+        "audit": vault.issue_token([1], ["audit"]).token,
+        "other": vault.issue_token([2], ["read", "delete"]).token,
     }
     with TestClient(create_app(lambda: vault)) as client:
         yield Api(client, vault, tokens)
@@ -202,7 +200,7 @@ def test_authentication_and_permissions(api: Api) -> None:
     )
     assert denied.status_code == 403
     token_id = api.tokens["read"].split("_")[1]
-    assert TokenStore(api.vault.catalog).revoke(token_id)
+    assert api.vault.revoke_token(token_id)
     assert api.get(path, token="read").status_code == 401
     tampered = api.tokens["full"][:-2] + ("AA" if not api.tokens["full"].endswith("AA") else "BB")
     assert api.client.get(path, headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
@@ -274,7 +272,7 @@ def test_responses_are_capped_and_continue_by_cursor(make_vault: VaultFactory) -
 
     vault = make_vault(flush=FlushPolicy(max_segments=30))
     _fill(vault)
-    token = TokenStore(vault.catalog).create([1], ["read"]).token
+    token = vault.issue_token([1], ["read"]).token
     with TestClient(create_app(lambda: vault, limits=ApiLimits(max_response_bytes=200))) as client:
         reply = client.get(
             f"/v1/projects/1/replays/{A}/recording", headers={"Authorization": f"Bearer {token}"}
@@ -298,7 +296,7 @@ def test_a_request_without_a_first_byte_in_time_is_503(
     vault = make_vault()
     _fill(vault)
     vault.reader._blob_store = SlowStore(tmp_path / "blobs")
-    token = TokenStore(vault.catalog).create([1], ["read"]).token
+    token = vault.issue_token([1], ["read"]).token
     app = create_app(
         lambda: vault, limits=ApiLimits(request_timeout_seconds=0.3, retry_after_seconds=7)
     )
@@ -316,9 +314,48 @@ def test_a_request_without_a_first_byte_in_time_is_503(
 
 
 def test_secrets_with_underscores_authenticate(make_vault: VaultFactory) -> None:
-    store = TokenStore(make_vault().catalog)
-    issued = [store.create([1], ["read"]) for _ in range(40)]
+    vault = make_vault()
+    issued = [vault.issue_token([1], ["read"]) for _ in range(40)]
     tricky = [i for i in issued if "_" in i.token.split("_", 2)[2]]
     assert tricky  # token_urlsafe uses '_' in about 3 of 4 secrets of this length
     for item in tricky:
-        assert store.authenticate(item.token) == item.principal
+        assert vault.authenticate(item.token) == item.principal
+
+
+@pytest.fixture
+def range_queries(api: Api) -> Iterator[list[str]]:
+    """Every statement that reads recording_byte_range, as the catalog sends it."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "recording_byte_range" in statement:
+            seen.append(statement)
+
+    engine = api.vault.catalog.engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def test_one_page_is_one_range_query(api: Api, range_queries: list[str]) -> None:
+    api.get(f"/v1/projects/1/replays/{A}/recording")  # authenticate once, warm the pool
+    range_queries.clear()
+    # 100 segments over four blobs, decoded in four pieces of page_segments = 30: still one query.
+    reply = api.get(f"/v1/projects/1/replays/{A}/recording")
+    assert reply.status_code == 200 and len(reply.json()) == 100
+    assert len(range_queries) == 1
+    range_queries.clear()
+    assert (
+        api.get(f"/v1/projects/1/replays/{A}/segments", params={"cursor": 100}).status_code == 200
+    )
+    assert len(range_queries) == 1
+    range_queries.clear()
+    assert api.get(f"/v1/projects/1/replays/{A}/segments/7").status_code == 200
+    assert len(range_queries) == 1
+    range_queries.clear()
+    # Past the end the page is empty: one more look tells "read past the end" from "unknown".
+    past = api.get(f"/v1/projects/1/replays/{A}/recording", params={"cursor": SEGMENTS})
+    assert past.status_code == 200 and past.json() == [] and "x-next-cursor" not in past.headers
+    assert len(range_queries) == 2

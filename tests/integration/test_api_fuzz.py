@@ -21,7 +21,6 @@ from schemathesis.checks import not_a_server_error
 from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
 from vault_store.api import create_app
 from vault_store.core.message import Segment
-from vault_store.services.tokens import TokenStore
 
 
 class Fixture:
@@ -57,7 +56,7 @@ class Fixture:
                         )
                 vault.flush()
                 # Project 0 is where generated ids most often land: the valid token covers it.
-                self.token = TokenStore(catalog).create([0, 1], ["read", "delete", "audit"]).token
+                self.token = vault.issue_token([0, 1], ["read", "delete", "audit"]).token
                 self.vault = vault
             return self.vault
 

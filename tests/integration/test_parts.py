@@ -19,7 +19,6 @@ from vault_store.core.message import Segment, build_message
 from vault_store.core.parts import CONSOLE, DOM, NETWORK, TIMELINE, classify
 from vault_store.core.rrweb import segment_bodies
 from vault_store.services.samples import Recording, as_messages, as_replays
-from vault_store.services.tokens import TokenStore
 
 CONSOLE_EVENT = {
     "type": 5,
@@ -114,8 +113,8 @@ def test_a_view_fetches_only_its_parts_in_one_coalesced_get(
     b"".join(whole.read_recording(4, replay))
     console = make_vault(read=ReadPolicy(gap_bytes=0))
     b"".join(console.read_recording(4, replay, only=frozenset({CONSOLE})))
-    assert console.reader.counters.gets == 1  # console frames are contiguous in the blob
-    assert console.reader.counters.bytes_fetched * 10 < whole.reader.counters.bytes_fetched
+    assert console.read_counters().gets == 1  # console frames are contiguous in the blob
+    assert console.read_counters().bytes_fetched * 10 < whole.read_counters().bytes_fetched
 
 
 def test_rows_stored_whole_and_typed_coexist(make_vault: VaultFactory) -> None:
@@ -170,7 +169,7 @@ def test_cli_and_api_take_a_part_filter(home: dict[str, str], tmp_path: Path) ->
     assert stats["segments_per_blob"] == 3.0  # segments, not rows
 
     vault = Vault.from_settings(__import__("vault_store").Settings.from_env(home))
-    token = TokenStore(vault.catalog).create([6], ["read"]).token
+    token = vault.issue_token([6], ["read"]).token
     auth = {"Authorization": f"Bearer {token}"}
     with TestClient(create_app(lambda: vault)) as client:
         assert (
@@ -217,7 +216,7 @@ def test_api_pages_count_every_segment_under_a_part_filter(make_vault: VaultFact
             )
         )
     vault.flush()
-    token = TokenStore(vault.catalog).create([4], ["read"]).token
+    token = vault.issue_token([4], ["read"]).token
     auth = {"Authorization": f"Bearer {token}"}
     pages: list[Any] = []
     cursor: int | None = 0

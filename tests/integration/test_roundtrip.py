@@ -102,15 +102,15 @@ def test_ranges_of_one_replay_coalesce_into_one_get_per_blob(make_vault: VaultFa
     x, _ = _ingest_interleaved(make_vault)
     reader = make_vault(read=ReadPolicy(gap_bytes=0))
     assert len(read_events(reader, 1, x)) == 20
-    assert reader.reader.counters.gets == 2
-    assert reader.reader.counters.unwraps == 1
+    assert reader.read_counters().gets == 2
+    assert reader.read_counters().unwraps == 1
 
 
 def test_without_coalescing_each_range_is_its_own_get(make_vault: VaultFactory) -> None:
     x, _ = _ingest_interleaved(make_vault)
     reader = make_vault(read=ReadPolicy(gap_bytes=0, max_fetch_bytes=1))
     assert len(read_events(reader, 1, x)) == 20
-    assert reader.reader.counters.gets == 20
+    assert reader.read_counters().gets == 20
 
 
 def test_out_of_order_and_duplicate_delivery_across_flushes(make_vault: VaultFactory) -> None:
@@ -184,10 +184,10 @@ def test_forgetting_keys_makes_the_next_read_unwrap_again(make_vault: VaultFacto
     vault.flush()
     read_events(vault, 1, "1" * 32)
     read_events(vault, 1, "2" * 32)
-    assert vault.reader.counters.unwraps == 2
+    assert vault.read_counters().unwraps == 2
     assert vault.forget_keys(1, "1" * 32) == 2  # its read key and its sealing key
     read_events(vault, 1, "1" * 32)
     read_events(vault, 1, "2" * 32)
-    assert vault.reader.counters.unwraps == 3
+    assert vault.read_counters().unwraps == 3
     assert vault.forget_keys(1) == 3  # what remains of project 1: two read keys, one sealing key
     assert vault.cached_keys() == 0

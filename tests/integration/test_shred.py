@@ -158,7 +158,7 @@ def test_shredding_twice_and_unknown_targets_are_harmless(make_vault: VaultFacto
     vault.ingest_segment(_segment(X, 0))
     vault.flush()
     first = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
-    assert vault.resume_deletion(first.id) == vault.deletion(first.id)
+    assert vault.resume_deletion(first.id) == vault.deletion_status(first.id)
     again = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
     assert (again.status, again.rows_deleted) == (Status.DONE, 0)
     nobody = vault.shred(Scope.USER, 1, user="nobody", requested_by="a", reason="b")
@@ -336,7 +336,7 @@ def test_two_concurrent_overwrites_of_one_blob_lose_nothing(
         assert data[start:stop] == bytes(stop - start)
     assert len(read_events(make_vault(), 1, Y)) == 3
     for deletion_id in deletions:
-        status = vault.deletion(deletion_id)
+        status = vault.deletion_status(deletion_id)
         assert status.status is Status.DONE and status.overwrite_done_at is not None
 
 

@@ -14,6 +14,7 @@ import psycopg2.errors
 from sqlalchemy import (
     Connection,
     Engine,
+    Select,
     create_engine,
     event,
     func,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from vault_store.catalog.partitions_admin import PartitionRepository
     from vault_store.catalog.reports import ReportRepository
     from vault_store.catalog.secrets import SecretRepository
+    from vault_store.catalog.tokens import TokenRepository
 
 _BACKEND = "catalog"
 # Advisory lock key serializing partition creation (any constant unique to this use).
@@ -177,6 +179,14 @@ class Catalog:
         from vault_store.catalog.partitions_admin import PartitionRepository
 
         return PartitionRepository(self)
+
+    # -- api repositories --
+    @functools.cached_property
+    def tokens(self) -> TokenRepository:
+        """API tokens."""
+        from vault_store.catalog.tokens import TokenRepository
+
+        return TokenRepository(self)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -394,29 +404,17 @@ class Catalog:
     ) -> list[RangeRecord]:
         """Up to `limit` rows of one replay in (segment, part) order, after a cursor, optionally
         only of some parts. Bounds past the largest storable id select nothing beyond it."""
-        if project_id > MAX_STORED_ID or min_segment > MAX_STORED_ID:
-            return []
-        if after_segment is not None and after_segment >= MAX_STORED_ID:
-            return []
-        if stop_segment is not None and stop_segment > MAX_STORED_ID:
-            stop_segment = None
-        columns = [getattr(RecordingByteRange, name) for name in _RANGE_COLUMNS]
-        query = (
-            select(*columns)
-            .where(
-                RecordingByteRange.project_id == project_id,
-                RecordingByteRange.replay_id == replay_id,
-                RecordingByteRange.segment_id >= min_segment,
-            )
-            .order_by(RecordingByteRange.segment_id, RecordingByteRange.part)
-            .limit(limit)
+        query = _range_query(
+            project_id,
+            replay_id,
+            after_segment=after_segment,
+            stop_segment=stop_segment,
+            limit=limit,
+            min_segment=min_segment,
+            parts=parts,
         )
-        if after_segment is not None:
-            query = query.where(RecordingByteRange.segment_id > after_segment)
-        if stop_segment is not None:
-            query = query.where(RecordingByteRange.segment_id < stop_segment)
-        if parts is not None:
-            query = query.where(RecordingByteRange.part.in_(sorted(parts)))
+        if query is None:
+            return []
         with self._errors("read"), self.engine.connect() as conn:
             bucket = _bucket_of(conn, project_id, replay_id)
             if bucket is None:
@@ -425,35 +423,51 @@ class Catalog:
             rows = conn.execute(query.where(RecordingByteRange.expiry_bucket == bucket)).all()
         return [_range_record(row) for row in rows]
 
+    def replay_page(
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        min_segment: int = 0,
+        stop_segment: int | None = None,
+        limit: int = 100,
+    ) -> tuple[ReplayState, list[RangeRecord]]:
+        """The replay's state (see replay_state) and, unless it is shredded, up to `limit` of
+        its rows from `min_segment` (as replay_ranges), on one connection.
+
+        A read needs both; this way it costs one range query, plus an existence probe only
+        when the page is empty (to tell a replay read past its end from an unknown one).
+        """
+        if project_id > MAX_STORED_ID:
+            return ReplayState.UNKNOWN, []
+        query = _range_query(
+            project_id,
+            replay_id,
+            stop_segment=stop_segment,
+            limit=limit,
+            min_segment=min_segment,
+        )
+        with self._errors("read"), self.engine.connect() as conn:
+            if _shredded(conn, project_id, replay_id):
+                return ReplayState.SHREDDED, []
+            bucket = _bucket_of(conn, project_id, replay_id)
+            if bucket is None:
+                return ReplayState.UNKNOWN, []
+            rows = (
+                conn.execute(query.where(RecordingByteRange.expiry_bucket == bucket)).all()
+                if query is not None
+                else []
+            )
+            if rows:
+                return ReplayState.STORED, [_range_record(row) for row in rows]
+            stored = _has_rows(conn, project_id, replay_id, bucket)
+        return (ReplayState.STORED if stored else ReplayState.UNKNOWN), []
+
     def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
         """SHREDDED once a deletion of it (or its project) is recorded, even while its rows are
         still being deleted; else STORED if any row exists; else UNKNOWN."""
-        if project_id > MAX_STORED_ID:
-            return ReplayState.UNKNOWN
-        with self._errors("read"), self.engine.connect() as conn:
-            tombstone = conn.execute(
-                select(Tombstone.id)
-                .where(
-                    Tombstone.project_id == project_id,
-                    (Tombstone.replay_id == replay_id) | Tombstone.replay_id.is_(None),
-                )
-                .limit(1)
-            ).first()
-            if tombstone is not None:
-                return ReplayState.SHREDDED
-            bucket = _bucket_of(conn, project_id, replay_id)
-            exists = None
-            if bucket is not None:
-                exists = conn.execute(
-                    select(RecordingByteRange.segment_id)
-                    .where(
-                        RecordingByteRange.project_id == project_id,
-                        RecordingByteRange.replay_id == replay_id,
-                        RecordingByteRange.expiry_bucket == bucket,
-                    )
-                    .limit(1)
-                ).first()
-        return ReplayState.STORED if exists is not None else ReplayState.UNKNOWN
+        state, _rows = self.replay_page(project_id, replay_id, limit=1)
+        return state
 
     def stats(self) -> CatalogStats:
         """Replays, segments, rows, blobs and byte totals."""
@@ -701,6 +715,70 @@ def _bucket_of(conn: Connection, project_id: int, replay_id: str) -> date | None
         )
     ).scalar_one_or_none()
     return bucket
+
+
+def _range_query(
+    project_id: int,
+    replay_id: str,
+    *,
+    after_segment: int | None = None,
+    stop_segment: int | None = None,
+    limit: int,
+    min_segment: int,
+    parts: Collection[str] | None = None,
+) -> Select[Any] | None:
+    """The rows query of replay_ranges, less its bucket; None when the bounds select nothing."""
+    if project_id > MAX_STORED_ID or min_segment > MAX_STORED_ID:
+        return None
+    if after_segment is not None and after_segment >= MAX_STORED_ID:
+        return None
+    if stop_segment is not None and stop_segment > MAX_STORED_ID:
+        stop_segment = None
+    columns = [getattr(RecordingByteRange, name) for name in _RANGE_COLUMNS]
+    query = (
+        select(*columns)
+        .where(
+            RecordingByteRange.project_id == project_id,
+            RecordingByteRange.replay_id == replay_id,
+            RecordingByteRange.segment_id >= min_segment,
+        )
+        .order_by(RecordingByteRange.segment_id, RecordingByteRange.part)
+        .limit(limit)
+    )
+    if after_segment is not None:
+        query = query.where(RecordingByteRange.segment_id > after_segment)
+    if stop_segment is not None:
+        query = query.where(RecordingByteRange.segment_id < stop_segment)
+    if parts is not None:
+        query = query.where(RecordingByteRange.part.in_(sorted(parts)))
+    return query
+
+
+def _shredded(conn: Connection, project_id: int, replay_id: str) -> bool:
+    """Whether a deletion of the replay or of its whole project is recorded."""
+    tombstone = conn.execute(
+        select(Tombstone.id)
+        .where(
+            Tombstone.project_id == project_id,
+            (Tombstone.replay_id == replay_id) | Tombstone.replay_id.is_(None),
+        )
+        .limit(1)
+    ).first()
+    return tombstone is not None
+
+
+def _has_rows(conn: Connection, project_id: int, replay_id: str, bucket: date) -> bool:
+    """Whether the replay has any range row (in its bucket, where all of them live)."""
+    exists = conn.execute(
+        select(RecordingByteRange.segment_id)
+        .where(
+            RecordingByteRange.project_id == project_id,
+            RecordingByteRange.replay_id == replay_id,
+            RecordingByteRange.expiry_bucket == bucket,
+        )
+        .limit(1)
+    ).first()
+    return exists is not None
 
 
 def _range_record(row: Any) -> RangeRecord:

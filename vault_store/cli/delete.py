@@ -131,7 +131,7 @@ def deletion() -> None:
 def deletion_status(deletion_id: str, as_json: bool) -> None:
     """Show a deletion's status and counts."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        status = vault.deletion(deletion_id)
+        status = vault.deletion_status(deletion_id)
     _show(status, as_json=as_json)
 
 

@@ -64,11 +64,11 @@ def demo(copies: int, seed: int, as_json: bool) -> None:
         ingest_seconds = time.perf_counter() - started
 
         longest = max(replays, key=lambda replay: len(replay.bodies))
-        gets_before = vault.reader.counters.gets
+        gets_before = vault.read_counters().gets
         started = time.perf_counter()
         recording = b"".join(vault.read_recording(longest.project_id, longest.replay_id))
         read_seconds = time.perf_counter() - started
-        gets = vault.reader.counters.gets - gets_before
+        gets = vault.read_counters().gets - gets_before
         events = [event for segment in orjson.loads(recording) for event in segment]
         matches = events == longest.events
 

@@ -15,7 +15,7 @@ from vault_store.cli.common import (
     stdout,
 )
 from vault_store.extras import import_extra
-from vault_store.services.tokens import PERMISSIONS, TokenStore
+from vault_store.services.tokens import PERMISSIONS
 
 
 @click.command()
@@ -61,7 +61,7 @@ def token() -> None:
 def token_create(projects: tuple[int, ...], scope: str, label: str, as_json: bool) -> None:
     """Make a token and print it once: it cannot be shown again."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        issued = TokenStore(vault.catalog).create(
+        issued = vault.issue_token(
             projects, [s.strip() for s in scope.split(",") if s.strip()], label=label
         )
     if as_json:
@@ -87,7 +87,7 @@ def token_create(projects: tuple[int, ...], scope: str, label: str, as_json: boo
 def token_revoke(token_id: str) -> None:
     """Revoke a token by its id (exit 3 if there is no such live token)."""
     with reporting_errors(as_json=False), open_vault() as vault:
-        revoked = TokenStore(vault.catalog).revoke(token_id)
+        revoked = vault.revoke_token(token_id)
     if not revoked:
         click.echo(f"no live token {token_id}", err=True)
         sys.exit(EXIT_NOT_FOUND)
@@ -99,13 +99,13 @@ def token_revoke(token_id: str) -> None:
 def token_list(as_json: bool) -> None:
     """Tokens' ids, labels, projects and scopes (never their secrets)."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
-        tokens = TokenStore(vault.catalog).list()
+        tokens = vault.list_tokens()
     if as_json:
-        emit_json(tokens)
+        emit_json([entry.as_dict() for entry in tokens])
         return
     for entry in tokens:
         stdout.print(
-            f"{entry['id']}  projects={entry['projects']} scopes={','.join(entry['scopes'])}"  # type: ignore[arg-type]
-            f"{'  REVOKED' if entry['revoked'] else ''}  {entry['label']}",
+            f"{entry.id}  projects={list(entry.projects)} scopes={','.join(entry.scopes)}"
+            f"{'  REVOKED' if entry.revoked else ''}  {entry.label}",
             markup=False,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vault_store.blobstore import BlobStore
@@ -48,6 +48,43 @@ class ReadCounters:
             self.frames += frames
             self.unwraps += unwraps
 
+    def totals(self) -> ReadTotals:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return ReadTotals(self.gets, self.bytes_fetched, self.frames, self.unwraps)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTotals:
+    """The read counters at one moment."""
+
+    gets: int
+    bytes_fetched: int
+    frames: int
+    unwraps: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCacheStats:
+    """The read key cache: hits, misses (each miss is a KMS unwrap) and keys held now."""
+
+    hits: int
+    misses: int
+    entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One planned page of a replay: its rows in (segment, part) order, every segment id they
+    hold, the parts to read, and the segment id the next page starts at (None at the end)."""
+
+    project_id: int
+    replay_id: str
+    rows: tuple[RangeRecord, ...]
+    segment_ids: tuple[int, ...]
+    only: frozenset[str] | None
+    next_cursor: int | None
+
 
 class Reader:
     """Streams a replay's segments; shares one thread pool and one key cache across reads."""
@@ -77,6 +114,10 @@ class Reader:
         """Stop the page and fetch threads."""
         self._pages_ahead.shutdown(wait=True)
         self._pool.shutdown(wait=True)
+
+    def key_cache_stats(self) -> KeyCacheStats:
+        """Hits and misses of the read key cache, and how many keys it holds."""
+        return KeyCacheStats(self._keys.hits, self._keys.misses, len(self._keys))
 
     def segments(
         self,
@@ -112,13 +153,7 @@ class Reader:
         Every segment of the range appears, with [] when it holds none of those parts: a view
         has the same shape as the whole recording.
         """
-        for segment_ids, opened in self._pages(
-            project_id, replay_id, start=start, stop=stop, only=only
-        ):
-            by_segment: dict[int, list[tuple[str, bytes]]] = {}
-            for stored in opened:
-                by_segment.setdefault(stored.segment_id, []).append((stored.part, stored.body))
-            yield [(sid, merge(by_segment.get(sid, []), only)) for sid in segment_ids]
+        return _merged(self._pages(project_id, replay_id, start=start, stop=stop, only=only), only)
 
     def recording(
         self,
@@ -134,20 +169,68 @@ class Reader:
         A chunk per page (not per segment) keeps servers from paying per-piece costs, and the
         first page still leaves as soon as it is decoded.
         """
-        pages = self.merged(project_id, replay_id, start=start, stop=stop, only=only)
-        # Decode the first page before emitting "[": a missing replay must fail, not half-answer.
-        first = next(pages, None)
-        yield b"["
-        written = 0
-        for page in itertools.chain([first] if first else [], pages):
-            pieces: list[bytes] = []
-            for _segment_id, body in page:
-                if written:
-                    pieces.append(b",")
-                pieces.append(body)
-                written += 1
-            yield b"".join(pieces)
-        yield b"]"
+        return _as_array(self.merged(project_id, replay_id, start=start, stop=stop, only=only))
+
+    def plan_page(
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        max_segments: int | None = None,
+        max_bytes: int | None = None,
+        only: frozenset[str] | None = None,
+    ) -> Page:
+        """The page of up to `max_segments` whole segments (default: the policy's page) from
+        `start` (below `stop`), within `max_bytes` of wanted parts, with one range query.
+
+        Raises ReplayShredded or ReplayNotFound. Every segment counts towards `max_segments`,
+        even one holding none of the `only` parts (it reads as []); only the wanted parts'
+        bytes count towards `max_bytes`, as only they are fetched. A first segment larger than
+        `max_bytes` still makes a page of its own, so paging always moves on.
+        """
+        segments = max_segments or self._policy.page_segments
+        state, rows = self._catalog.replay_page(
+            project_id,
+            replay_id,
+            min_segment=start,
+            stop_segment=stop,
+            limit=_row_limit(segments),
+        )
+        if state is ReplayState.SHREDDED:
+            raise ReplayShredded(f"replay {replay_id} of project {project_id} was deleted")
+        if state is ReplayState.UNKNOWN:
+            raise ReplayNotFound(f"replay {replay_id} of project {project_id} not found")
+        return _cut(project_id, replay_id, rows, segments, max_bytes, only, stop)
+
+    def read_page(self, page: Page) -> Iterator[bytes]:
+        """A planned page as one JSON array, one element per segment, in chunks of the policy's
+        page size (decoded ahead while earlier chunks are sent); no further range query."""
+        return _as_array(_merged(self._loaded(_split(page, self._policy.page_segments)), page.only))
+
+    def read_segment(
+        self,
+        project_id: int,
+        replay_id: str,
+        segment_id: int,
+        *,
+        only: frozenset[str] | None = None,
+    ) -> bytes | None:
+        """One segment's events of the `only` parts as a JSON array; None if the replay has no
+        such segment (ReplayShredded / ReplayNotFound for the replay)."""
+        page = self.plan_page(
+            project_id,
+            replay_id,
+            start=segment_id,
+            stop=segment_id + 1,
+            max_segments=1,
+            only=only,
+        )
+        for merged in _merged(self._loaded(iter([page])), only):
+            for _segment_id, body in merged:
+                return body
+        return None
 
     def _pages(
         self,
@@ -163,62 +246,52 @@ class Reader:
         Rows of every part are listed (cheap metadata, and it tells which segments exist), but
         only the wanted parts' ranges are fetched; rows stored whole always are.
         """
-        self._raise_if_unreadable(project_id, replay_id)
-        rows = self._page(project_id, replay_id, start=start, after=None, stop=stop)
-        loading = self._pages_ahead.submit(self._load, rows, only) if rows else None
-        while loading is not None:
-            page = loading.result()
-            # Start the next page before handing this one out: its blobs are fetched and
-            # decoded while the caller streams this one (at most two pages in memory).
-            rows = self._page(project_id, replay_id, start=start, after=page[0][-1], stop=stop)
-            loading = self._pages_ahead.submit(self._load, rows, only) if rows else None
-            yield page
+        yield from self._loaded(self._planned(project_id, replay_id, start, stop, only))
 
-    def _load(
-        self, rows: list[RangeRecord], only: frozenset[str] | None
-    ) -> tuple[list[int], list[StoredSegment]]:
-        wanted = [r for r in rows if only is None or r.part in only or r.part == RECORDING]
-        segment_ids = list(dict.fromkeys(row.segment_id for row in rows))
-        return segment_ids, list(self._open_page(wanted)) if wanted else []
-
-    def _page(
+    def _planned(
         self,
         project_id: int,
         replay_id: str,
-        *,
         start: int,
-        after: int | None,
         stop: int | None,
-    ) -> list[RangeRecord]:
-        # Up to four typed parts per segment: ask for enough rows to fill a page of segments.
-        limit = self._policy.page_segments * 4
-        rows = self._catalog.replay_ranges(
-            project_id,
-            replay_id,
-            min_segment=start,
-            after_segment=after,
-            stop_segment=stop,
-            limit=limit,
-        )
-        # A page must end on a whole segment (several parts share a segment id): drop a
-        # possibly incomplete last segment unless it is all the page holds.
-        if len(rows) == limit and rows[0].segment_id != rows[-1].segment_id:
-            last = rows[-1].segment_id
-            rows = [row for row in rows if row.segment_id != last]
-        # And hold at most page_segments segments, so the first page leaves early.
-        segments: set[int] = set()
-        for position, row in enumerate(rows):
-            segments.add(row.segment_id)
-            if len(segments) > self._policy.page_segments:
-                return rows[:position]
-        return rows
+        only: frozenset[str] | None,
+    ) -> Iterator[Page]:
+        """The pages from `start`: the first checks the replay's state, the rest follow cursors."""
+        page = self.plan_page(project_id, replay_id, start=start, stop=stop, only=only)
+        yield page
+        segments = self._policy.page_segments
+        while page.next_cursor is not None:
+            rows = self._catalog.replay_ranges(
+                project_id,
+                replay_id,
+                min_segment=page.next_cursor,
+                stop_segment=stop,
+                limit=_row_limit(segments),
+            )
+            page = _cut(project_id, replay_id, rows, segments, None, only, stop)
+            yield page
 
-    def _raise_if_unreadable(self, project_id: int, replay_id: str) -> None:
-        state = self._catalog.replay_state(project_id, replay_id)
-        if state is ReplayState.SHREDDED:
-            raise ReplayShredded(f"replay {replay_id} of project {project_id} was deleted")
-        if state is ReplayState.UNKNOWN:
-            raise ReplayNotFound(f"replay {replay_id} of project {project_id} not found")
+    def _loaded(self, pages: Iterator[Page]) -> Iterator[tuple[list[int], list[StoredSegment]]]:
+        """Each page with rows, opened; the next is planned and loading while one is handed out."""
+
+        def submit_next() -> Future[tuple[list[int], list[StoredSegment]]] | None:
+            for page in pages:
+                if page.rows:
+                    return self._pages_ahead.submit(self._load, page)
+            return None
+
+        loading = submit_next()
+        while loading is not None:
+            opened = loading.result()
+            # Start the next page before handing this one out: its blobs are fetched and
+            # decoded while the caller streams this one (at most two pages in memory).
+            loading = submit_next()
+            yield opened
+
+    def _load(self, page: Page) -> tuple[list[int], list[StoredSegment]]:
+        only = page.only
+        wanted = [r for r in page.rows if only is None or r.part in only or r.part == RECORDING]
+        return list(page.segment_ids), list(self._open_page(wanted)) if wanted else []
 
     def _open_page(self, rows: Sequence[RangeRecord]) -> Iterator[StoredSegment]:
         """Fetch the page's coalesced ranges in parallel, then decrypt its frames in parallel.
@@ -264,3 +337,90 @@ class Reader:
         if not key.matches(row.key_check):
             raise CorruptData(f"segment {row.segment_id} failed its key check")
         return key
+
+
+def _row_limit(segments: int) -> int:
+    """Rows to ask for a page of `segments`: up to eight parts each (four typed ones and the
+    whole recording, with room to spare), and one more to tell whether the query cut it short."""
+    return segments * 8 + 1
+
+
+def _cut(
+    project_id: int,
+    replay_id: str,
+    rows: list[RangeRecord],
+    max_segments: int,
+    max_bytes: int | None,
+    only: frozenset[str] | None,
+    stop: int | None,
+) -> Page:
+    """The page the rows of one range query make: whole segments only, at most `max_segments`
+    of them within `max_bytes` of wanted parts, and where the next page starts."""
+    kept: list[RangeRecord] = []
+    segments: list[int] = []
+    size = 0
+    next_cursor: int | None = None
+    for row in rows:
+        new_segment = not segments or segments[-1] != row.segment_id
+        if (
+            new_segment
+            and segments
+            and (
+                len(segments) == max_segments
+                or (max_bytes is not None and size + row.size > max_bytes)
+            )
+        ):
+            next_cursor = row.segment_id
+            break
+        if new_segment:
+            segments.append(row.segment_id)
+        kept.append(row)
+        if only is None or row.part in only or row.part == RECORDING:
+            size += row.size
+    else:
+        if len(rows) == _row_limit(max_segments) and kept:
+            # The query limit cut the page short: continue after the last whole segment.
+            last = kept[-1].segment_id
+            kept = [row for row in kept if row.segment_id != last] or kept
+            segments = list(dict.fromkeys(row.segment_id for row in kept))
+            next_cursor = kept[-1].segment_id + 1
+    if next_cursor is not None and stop is not None and next_cursor >= stop:
+        next_cursor = None
+    return Page(project_id, replay_id, tuple(kept), tuple(segments), only, next_cursor)
+
+
+def _split(page: Page, segments: int) -> Iterator[Page]:
+    """A planned page in pieces of up to `segments` segments (to decode and send in turn)."""
+    for first in range(0, len(page.segment_ids), segments):
+        ids = page.segment_ids[first : first + segments]
+        wanted = set(ids)
+        rows = tuple(row for row in page.rows if row.segment_id in wanted)
+        yield Page(page.project_id, page.replay_id, rows, ids, page.only, None)
+
+
+def _merged(
+    pages: Iterator[tuple[list[int], list[StoredSegment]]], only: frozenset[str] | None
+) -> Iterator[list[tuple[int, bytes]]]:
+    """Opened pages as (segment id, its events of the `only` parts), every segment present."""
+    for segment_ids, opened in pages:
+        by_segment: dict[int, list[tuple[str, bytes]]] = {}
+        for stored in opened:
+            by_segment.setdefault(stored.segment_id, []).append((stored.part, stored.body))
+        yield [(sid, merge(by_segment.get(sid, []), only)) for sid in segment_ids]
+
+
+def _as_array(pages: Iterator[list[tuple[int, bytes]]]) -> Iterator[bytes]:
+    """Merged pages as chunks of one JSON array: "[" only once the first page is decoded, so a
+    missing replay fails instead of half-answering."""
+    first = next(pages, None)
+    yield b"["
+    written = 0
+    for page in itertools.chain([first] if first else [], pages):
+        pieces: list[bytes] = []
+        for _segment_id, body in page:
+            if written:
+                pieces.append(b",")
+            pieces.append(body)
+            written += 1
+        yield b"".join(pieces)
+    yield b"]"

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
-
-from vault_store.catalog import Catalog
-from vault_store.catalog.models import ApiToken
+from vault_store.catalog.tokens import TokenRecord, TokenRepository
 from vault_store.errors import InvalidInput
 
 PERMISSIONS = ("read", "delete", "audit")
@@ -51,13 +47,37 @@ class IssuedToken:
     principal: Principal
 
 
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What a token list shows of one token (never its secret nor its hash)."""
+
+    id: str
+    label: str
+    projects: tuple[int, ...]
+    scopes: tuple[str, ...]
+    revoked: bool
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form of `vault-store token list --json`."""
+        return {
+            "id": self.id,
+            "label": self.label,
+            "projects": list(self.projects),
+            "scopes": list(self.scopes),
+            "revoked": self.revoked,
+        }
+
+
 class TokenStore:
-    """Creates, revokes and checks API tokens in the catalog."""
+    """Creates, revokes and checks API tokens; the catalog keeps only their hashes."""
 
     def __init__(
-        self, catalog: Catalog, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        tokens: TokenRepository,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._catalog = catalog
+        self._tokens = tokens
         self._clock = clock
 
     def create(
@@ -66,34 +86,27 @@ class TokenStore:
         """A new token for `projects` with `permissions`."""
         unknown = set(permissions) - set(PERMISSIONS)
         if unknown or not permissions:
-            raise InvalidInput("--scope", f"expected some of {', '.join(PERMISSIONS)}")
+            raise InvalidInput("permissions", f"expected some of {', '.join(PERMISSIONS)}")
         if not projects:
-            raise InvalidInput("--project", "a token needs at least one project")
+            raise InvalidInput("projects", "a token needs at least one project")
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        with self._catalog.transaction("tokens") as conn:
-            conn.execute(
-                insert(ApiToken).values(
-                    id=token_id,
-                    secret_hash=_hash(secret),
-                    label=label,
-                    projects=json.dumps(sorted(set(projects))),
-                    scopes=",".join(sorted(set(permissions))),
-                    created_at=self._clock(),
-                )
+        self._tokens.add(
+            TokenRecord(
+                id=token_id,
+                secret_hash=_hash(secret),
+                label=label,
+                projects=tuple(sorted(set(projects))),
+                scopes=tuple(sorted(set(permissions))),
+                created_at=self._clock(),
             )
+        )
         principal = Principal(token_id, label, frozenset(projects), frozenset(permissions))
         return IssuedToken(f"{_PREFIX}_{token_id}_{secret}", principal)
 
     def revoke(self, token_id: str) -> bool:
         """Revoke a token by id; False if there is no such live token."""
-        with self._catalog.transaction("tokens") as conn:
-            changed = conn.execute(
-                update(ApiToken)
-                .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
-                .values(revoked_at=self._clock())
-            ).rowcount
-        return bool(changed)
+        return self._tokens.revoke(token_id, at=self._clock())
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal of a valid, unrevoked token; None for anything else."""
@@ -101,34 +114,24 @@ class TokenStore:
         token_id, _, secret = rest.partition("_")
         if prefix != _PREFIX or len(token_id) != 12 or not secret:
             return None
-        with self._catalog.connection("tokens") as conn:
-            row = conn.execute(
-                select(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
-            ).one_or_none()
+        found = self._tokens.live(token_id)
         # Compare even when there is no row, so timing does not tell which ids exist.
-        stored = bytes(row.secret_hash) if row is not None else bytes(32)
-        if not hmac.compare_digest(_hash(secret), stored) or row is None:
+        stored = found.secret_hash if found is not None else bytes(32)
+        if not hmac.compare_digest(_hash(secret), stored) or found is None:
             return None
-        return Principal(
-            row.id,
-            row.label,
-            frozenset(json.loads(row.projects)),
-            frozenset(row.scopes.split(",")),
-        )
+        return Principal(found.id, found.label, frozenset(found.projects), frozenset(found.scopes))
 
-    def list(self) -> list[dict[str, object]]:
+    def list(self) -> list[TokenInfo]:
         """Every token's id, label, projects, permissions and state (never a secret)."""
-        with self._catalog.connection("tokens") as conn:
-            rows = conn.execute(select(ApiToken).order_by(ApiToken.created_at)).all()
         return [
-            {
-                "id": row.id,
-                "label": row.label,
-                "projects": json.loads(row.projects),
-                "scopes": row.scopes.split(","),
-                "revoked": row.revoked_at is not None,
-            }
-            for row in rows
+            TokenInfo(
+                id=record.id,
+                label=record.label,
+                projects=record.projects,
+                scopes=record.scopes,
+                revoked=record.revoked_at is not None,
+            )
+            for record in self._tokens.all()
         ]
 
 

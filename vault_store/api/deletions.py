@@ -1,0 +1,65 @@
+"""Deletion routes: crypto-shred a replay (202, finished in the background), read a status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Path, Query
+
+from vault_store.api.deps import Caller, Context
+from vault_store.api.errors import ApiError
+from vault_store.api.params import ProjectId, ReplayId
+from vault_store.errors import InvalidInput
+from vault_store.services.shredder import Scope
+
+router = APIRouter()
+
+
+@router.delete(
+    "/v1/projects/{project_id}/replays/{replay_id}",
+    summary="Delete a replay (crypto-shred); 202 with the deletion id",
+    status_code=202,
+)
+def delete_replay(
+    project_id: ProjectId,
+    replay_id: ReplayId,
+    caller: Caller,
+    context: Context,
+    background: BackgroundTasks,
+    overwrite: Annotated[bool, Query(description="Also zero the ciphertext.")] = False,
+) -> dict[str, Any]:
+    if not caller.knows(project_id):
+        raise ApiError(404, "not_found", "no such replay")
+    if not caller.may("delete", project_id):
+        raise ApiError(403, "forbidden", "this token may not delete")
+    vault = context.vault()
+    status = vault.shred(
+        Scope.REPLAY,
+        project_id,
+        replay_id=replay_id,
+        overwrite=overwrite,
+        requested_by=f"token:{caller.token_id}" + (f" ({caller.label})" if caller.label else ""),
+        reason="API request",
+        run=False,
+    )
+    # Recorded now (reads stop at once); the rows go after the answer. If this process
+    # dies first, `vault-store deletion resume` finishes it.
+    background.add_task(vault.resume_deletion, status.id)
+    return {"deletion_id": status.id, "status": status.status}
+
+
+@router.get("/v1/deletions/{deletion_id}", summary="A deletion's status and counts")
+def deletion(
+    deletion_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+    caller: Caller,
+    context: Context,
+) -> dict[str, Any]:
+    try:
+        status = context.vault().deletion_status(deletion_id)
+    except InvalidInput:
+        raise ApiError(404, "not_found", "no such deletion") from None
+    if not caller.knows(status.project_id):
+        raise ApiError(404, "not_found", "no such deletion")
+    if not (caller.may("delete", status.project_id) or caller.may("audit", status.project_id)):
+        raise ApiError(403, "forbidden", "this token may not see deletions")
+    return status.as_dict()

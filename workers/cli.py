@@ -58,25 +58,25 @@ def worker(context: click.Context) -> None:
     --loglevel INFO. `vault-store worker --help` shows Celery's own options too.
     """
     with reporting_errors(as_json=False):
-        app = _app()
-        policy = app.vault_store_settings.workers
         args = list(context.args)
         if "--help" in args or "-h" in args:
             click.echo(context.get_help())
             click.echo()
-        args = (
-            _defaults(
-                args,
-                {
-                    "--pool|-P": "threads",
-                    "--concurrency|-c": "2",
-                    "--queues|-Q": f"{policy.queue('ingest')},{policy.queue('tasks')}",
-                    "--loglevel|-l": "INFO",
-                },
-            )
-            + args
-        )
-        app.worker_main(["worker", *args])
+        run_worker(_app(), args)
+
+
+def run_worker(app: Any, args: list[str]) -> None:
+    """`celery worker` on `app`, with our defaults for the options `args` does not set."""
+    from workers.tasks import INGEST_QUEUE, TASKS_QUEUE
+
+    policy = app.vault_store_settings.workers
+    defaults = {
+        "--pool|-P": "threads",
+        "--concurrency|-c": "2",
+        "--queues|-Q": f"{policy.queue(INGEST_QUEUE)},{policy.queue(TASKS_QUEUE)}",
+        "--loglevel|-l": "INFO",
+    }
+    app.worker_main(["worker", *_defaults(args, defaults), *args])
 
 
 @click.command(context_settings=_PASSTHROUGH)
@@ -106,6 +106,7 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
     from rich.progress import Progress
 
     from workers.app import send_ingest
+    from workers.tasks import INGEST_QUEUE
 
     with reporting_errors(as_json=as_json), _broker_errors():
         app = _app()
@@ -126,7 +127,7 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
         "files": len(paths),
         "messages": messages,
         "bytes": sent_bytes,
-        "queue": app.vault_store_settings.workers.queue("ingest"),
+        "queue": app.vault_store_settings.workers.queue(INGEST_QUEUE),
         "seconds": round(time.monotonic() - started, 3),
     }
     if as_json:

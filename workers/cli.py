@@ -19,6 +19,7 @@ from vault_store.core.message import split_stream
 from vault_store.errors import BackendUnavailable, InvalidInput
 from vault_store.extras import import_extra
 from vault_store.settings import Settings
+from workers.options import run_worker, with_defaults
 
 _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
@@ -39,16 +40,6 @@ def _broker_errors() -> Iterator[None]:
         raise BackendUnavailable(type(exc).__name__, backend="broker", op="connect") from None
 
 
-def _defaults(given: list[str], defaults: dict[str, str]) -> list[str]:
-    """Our defaults for the Celery options the caller did not pass."""
-    chosen: list[str] = []
-    for option, value in defaults.items():
-        names = option.split("|")
-        if not any(arg == n or arg.startswith(n + "=") for arg in given for n in names):
-            chosen += [names[0], value]
-    return chosen
-
-
 @click.command(context_settings=_PASSTHROUGH)
 @click.pass_context
 def worker(context: click.Context) -> None:
@@ -65,20 +56,6 @@ def worker(context: click.Context) -> None:
         run_worker(_app(), args)
 
 
-def run_worker(app: Any, args: list[str]) -> None:
-    """`celery worker` on `app`, with our defaults for the options `args` does not set."""
-    from workers.tasks import INGEST_QUEUE, TASKS_QUEUE
-
-    policy = app.vault_store_settings.workers
-    defaults = {
-        "--pool|-P": "threads",
-        "--concurrency|-c": "2",
-        "--queues|-Q": f"{policy.queue(INGEST_QUEUE)},{policy.queue(TASKS_QUEUE)}",
-        "--loglevel|-l": "INFO",
-    }
-    app.worker_main(["worker", *_defaults(args, defaults), *args])
-
-
 @click.command(context_settings=_PASSTHROUGH)
 @click.pass_context
 def beat(context: click.Context) -> None:
@@ -91,7 +68,7 @@ def beat(context: click.Context) -> None:
         app = _app()
         home = app.vault_store_settings.home
         home.mkdir(parents=True, exist_ok=True)
-        args = _defaults(
+        args = with_defaults(
             list(context.args),
             {"--schedule|-s": str(home / "celerybeat-schedule"), "--loglevel|-l": "INFO"},
         ) + list(context.args)

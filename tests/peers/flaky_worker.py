@@ -19,7 +19,7 @@ from vault_store.errors import BackendUnavailable
 from vault_store.settings import Settings
 from vault_store.vault import Vault
 from workers.app import create_app, worker_vault
-from workers.cli import run_worker
+from workers.options import run_worker
 
 
 class LosesAnswers(LocalBlobStore):

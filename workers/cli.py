@@ -19,7 +19,6 @@ from vault_store.core.message import split_stream
 from vault_store.errors import BackendUnavailable, InvalidInput
 from vault_store.extras import import_extra
 from vault_store.settings import Settings
-from workers.options import run_worker, with_defaults
 
 _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
@@ -48,12 +47,15 @@ def worker(context: click.Context) -> None:
     Defaults: --pool threads --concurrency 2 --queues <prefix>.ingest,<prefix>.tasks
     --loglevel INFO. `vault-store worker --help` shows Celery's own options too.
     """
+    from workers.options import run_worker
+
     with reporting_errors(as_json=False):
+        app = _app()
         args = list(context.args)
         if "--help" in args or "-h" in args:
             click.echo(context.get_help())
             click.echo()
-        run_worker(_app(), args)
+        run_worker(app, args)
 
 
 @click.command(context_settings=_PASSTHROUGH)
@@ -64,6 +66,8 @@ def beat(context: click.Context) -> None:
     Intervals: VAULT_STORE_GC_INTERVAL, VAULT_STORE_EXPIRE_INTERVAL and
     VAULT_STORE_OVERWRITE_INTERVAL (seconds). Run exactly one beat per deployment.
     """
+    from workers.options import with_defaults
+
     with reporting_errors(as_json=False):
         app = _app()
         home = app.vault_store_settings.home

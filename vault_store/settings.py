@@ -38,8 +38,10 @@ class WorkerPolicy:
     # A message whose segment could not be made durable is sent back this many times, then
     # dead-lettered.
     max_ingest_attempts: int = 5
-    # In-process retries of a failed flush before its messages are sent back.
+    # In-process retries of a failed flush before its messages are sent back, the first after
+    # this delay, each next one after twice the last.
     flush_retries: int = 3
+    flush_retry_delay_seconds: float = 0.5
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
     gc_interval_seconds: float = 3600.0
@@ -95,6 +97,7 @@ class Settings:
         level = _number(env, "VAULT_STORE_ZSTD_LEVEL", int, 3)
         if not 1 <= level <= 22:
             raise ConfigError("VAULT_STORE_ZSTD_LEVEL: expected 1 to 22")
+        workers = WorkerPolicy()  # the defaults of what the environment leaves unset
         return cls(
             home=base.home,
             database_url=env.get("VAULT_STORE_DATABASE_URL") or base.database_url,
@@ -121,21 +124,32 @@ class Settings:
             ),
             workers=WorkerPolicy(
                 broker_url=env.get("VAULT_STORE_BROKER_URL") or None,
-                queue_prefix=env.get("VAULT_STORE_QUEUE_PREFIX") or "vault_store",
+                queue_prefix=env.get("VAULT_STORE_QUEUE_PREFIX") or workers.queue_prefix,
                 visibility_timeout_seconds=_number(
-                    env, "VAULT_STORE_BROKER_VISIBILITY_TIMEOUT", float, 1800.0
+                    env,
+                    "VAULT_STORE_BROKER_VISIBILITY_TIMEOUT",
+                    float,
+                    workers.visibility_timeout_seconds,
                 ),
-                max_ingest_attempts=_number(env, "VAULT_STORE_INGEST_MAX_ATTEMPTS", int, 5),
-                flush_retries=_number(env, "VAULT_STORE_FLUSH_RETRIES", int, 3),
+                max_ingest_attempts=_number(
+                    env, "VAULT_STORE_INGEST_MAX_ATTEMPTS", int, workers.max_ingest_attempts
+                ),
+                flush_retries=_number(env, "VAULT_STORE_FLUSH_RETRIES", int, workers.flush_retries),
+                # 0 is "unset": the metrics are served only on a port the operator chose.
                 metrics_port=_number(env, "VAULT_STORE_WORKER_METRICS_PORT", int, 0) or None,
-                metrics_address=env.get("VAULT_STORE_WORKER_METRICS_ADDRESS") or "127.0.0.1",
-                gc_interval_seconds=_number(env, "VAULT_STORE_GC_INTERVAL", float, 3600.0),
-                expire_interval_seconds=_number(env, "VAULT_STORE_EXPIRE_INTERVAL", float, 3600.0),
+                metrics_address=env.get("VAULT_STORE_WORKER_METRICS_ADDRESS")
+                or workers.metrics_address,
+                gc_interval_seconds=_number(
+                    env, "VAULT_STORE_GC_INTERVAL", float, workers.gc_interval_seconds
+                ),
+                expire_interval_seconds=_number(
+                    env, "VAULT_STORE_EXPIRE_INTERVAL", float, workers.expire_interval_seconds
+                ),
                 overwrite_interval_seconds=_number(
-                    env, "VAULT_STORE_OVERWRITE_INTERVAL", float, 600.0
+                    env, "VAULT_STORE_OVERWRITE_INTERVAL", float, workers.overwrite_interval_seconds
                 ),
                 maintain_interval_seconds=_number(
-                    env, "VAULT_STORE_MAINTAIN_INTERVAL", float, 3600.0
+                    env, "VAULT_STORE_MAINTAIN_INTERVAL", float, workers.maintain_interval_seconds
                 ),
             ),
             zstd_level=level,

@@ -39,16 +39,6 @@ def _broker_errors() -> Iterator[None]:
         raise BackendUnavailable(type(exc).__name__, backend="broker", op="connect") from None
 
 
-def _defaults(given: list[str], defaults: dict[str, str]) -> list[str]:
-    """Our defaults for the Celery options the caller did not pass."""
-    chosen: list[str] = []
-    for option, value in defaults.items():
-        names = option.split("|")
-        if not any(arg == n or arg.startswith(n + "=") for arg in given for n in names):
-            chosen += [names[0], value]
-    return chosen
-
-
 @click.command(context_settings=_PASSTHROUGH)
 @click.pass_context
 def worker(context: click.Context) -> None:
@@ -57,26 +47,15 @@ def worker(context: click.Context) -> None:
     Defaults: --pool threads --concurrency 2 --queues <prefix>.ingest,<prefix>.tasks
     --loglevel INFO. `vault-store worker --help` shows Celery's own options too.
     """
+    from workers.options import run_worker
+
     with reporting_errors(as_json=False):
         app = _app()
-        policy = app.vault_store_settings.workers
         args = list(context.args)
         if "--help" in args or "-h" in args:
             click.echo(context.get_help())
             click.echo()
-        args = (
-            _defaults(
-                args,
-                {
-                    "--pool|-P": "threads",
-                    "--concurrency|-c": "2",
-                    "--queues|-Q": f"{policy.queue('ingest')},{policy.queue('tasks')}",
-                    "--loglevel|-l": "INFO",
-                },
-            )
-            + args
-        )
-        app.worker_main(["worker", *args])
+        run_worker(app, args)
 
 
 @click.command(context_settings=_PASSTHROUGH)
@@ -87,11 +66,13 @@ def beat(context: click.Context) -> None:
     Intervals: VAULT_STORE_GC_INTERVAL, VAULT_STORE_EXPIRE_INTERVAL and
     VAULT_STORE_OVERWRITE_INTERVAL (seconds). Run exactly one beat per deployment.
     """
+    from workers.options import with_defaults
+
     with reporting_errors(as_json=False):
         app = _app()
         home = app.vault_store_settings.home
         home.mkdir(parents=True, exist_ok=True)
-        args = _defaults(
+        args = with_defaults(
             list(context.args),
             {"--schedule|-s": str(home / "celerybeat-schedule"), "--loglevel|-l": "INFO"},
         ) + list(context.args)
@@ -108,6 +89,7 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
     with reporting_errors(as_json=as_json):
         app = _app()  # first: it reports a missing workers extra
     from workers.app import send_ingest
+    from workers.tasks import INGEST_QUEUE
 
     with reporting_errors(as_json=as_json), _broker_errors():
         messages = sent_bytes = 0
@@ -127,7 +109,7 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
         "files": len(paths),
         "messages": messages,
         "bytes": sent_bytes,
-        "queue": app.vault_store_settings.workers.queue("ingest"),
+        "queue": app.vault_store_settings.workers.queue(INGEST_QUEUE),
         "seconds": round(time.monotonic() - started, 3),
     }
     if as_json:

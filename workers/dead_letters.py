@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from workers.app import DEAD_LETTER_TASK, send_ingest
+from workers.app import send_ingest
+from workers.tasks import DEAD_LETTER_TASK
 
 
 @dataclass(frozen=True, slots=True)

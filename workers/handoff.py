@@ -7,7 +7,8 @@ from kombu.exceptions import OperationalError
 
 from vault_store.errors import BackendUnavailable
 from vault_store.settings import Settings
-from workers.app import RESUME_DELETION_TASK, create_app
+from workers.app import create_app
+from workers.tasks import RESUME_DELETION_TASK
 
 
 def hand_over_deletion(settings: Settings, deletion_id: str) -> None:

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from vault_store.core.message import Segment, parse_message
 from vault_store.errors import InvalidInput, VaultError
+from vault_store.settings import WorkerPolicy
 from vault_store.vault import FlushResult, Vault
 from workers import metrics
 
@@ -57,21 +58,12 @@ class BatchOutcome:
     blobs: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class IngestPolicy:
-    """Attempts before dead-lettering, and in-process retries of a failed flush."""
-
-    max_attempts: int = 5
-    flush_retries: int = 3
-    retry_delay_seconds: float = 0.5
-
-
 def ingest_batch(
     vault: Vault,
     deliveries: Sequence[Delivery],
     outbox: Outbox,
     *,
-    policy: IngestPolicy = IngestPolicy(),
+    policy: WorkerPolicy,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
 ) -> BatchOutcome:
@@ -171,7 +163,7 @@ def _drop_deleted(
 
 
 def _flush(
-    vault: Vault, policy: IngestPolicy, sleep: Callable[[float], None]
+    vault: Vault, policy: WorkerPolicy, sleep: Callable[[float], None]
 ) -> tuple[list[FlushResult], VaultError | None]:
     """Write what is buffered, retrying with backoff; on giving up the buffer is emptied."""
     error: VaultError | None = None
@@ -184,7 +176,7 @@ def _flush(
             _log.warning(
                 "flush failed (try %d of %d): %s", attempt + 1, policy.flush_retries + 1, caught
             )
-            sleep(policy.retry_delay_seconds * 2**attempt)
+            sleep(policy.flush_retry_delay_seconds * 2**attempt)
             continue
         metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
         return results, None
@@ -196,17 +188,36 @@ def _flush(
 def _send_back(
     delivery: Delivery,
     outbox: Outbox,
-    policy: IngestPolicy,
+    policy: WorkerPolicy,
     error: VaultError | None,
     outcome: BatchOutcome,
 ) -> None:
-    if delivery.attempt + 1 >= policy.max_attempts:
+    if _out_of_attempts(delivery, policy):
         reason = f"not stored after {delivery.attempt + 1} attempts: {error}"
         _dead_letter(delivery, outbox, reason, "attempts", outcome)
         return
     outbox.requeue(delivery)
     outcome.requeued += 1
     metrics.SEGMENTS.labels("requeued").inc()
+
+
+def send_back_unsettled(
+    deliveries: Sequence[Delivery], outbox: Outbox, error: BaseException, *, policy: WorkerPolicy
+) -> None:
+    """Requeue (or, out of attempts, dead-letter) every message of a batch that crashed.
+
+    celery-batches acknowledges a batch even when its function raised, so each message is sent
+    on first; duplicates of what did become durable are harmless (first write wins).
+    """
+    for delivery in deliveries:
+        if _out_of_attempts(delivery, policy):
+            outbox.dead_letter(delivery, f"worker error: {type(error).__name__}")
+        else:
+            outbox.requeue(delivery)
+
+
+def _out_of_attempts(delivery: Delivery, policy: WorkerPolicy) -> bool:
+    return delivery.attempt + 1 >= policy.max_ingest_attempts
 
 
 def _dead_letter(

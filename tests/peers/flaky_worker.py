@@ -19,6 +19,7 @@ from vault_store.errors import BackendUnavailable
 from vault_store.settings import Settings
 from vault_store.vault import Vault
 from workers.app import create_app, worker_vault
+from workers.options import run_worker
 
 
 class LosesAnswers(LocalBlobStore):
@@ -46,20 +47,5 @@ def flaky_vault(settings: Settings) -> Vault:
     return worker_vault(settings, blob_store=LosesAnswers(root, every))
 
 
-if __name__ == "__main__":
-    app = create_app(Settings.from_env(), vault_factory=flaky_vault)
-    policy = app.vault_store_settings.workers
-    app.worker_main(
-        [
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--queues",
-            f"{policy.queue('ingest')},{policy.queue('tasks')}",
-            *sys.argv[2:],
-        ]
-    )
+if __name__ == "__main__":  # argv: worker [celery worker options]
+    run_worker(create_app(Settings.from_env(), vault_factory=flaky_vault), sys.argv[2:])

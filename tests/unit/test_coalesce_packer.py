@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault_store.core.coalesce import plan_fetches
 from vault_store.core.crypto import FrameIdentity
 from vault_store.core.packer import Packer, SealedSegment, pack
+from vault_store.errors import ConfigError
 from vault_store.kms import WrappedKey
 from vault_store.settings import FlushPolicy
 
@@ -115,3 +117,26 @@ def test_restore_puts_failed_frames_back_ahead_of_newer_ones() -> None:
     packer.add(_sealed("a", 1), now=1)
     packer.restore(failed, now=2)
     assert [s.identity.segment_id for s in packer.take(90)] == [0, 1]
+
+
+def test_a_bytes_only_policy_flushes_by_size_alone() -> None:
+    policy = FlushPolicy.bytes_only(100_000)
+    assert (policy.max_bytes, policy.max_segments, policy.max_age_seconds) == (100_000, None, None)
+    packer = Packer(policy)
+    for n in range(10_000):
+        packer.add(_sealed("a", n, size=1), now=0)
+    assert packer.due(now=10**9) == []  # no count and no age limit, however many and old
+    packer.add(_sealed("b", 0, size=90_000), now=0)
+    assert packer.due(now=0) == [90]
+
+
+def test_flush_limits_are_validated_and_none_means_no_such_limit() -> None:
+    with pytest.raises(ConfigError):
+        FlushPolicy(max_bytes=0)
+    with pytest.raises(ConfigError):
+        FlushPolicy(max_segments=0)
+    with pytest.raises(ConfigError):
+        FlushPolicy(max_age_seconds=0.0)
+    with pytest.raises(ConfigError):
+        FlushPolicy.bytes_only(0)
+    assert FlushPolicy(max_segments=None).max_age_seconds == 10.0

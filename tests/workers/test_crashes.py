@@ -12,16 +12,18 @@ from sqlalchemy import func, select
 from tests.conftest import PG_URL
 from tests.integration.helpers import read_events
 from tests.peers.tcp_proxy import TcpProxy
-from tests.workers.conftest import EnvFactory, Workers
+from tests.workers.conftest import EnvFactory
 from tests.workers.harness import (
+    Workers,
     enqueue,
+    messages,
     producer_app,
     queued,
     row_count,
     stored_segments,
+    vault_over,
     wait_for,
 )
-from tests.workers.test_ingest import messages, vault_over
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import Blob
 from vault_store.services.gc import collect

@@ -11,39 +11,23 @@ from sqlalchemy import select
 
 from tests.integration.helpers import read_events, tombstone
 from tests.peers.gcs import free_port
-from tests.workers.conftest import EnvFactory, Workers
+from tests.workers.conftest import EnvFactory
 from tests.workers.harness import (
+    Workers,
     enqueue,
+    messages,
     producer_app,
     queued,
     row_count,
     scrape,
     stored_segments,
+    vault_over,
     wait_for,
 )
-from vault_store import LocalBlobStore, LocalKms, Vault
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import AuditEvent, Blob
 from vault_store.core.message import build_message
 from workers.dead_letters import drain
-
-
-def messages(replays: int, segments: int, *, project: int = 3) -> list[bytes]:
-    return [
-        build_message(
-            project_id=project, replay_id=f"{r + 1:032x}", segment_id=n, body=b'[{"n":%d}]' % n
-        )
-        for n in range(segments)
-        for r in range(replays)
-    ]
-
-
-def vault_over(catalog: Catalog, tmp_path: Path) -> Vault:
-    return Vault(
-        catalog=catalog,
-        blob_store=LocalBlobStore(tmp_path / "blobs"),
-        kms=LocalKms(tmp_path / "kek.json"),
-    )
 
 
 def test_a_worker_batches_messages_into_blobs_then_acknowledges(

@@ -104,17 +104,17 @@ class Packer:
 
     def due(self, now: float) -> list[int]:
         """Retention classes whose buffer has reached a flush threshold."""
+        return [days for days, buffer in self._buffers.items() if self._is_due(buffer, now)]
+
+    def _is_due(self, buffer: _Buffer, now: float) -> bool:
         policy = self._policy
-        return [
-            days
-            for days, buffer in self._buffers.items()
-            if buffer.items
-            and (
-                buffer.size >= policy.max_bytes
-                or len(buffer.items) >= policy.max_segments
-                or now - buffer.oldest >= policy.max_age_seconds
-            )
-        ]
+        if not buffer.items:
+            return False
+        if buffer.size >= policy.max_bytes:
+            return True
+        if policy.max_segments is not None and len(buffer.items) >= policy.max_segments:
+            return True
+        return policy.max_age_seconds is not None and now - buffer.oldest >= policy.max_age_seconds
 
     def pending(self) -> list[int]:
         """Retention classes with anything buffered."""

@@ -9,15 +9,28 @@ from vault_store.errors import ConfigError
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlushPolicy:
-    """When a retention class's buffer becomes a blob: size, segment count or age of the oldest."""
+    """When a retention class's buffer becomes a blob: size, segment count or age of the oldest.
+
+    A count or age of None is no such limit: a caller that decides its own batches (the Celery
+    workers) leaves only the byte limit automatic.
+    """
 
     max_bytes: int = 8 * 1024 * 1024
-    max_segments: int = 5000
-    max_age_seconds: float = 10.0
+    max_segments: int | None = 5000
+    max_age_seconds: float | None = 10.0
 
     def __post_init__(self) -> None:
-        if self.max_bytes < 1 or self.max_segments < 1 or self.max_age_seconds <= 0:
+        if (
+            self.max_bytes < 1
+            or (self.max_segments is not None and self.max_segments < 1)
+            or (self.max_age_seconds is not None and self.max_age_seconds <= 0)
+        ):
             raise ConfigError("flush thresholds must be positive")
+
+    @classmethod
+    def bytes_only(cls, max_bytes: int) -> FlushPolicy:
+        """Flush a buffer only when it reaches `max_bytes`; no count or age limit."""
+        return cls(max_bytes=max_bytes, max_segments=None, max_age_seconds=None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

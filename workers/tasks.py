@@ -1,0 +1,323 @@
+"""The worker's tasks: module-level functions, each one facade call, bound to an app by `register`.
+
+A task reaches its Vault through `runtime()`, which `workers.app.create_app` configures. Each pool
+thread builds its own Vault on its first task, so none exists at import and none is inherited
+across a fork (the prefork pool forks before any task runs). Every task but ingest retries only
+on BackendUnavailable, with exponential backoff and jitter, and returns a small summary.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from celery import Celery, Task
+from celery_batches import Batches, SimpleRequest
+
+from vault_store.errors import BackendUnavailable
+from vault_store.services.gc import collect
+from vault_store.services.lifecycle import retention_classes
+from vault_store.services.maintenance import maintain
+from vault_store.services.retention import expire as expire_rows
+from vault_store.services.shredder import Scope
+from vault_store.settings import Settings, WorkerPolicy
+from vault_store.vault import Vault
+from workers import metrics
+from workers.ingest import Delivery, ingest_batch, send_back_unsettled
+
+# Short queue names; WorkerPolicy.queue gives the full "<prefix>.<name>".
+INGEST_QUEUE = "ingest"
+TASKS_QUEUE = "tasks"
+DEAD_LETTER_QUEUE = "dead_letter"
+QUEUES = (INGEST_QUEUE, TASKS_QUEUE, DEAD_LETTER_QUEUE)
+
+INGEST_TASK = "vault_store.ingest"
+DEAD_LETTER_TASK = "vault_store.dead_letter"
+SHRED_REPLAY_TASK = "vault_store.shred_replay"
+SHRED_USER_TASK = "vault_store.shred_user"
+SHRED_PROJECT_TASK = "vault_store.shred_project"
+RESUME_DELETION_TASK = "vault_store.resume_deletion"
+OVERWRITE_TASK = "vault_store.overwrite_ranges"
+GC_TASK = "vault_store.gc"
+EXPIRE_TASK = "vault_store.expire"
+MAINTAIN_TASK = "vault_store.catalog_maintain"
+
+# Retry settings of the non-ingest tasks: only a transient backend failure is worth another go.
+_RETRYING: dict[str, Any] = {
+    "autoretry_for": (BackendUnavailable,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 10,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A task as `register` binds it: its name, its short queue name and Celery options."""
+
+    name: str
+    queue: str
+    function: Callable[..., Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+TASKS: list[TaskSpec] = []
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def _task(name: str, *, queue: str, **options: Any) -> Callable[[_Function], _Function]:
+    """Record a module-level function as a task (bound to an app later, by `register`)."""
+
+    def record(function: _Function) -> _Function:
+        TASKS.append(TaskSpec(name, queue, function, options))
+        return function
+
+    return record
+
+
+def register(
+    app: Celery, policy: WorkerPolicy, *, options: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Bind every task to `app` on its queue; `options` adds per-task Celery options by name."""
+    for spec in TASKS:
+        extra = (options or {}).get(spec.name, {})
+        app.task(name=spec.name, queue=policy.queue(spec.queue), **spec.options, **extra)(
+            spec.function
+        )
+
+
+def routes(policy: WorkerPolicy) -> dict[str, dict[str, str]]:
+    """Celery's task routes: every task name to its full queue name."""
+    return {spec.name: {"queue": policy.queue(spec.queue)} for spec in TASKS}
+
+
+class Runtime:
+    """What this process's tasks run with: the app, the settings and one Vault per pool thread
+    (a Vault's buffers are not shared between threads)."""
+
+    def __init__(self, app: Celery, settings: Settings, factory: Callable[[Settings], Vault]):
+        self.app = app
+        self.settings = settings
+        self.outbox = CeleryOutbox(app)
+        self._factory = factory
+        self._local = threading.local()
+        self._all: list[Vault] = []
+        self._lock = threading.Lock()
+
+    def vault(self) -> Vault:
+        """The calling thread's Vault, built on its first use."""
+        vault: Vault | None = getattr(self._local, "vault", None)
+        if vault is None:
+            vault = self._factory(self.settings)
+            self._local.vault = vault
+            with self._lock:
+                self._all.append(vault)
+        return vault
+
+    def close(self) -> None:
+        """Close every Vault built so far."""
+        with self._lock:
+            vaults, self._all = self._all, []
+        for vault in vaults:
+            vault.close()
+
+
+_runtime: Runtime | None = None
+
+
+def configure(app: Celery, settings: Settings, factory: Callable[[Settings], Vault]) -> None:
+    """Make `app` and `settings` what this process's tasks run with (builds no Vault)."""
+    global _runtime  # the one holder a module-level task can reach
+    if _runtime is not None:
+        _runtime.close()
+    _runtime = Runtime(app, settings, factory)
+
+
+def runtime() -> Runtime:
+    """This process's runtime, as `configure` left it."""
+    if _runtime is None:
+        raise RuntimeError("tasks run only in an app made by workers.app.create_app")
+    return _runtime
+
+
+def start_metrics(**_: object) -> None:
+    """Serve the metrics once the worker is ready, when a port is configured."""
+    policy = runtime().settings.workers
+    if policy.metrics_port is not None:
+        metrics.serve(policy.metrics_port, policy.metrics_address)
+
+
+def close_vaults(**_: object) -> None:
+    """Release this process's Vaults when the worker shuts down."""
+    runtime().close()
+
+
+class CeleryOutbox:
+    """Requeues and dead letters as new messages on the broker (sent before the batch is acked,
+    so a crash in between leaves a duplicate, never a loss)."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def requeue(self, delivery: Delivery) -> None:
+        """Send the message back to the ingest queue with its attempt count raised."""
+        self._app.send_task(
+            INGEST_TASK,
+            args=[delivery.raw],
+            kwargs={"attempt": delivery.attempt + 1, "enqueued_at": delivery.enqueued_at},
+        )
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Park the message in the dead-letter queue with the reason."""
+        self._app.send_task(DEAD_LETTER_TASK, args=[delivery.raw, reason, time.time()])
+
+
+# -- the tasks ------------------------------------------------------------------------------
+
+
+@_task(INGEST_TASK, queue=INGEST_QUEUE, base=Batches, acks_late=True)
+def ingest(requests: list[SimpleRequest]) -> dict[str, Any]:
+    """Make a batch of messages durable (or requeue or dead-letter each)."""
+    worker = runtime()
+    policy = worker.settings.workers
+    deliveries = [_delivery(request) for request in requests]
+    try:
+        return asdict(ingest_batch(worker.vault(), deliveries, worker.outbox, policy=policy))
+    except BaseException as error:
+        send_back_unsettled(deliveries, worker.outbox, error, policy=policy)
+        raise  # and let celery-batches log it
+
+
+@_task(DEAD_LETTER_TASK, queue=DEAD_LETTER_QUEUE, acks_late=True)
+def dead_letter(raw: object, reason: str, failed_at: float) -> None:
+    """Workers do not consume the dead-letter queue; one told to puts the letter back, so it is
+    never lost (`vault-store dead-letters` lists and requeues them)."""
+    runtime().app.send_task(DEAD_LETTER_TASK, args=[raw, reason, failed_at])
+
+
+@_task(SHRED_REPLAY_TASK, queue=TASKS_QUEUE, bind=True, **_RETRYING)
+def shred_replay(
+    task: Task,
+    project_id: int,
+    replay_id: str,
+    requested_by: str,
+    reason: str,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Delete one replay (idempotent under retries: the task id is the deletion id)."""
+    return (
+        runtime()
+        .vault()
+        .shred(
+            Scope.REPLAY,
+            project_id,
+            replay_id=replay_id,
+            requested_by=requested_by,
+            reason=reason,
+            overwrite=overwrite,
+            deletion_id=_deletion_id(task),
+        )
+        .as_dict()
+    )
+
+
+@_task(SHRED_USER_TASK, queue=TASKS_QUEUE, bind=True, **_RETRYING)
+def shred_user(
+    task: Task,
+    project_id: int,
+    user: str,
+    requested_by: str,
+    reason: str,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Delete every replay of a user of one project."""
+    return (
+        runtime()
+        .vault()
+        .shred(
+            Scope.USER,
+            project_id,
+            user=user,
+            requested_by=requested_by,
+            reason=reason,
+            overwrite=overwrite,
+            deletion_id=_deletion_id(task),
+        )
+        .as_dict()
+    )
+
+
+@_task(SHRED_PROJECT_TASK, queue=TASKS_QUEUE, bind=True, **_RETRYING)
+def shred_project(
+    task: Task, project_id: int, requested_by: str, reason: str, overwrite: bool = False
+) -> dict[str, Any]:
+    """Delete a whole project, in resumable chunks."""
+    return (
+        runtime()
+        .vault()
+        .shred(
+            Scope.PROJECT,
+            project_id,
+            requested_by=requested_by,
+            reason=reason,
+            overwrite=overwrite,
+            deletion_id=_deletion_id(task),
+        )
+        .as_dict()
+    )
+
+
+@_task(RESUME_DELETION_TASK, queue=TASKS_QUEUE, **_RETRYING)
+def resume_deletion(deletion_id: str) -> dict[str, Any]:
+    """Run a recorded deletion (`delete --async`) to the end."""
+    return runtime().vault().resume_deletion(deletion_id).as_dict()
+
+
+@_task(OVERWRITE_TASK, queue=TASKS_QUEUE, **_RETRYING)
+def overwrite_ranges() -> dict[str, Any]:
+    """Zero every pending overwrite range (forced overwrites)."""
+    return asdict(runtime().vault().overwriter.run())  # TODO(lead): facade
+
+
+@_task(GC_TASK, queue=TASKS_QUEUE, **_RETRYING)
+def gc() -> dict[str, Any]:
+    """Delete orphan and fully dead blobs."""
+    vault = runtime().vault()
+    return asdict(collect(vault.catalog, vault.blob_store))  # TODO(lead): facade
+
+
+@_task(EXPIRE_TASK, queue=TASKS_QUEUE, **_RETRYING)
+def expire() -> dict[str, Any]:
+    """Expire rows (and, on the local store, blobs) past their retention."""
+    vault = runtime().vault()
+    return asdict(expire_rows(vault.catalog, vault.blob_store))  # TODO(lead): facade
+
+
+@_task(MAINTAIN_TASK, queue=TASKS_QUEUE, **_RETRYING)
+def catalog_maintain() -> dict[str, Any]:
+    """Create partitions ahead and drop fully expired ones."""
+    catalog = runtime().vault().catalog  # TODO(lead): facade
+    return asdict(maintain(catalog, retention_classes=retention_classes(catalog)))
+
+
+def _deletion_id(task: Task) -> str:
+    # Celery keeps the task id across retries: the same deletion resumes, not a second one.
+    return uuid.UUID(str(task.request.id)).hex
+
+
+def _delivery(request: SimpleRequest) -> Delivery:
+    raw = request.args[0] if request.args else None
+    kwargs = request.kwargs or {}
+    attempt = kwargs.get("attempt", 0)
+    enqueued_at = kwargs.get("enqueued_at")
+    return Delivery(
+        raw=raw,
+        attempt=attempt if isinstance(attempt, int) else 0,
+        enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
+    )

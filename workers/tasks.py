@@ -19,10 +19,6 @@ from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest
 
 from vault_store.errors import BackendUnavailable
-from vault_store.services.gc import collect
-from vault_store.services.lifecycle import retention_classes
-from vault_store.services.maintenance import maintain
-from vault_store.services.retention import expire as expire_rows
 from vault_store.services.shredder import Scope
 from vault_store.settings import Settings, WorkerPolicy
 from vault_store.vault import Vault
@@ -282,28 +278,25 @@ def resume_deletion(deletion_id: str) -> dict[str, Any]:
 @_task(OVERWRITE_TASK, queue=TASKS_QUEUE, **_RETRYING)
 def overwrite_ranges() -> dict[str, Any]:
     """Zero every pending overwrite range (forced overwrites)."""
-    return asdict(runtime().vault().overwriter.run())  # TODO(lead): facade
+    return asdict(runtime().vault().run_overwrites())
 
 
 @_task(GC_TASK, queue=TASKS_QUEUE, **_RETRYING)
 def gc() -> dict[str, Any]:
     """Delete orphan and fully dead blobs."""
-    vault = runtime().vault()
-    return asdict(collect(vault.catalog, vault.blob_store))  # TODO(lead): facade
+    return asdict(runtime().vault().collect_garbage())
 
 
 @_task(EXPIRE_TASK, queue=TASKS_QUEUE, **_RETRYING)
 def expire() -> dict[str, Any]:
     """Expire rows (and, on the local store, blobs) past their retention."""
-    vault = runtime().vault()
-    return asdict(expire_rows(vault.catalog, vault.blob_store))  # TODO(lead): facade
+    return asdict(runtime().vault().expire())
 
 
 @_task(MAINTAIN_TASK, queue=TASKS_QUEUE, **_RETRYING)
 def catalog_maintain() -> dict[str, Any]:
     """Create partitions ahead and drop fully expired ones."""
-    catalog = runtime().vault().catalog  # TODO(lead): facade
-    return asdict(maintain(catalog, retention_classes=retention_classes(catalog)))
+    return asdict(runtime().vault().maintain_catalog())
 
 
 def _deletion_id(task: Task) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
@@ -20,7 +20,30 @@ from vault_store.cli.serve import serve, token
 from vault_store.cli.stats import migrate, stats
 
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group, plus the commands other packages register as entry points (the
+    workers' `worker`, `beat`, `enqueue`, `dead-letters`): the library never imports those
+    packages by name, and loads them only when the command list or one of them is asked for."""
+
+    def _plugins(self) -> dict[str, EntryPoint]:
+        return {point.name: point for point in entry_points(group="vault_store.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and (point := self._plugins().get(cmd_name)) is not None:
+            loaded: click.Command = point.load()
+            return loaded
+        return command
+
+
+@click.group(
+    cls=_Main,
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="vault-store")
 def main() -> None:
     """Store session-replay recordings packed and sealed; delete them for real.
@@ -50,8 +73,3 @@ for command in (
     catalog,
 ):
     main.add_command(command)
-
-# Commands of the top-level packages (the workers' `worker`, `beat`, `enqueue`, `dead-letters`)
-# come in through entry points: the library never imports those packages by name.
-for point in entry_points(group="vault_store.commands"):
-    main.add_command(point.load(), point.name)

@@ -55,7 +55,7 @@ def prepare(home: Path) -> tuple[str, str]:
     vault.flush()
     token = vault.issue_token([PROJECT], ["read"]).token
     key = DataKey.generate()
-    wrapped = vault.kms.wrap(key, KeyContext(PROJECT, replay))
+    wrapped = vault._kms.wrap(key, KeyContext(PROJECT, replay))
     naive = home / "naive"
     naive.mkdir()
     for n, body in enumerate(bodies):
@@ -91,8 +91,8 @@ def serve(kind: str, home: Path, port: int, get_latency_ms: float) -> None:
 
     vault = Vault.from_settings(Settings.embedded(home))
     store = SlowStore(home / ("blobs" if kind == "packed" else "naive"))
-    vault.blob_store = store
-    vault.reader._blob_store = store
+    vault._blob_store = store
+    vault._reader._blob_store = store
     if kind == "packed":
         uvicorn.run(create_app(lambda: vault), host="127.0.0.1", port=port, log_level="warning")
         return
@@ -106,10 +106,10 @@ def serve(kind: str, home: Path, port: int, get_latency_ms: float) -> None:
     @app.get("/naive/recording")
     def recording() -> Response:
         replay = index["replay"]
-        key = vault.read_keys.get_or_load(
+        key = vault._read_keys.get_or_load(
             ("naive", replay),
             (PROJECT, replay),
-            lambda: vault.kms.unwrap(bytes.fromhex(index["wrapped"]), KeyContext(PROJECT, replay)),
+            lambda: vault._kms.unwrap(bytes.fromhex(index["wrapped"]), KeyContext(PROJECT, replay)),
         )
 
         def one(n: int) -> bytes:

@@ -96,8 +96,8 @@ def main() -> None:
         views: dict[str, dict[str, Any]] = {}
         for name, only in VIEWS.items():
             reader = vault_in(root, typed=True)
-            reader.catalog = typed.catalog
-            reader.reader._catalog = typed.catalog
+            reader._catalog = typed._catalog
+            reader._reader._catalog = typed._catalog
             started = time.perf_counter()
             for replay in typed.__dict__["replays"]:
                 b"".join(reader.read_recording(1, replay, only=only))
@@ -106,7 +106,7 @@ def main() -> None:
                 "gets": reader.read_counters().gets,
                 "read_seconds": round(time.perf_counter() - started, 4),
             }
-            reader.reader.close()
+            reader._reader.close()
         whole = views["whole recording"]["bytes_fetched"]
         for view in views.values():
             view["share_of_whole"] = round(view["bytes_fetched"] / whole, 5)

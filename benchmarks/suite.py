@@ -290,7 +290,7 @@ def reads(bench: Bench) -> dict[str, Any]:
                     "requests": round((reader.read_counters().gets - gets_before) / repeats),
                 }
             )
-            reader.reader.close()
+            reader._reader.close()
     decoded = b"".join(packed.read_recording(1, replays[lengths[-1]]))
     frames_seconds = timed(lambda: b"".join(packed.read_recording(1, replays[lengths[-1]])))
     packed.close()
@@ -301,7 +301,7 @@ def reads(bench: Bench) -> dict[str, Any]:
 def bench_reader(source: Vault, policy: ReadPolicy) -> Vault:
     """A reader over `source`'s catalog and store with a cold key cache and its own policy."""
     return Vault(
-        catalog=source.catalog, blob_store=source.blob_store, kms=source.kms, read_policy=policy
+        catalog=source._catalog, blob_store=source._blob_store, kms=source._kms, read_policy=policy
     )
 
 
@@ -363,8 +363,8 @@ def deletes(bench: Bench) -> dict[str, Any]:
         overwrite=True,
         run=False,
     )
-    vault.shredder.run(status.id)
-    result = vault.overwriter.run(deletion_id=status.id)
+    vault._shredder.run(status.id)
+    result = vault._overwriter.run(deletion_id=status.id)
     overwrite = {
         "bytes_zeroed": result.bytes_zeroed,
         "bytes_rewritten": result.bytes_rewritten,
@@ -374,8 +374,8 @@ def deletes(bench: Bench) -> dict[str, Any]:
     }
     rows = 20_000 if bench.quick else 200_000
     for blob, ranges in synthetic_flushes(rows, project_id=9):
-        vault.catalog.insert_blob(blob, ranges)
-    shredder = Shredder(vault.catalog)
+        vault._catalog.insert_blob(blob, ranges)
+    shredder = Shredder(vault._catalog)
     deletion = shredder.request(Scope.PROJECT, 9, requested_by="bench", reason="bench")
     seconds = timed(lambda: shredder.run(deletion))
     vault.close()

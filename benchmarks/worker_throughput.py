@@ -151,7 +151,7 @@ def run_library(messages: list[bytes], pg: str) -> dict[str, Any]:
                 vault.ingest_message(raw)
             vault.flush()
             elapsed = time.perf_counter() - started
-            stored, blobs = segments(vault.catalog), counts(vault.catalog)[1]
+            stored, blobs = segments(vault._catalog), counts(vault._catalog)[1]
             vault.close()
     finally:
         schema.drop()

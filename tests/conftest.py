@@ -156,7 +156,7 @@ def make_vault(catalog: Catalog, tmp_path: Path) -> Iterator[VaultFactory]:
 
     yield factory
     for vault in made:
-        vault.reader.close()
+        vault._reader.close()
 
 
 @pytest.fixture

@@ -54,12 +54,12 @@ class Vault:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.catalog = catalog
-        self.blob_store = blob_store
-        self.kms = kms
+        self._catalog = catalog
+        self._blob_store = blob_store
+        self._kms = kms
         self._clock = clock
         cache = key_cache_policy or KeyCachePolicy()
-        self.read_keys: KeyCache[DataKey] = KeyCache(
+        self._read_keys: KeyCache[DataKey] = KeyCache(
             ttl_seconds=cache.ttl_seconds, max_uses=cache.max_uses, max_entries=cache.max_entries
         )
         self._subjects: SubjectHasher | None = None
@@ -76,9 +76,11 @@ class Vault:
             clock=clock,
             monotonic=monotonic,
         )
-        self.reader = Reader(catalog, blob_store, kms, self.read_keys, read_policy or ReadPolicy())
-        self.shredder = Shredder(catalog, clock=clock)
-        self.overwriter = Overwriter(catalog, blob_store, clock=clock)
+        self._reader = Reader(
+            catalog, blob_store, kms, self._read_keys, read_policy or ReadPolicy()
+        )
+        self._shredder = Shredder(catalog, clock=clock)
+        self._overwriter = Overwriter(catalog, blob_store, clock=clock)
 
     @classmethod
     def from_settings(
@@ -111,9 +113,9 @@ class Vault:
         A flush already under way is waited for, so it ends committed or not at all.
         """
         self._ingestor.close()
-        self.reader.close()
-        self.read_keys.clear()
-        self.catalog.dispose()
+        self._reader.close()
+        self._read_keys.clear()
+        self._catalog.dispose()
 
     def __enter__(self) -> Vault:
         return self
@@ -166,14 +168,14 @@ class Vault:
     def subjects(self) -> SubjectHasher:
         """The subject hasher (its key is unwrapped from the catalog on first use)."""
         if self._subjects is None:
-            self._subjects = SubjectHasher.load_or_create(self.catalog, self.kms)
+            self._subjects = SubjectHasher.load_or_create(self._catalog, self._kms)
         return self._subjects
 
     def forget_keys(self, project_id: int, replay_id: str | None = None) -> int:
         """Drop this process's plaintext keys of a replay (or of a whole project); returns how
         many went. Call after a shred so this process stops serving or sealing with them."""
         caches: tuple[KeyCache[DataKey] | KeyCache[SealingKey], ...] = (
-            self.read_keys,
+            self._read_keys,
             self._ingestor.seal_keys,
         )
         if replay_id is None:
@@ -206,7 +208,7 @@ class Vault:
         Other processes stop serving the replay within their key cache's time-to-live.
         """
         subject_hash = self.subjects().hash(user) if scope is Scope.USER and user else None
-        deletion_id = self.shredder.request(
+        deletion_id = self._shredder.request(
             scope,
             project_id,
             requested_by=requested_by,
@@ -220,17 +222,17 @@ class Vault:
         # merely costs a few extra unwraps.
         self.forget_keys(project_id, replay_id if scope is Scope.REPLAY else None)
         if not run:
-            return self.shredder.status(deletion_id)
+            return self._shredder.status(deletion_id)
         return self.resume_deletion(deletion_id, progress=progress)
 
     def resume_deletion(
         self, deletion_id: str, *, progress: Callable[[int, int], None] | None = None
     ) -> DeletionStatus:
         """Run (or continue) a recorded deletion to the end, including its overwrite."""
-        status = self.shredder.run(deletion_id, progress=progress)
+        status = self._shredder.run(deletion_id, progress=progress)
         if status.overwrite_requested and status.overwrite_done_at is None:
-            self.overwriter.run(deletion_id=deletion_id)
-            status = self.shredder.status(deletion_id)
+            self._overwriter.run(deletion_id=deletion_id)
+            status = self._shredder.status(deletion_id)
         return status
 
     # -- read -----------------------------------------------------------------------------
@@ -245,7 +247,7 @@ class Vault:
         only: frozenset[str] | None = None,
     ) -> Iterator[StoredSegment]:
         """Decrypted segment parts of a replay in order (ReplayNotFound / ReplayShredded)."""
-        return self.reader.segments(project_id, replay_id, start=start, stop=stop, only=only)
+        return self._reader.segments(project_id, replay_id, start=start, stop=stop, only=only)
 
     def read_recording(
         self,
@@ -257,25 +259,25 @@ class Vault:
         only: frozenset[str] | None = None,
     ) -> Iterator[bytes]:
         """The merged recording (of the `only` parts, if given), as chunks of one JSON array."""
-        return self.reader.recording(project_id, replay_id, start=start, stop=stop, only=only)
+        return self._reader.recording(project_id, replay_id, start=start, stop=stop, only=only)
 
     def cached_keys(self) -> int:
         """Plaintext data keys this process holds (for reading and for sealing)."""
-        return len(self.read_keys) + len(self._ingestor.seal_keys)
+        return len(self._read_keys) + len(self._ingestor.seal_keys)
 
     def stats(self) -> CatalogStats:
         """Catalog totals."""
-        return self.catalog.stats()
+        return self._catalog.stats()
 
     # -- reports ------------------------------------------------------------------------------
 
     def verify_audit(self) -> ChainReport:
         """Recompute the audit chain and check every deletion has its events."""
-        return self.catalog.audit_trail.verify()
+        return self._catalog.audit_trail.verify()
 
     def audit_events(self, *, since: datetime | None = None) -> Iterator[AuditRecord]:
         """The audit events in order (from `since` on, if given)."""
-        return self.catalog.audit_trail.events(since=since)
+        return self._catalog.audit_trail.events(since=since)
 
     def deletion_report(
         self,
@@ -288,8 +290,8 @@ class Vault:
     ) -> dict[str, Any]:
         """The compliance report of deletions requested in [since, until), as plain data."""
         return report.build(
-            self.catalog,
-            self.reader,
+            self._catalog,
+            self._reader,
             report.Period(since, until),
             project_id=project_id,
             copies=copies,
@@ -298,11 +300,11 @@ class Vault:
 
     def primary_kek(self) -> str:
         """The KMS key version new data keys are wrapped under."""
-        return self.kms.primary_kek()
+        return self._kms.primary_kek()
 
     def key_status(self, *, project_id: int | None = None) -> rewrap.KeyStatus:
         """The primary key version and how many stored keys each version wraps."""
-        return rewrap.status(self.catalog, self.kms, project_id=project_id)
+        return rewrap.status(self._catalog, self._kms, project_id=project_id)
 
     def rewrap_keys(
         self,
@@ -314,8 +316,8 @@ class Vault:
     ) -> rewrap.RewrapResult:
         """Re-wrap every stored data key under the primary version (resumable: run it again)."""
         return rewrap.rewrap(
-            self.catalog,
-            self.kms,
+            self._catalog,
+            self._kms,
             actor=actor,
             project_id=project_id,
             chunk_keys=chunk_keys,
@@ -325,13 +327,13 @@ class Vault:
 
     def rotate_local_key(self) -> str:
         """Add a new primary version to the local key file; its name."""
-        if not isinstance(self.kms, LocalKms):
+        if not isinstance(self._kms, LocalKms):
             raise ConfigError(
                 "VAULT_STORE_KMS_URL: key rotation here works on the local key file; for Cloud "
                 "KMS create a version and make it primary in Google Cloud (gcloud kms keys "
                 "versions create --primary), then re-wrap the stored keys"
             )
-        return self.kms.rotate()
+        return self._kms.rotate()
 
     @staticmethod
     def migrate_catalog(settings: Settings) -> None:
@@ -346,23 +348,23 @@ class Vault:
 
     def deletion_status(self, deletion_id: str) -> DeletionStatus:
         """A recorded deletion's status and counts (InvalidInput if there is none)."""
-        return self.shredder.status(deletion_id)
+        return self._shredder.status(deletion_id)
 
     def project_rows(self, project_id: int) -> int:
         """How many range rows a project has: what deleting it will remove."""
-        return self.catalog.deletions.project_rows(project_id)
+        return self._catalog.deletions.project_rows(project_id)
 
     def run_overwrites(self, *, deletion_id: str | None = None) -> OverwriteResult:
         """Zero every pending overwrite range (or only one deletion's) in its blob."""
-        return self.overwriter.run(deletion_id=deletion_id)
+        return self._overwriter.run(deletion_id=deletion_id)
 
     def collect_garbage(
         self, *, grace: timedelta | None = None, dry_run: bool = False
     ) -> gc.GcResult:
         """Delete orphan blobs older than `grace` and fully dead blobs (or, dry, list them)."""
         return gc.collect(
-            self.catalog,
-            self.blob_store,
+            self._catalog,
+            self._blob_store,
             grace=gc.DEFAULT_GRACE if grace is None else grace,
             dry_run=dry_run,
             clock=self._clock,
@@ -370,14 +372,14 @@ class Vault:
 
     def expire(self) -> retention.RetentionResult:
         """Delete rows and blobs past their retention (on GCS the lifecycle rules do blobs)."""
-        return retention.expire(self.catalog, self.blob_store, clock=self._clock)
+        return retention.expire(self._catalog, self._blob_store, clock=self._clock)
 
     def maintain_catalog(
         self, *, ahead_days: int = maintenance.DEFAULT_AHEAD_DAYS, dry_run: bool = False
     ) -> maintenance.MaintenanceReport:
         """Create partitions ahead, drop fully expired ones, forget empty replays, sizes."""
         return maintenance.maintain(
-            self.catalog,
+            self._catalog,
             retention_classes=self.retention_classes(),
             ahead_days=ahead_days,
             dry_run=dry_run,
@@ -386,7 +388,7 @@ class Vault:
 
     def retention_classes(self, *, extra: Iterable[int] = lifecycle.DEFAULT_CLASSES) -> list[int]:
         """Every retention class the catalog has blobs of, plus `extra`."""
-        return lifecycle.retention_classes(self.catalog, extra)
+        return lifecycle.retention_classes(self._catalog, extra)
 
     def lifecycle_rules(
         self,
@@ -397,8 +399,8 @@ class Vault:
     ) -> lifecycle.LifecyclePlan:
         """The GCS bucket lifecycle rules expiring blobs per retention class; set if `apply`."""
         return lifecycle.plan(
-            self.catalog,
-            self.blob_store,
+            self._catalog,
+            self._blob_store,
             extra_days=extra_days,
             margin_days=margin_days,
             apply=apply,
@@ -417,7 +419,7 @@ class Vault:
         only: frozenset[str] | None = None,
     ) -> Page:
         """Plan one page of a replay with one range query (ReplayNotFound / ReplayShredded)."""
-        return self.reader.plan_page(
+        return self._reader.plan_page(
             project_id,
             replay_id,
             start=start,
@@ -428,7 +430,7 @@ class Vault:
 
     def read_page(self, page: Page) -> Iterator[bytes]:
         """A planned page's merged recording, as chunks of one JSON array."""
-        return self.reader.read_page(page)
+        return self._reader.read_page(page)
 
     def read_segment(
         self,
@@ -439,15 +441,15 @@ class Vault:
         only: frozenset[str] | None = None,
     ) -> bytes | None:
         """One segment's events as a JSON array, None if the replay has no such segment."""
-        return self.reader.read_segment(project_id, replay_id, segment_id, only=only)
+        return self._reader.read_segment(project_id, replay_id, segment_id, only=only)
 
     def read_counters(self) -> ReadTotals:
         """What this process's reads have cost so far: GETs, bytes, frames, KMS unwraps."""
-        return self.reader.counters.totals()
+        return self._reader.counters.totals()
 
     def key_cache_stats(self) -> KeyCacheStats:
         """Hits, misses and size of this process's read key cache."""
-        return self.reader.key_cache_stats()
+        return self._reader.key_cache_stats()
 
     def issue_token(
         self, projects: Collection[int], permissions: Collection[str], *, label: str = ""
@@ -469,4 +471,4 @@ class Vault:
 
     def _token_store(self) -> TokenStore:
         # Stateless over the catalog: cheaper to make per call than to keep in __init__.
-        return TokenStore(self.catalog.tokens, clock=self._clock)
+        return TokenStore(self._catalog.tokens, clock=self._clock)

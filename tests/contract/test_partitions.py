@@ -81,7 +81,7 @@ def test_a_replay_lookup_touches_one_partition(postgres_url: str, tmp_path: Path
         clock.now = DAY + timedelta(days=day)
         vault.ingest_segment(segment(f"{day + 1:032x}", 0))
         vault.flush()
-    catalog = vault.catalog
+    catalog = vault._catalog
     with catalog.connection("test") as conn:
         assert len(partitions(conn)) == 4
     statements: list[tuple[str, Any]] = []
@@ -138,7 +138,7 @@ def test_maintenance_creates_ahead_and_drops_expired_partitions_whole(
             assert any(p.covers(bucket) for p in covered)
         assert all(p.end > DAY.date() for p in covered)  # the expired one is gone
     else:
-        expire(catalog, current.blob_store, now=DAY)  # SQLite: row by row, same outcome
+        expire(catalog, current._blob_store, now=DAY)  # SQLite: row by row, same outcome
         maintain(catalog, retention_classes=[30, 90], clock=Clock(DAY))
     assert read_events(current, 3, live) == [[0]]
     assert catalog.replay_bucket(3, old) is None
@@ -153,7 +153,7 @@ def test_retention_drops_expired_partitions_first(
     for n in range(5):
         vault.ingest_segment(segment("d" * 32, n))
     vault.flush()
-    result = expire(catalog, vault.blob_store, now=DAY)
+    result = expire(catalog, vault._blob_store, now=DAY)
     assert result.rows_expired == 5 and result.blobs_deleted == 1
     with catalog.connection("test") as conn:
         assert conn.execute(select(func.count()).select_from(RecordingByteRange)).scalar_one() == 0

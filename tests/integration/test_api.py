@@ -130,7 +130,7 @@ class HoldingStore(LocalBlobStore):
 
 def test_recording_streams_before_every_blob_is_fetched(api: Api, tmp_path: Path) -> None:
     store = HoldingStore(tmp_path / "blobs")
-    api.vault.reader._blob_store = store
+    api.vault._reader._blob_store = store
     headers = {"Authorization": f"Bearer {api.tokens['full']}", "Accept-Encoding": "identity"}
     with api.client.stream(
         "GET", f"/v1/projects/1/replays/{A}/recording", headers=headers
@@ -236,7 +236,7 @@ class DownStore(LocalBlobStore):
 
 
 def test_backend_outage_is_503_with_retry_after(api: Api, tmp_path: Path) -> None:
-    api.vault.reader._blob_store = DownStore(tmp_path / "blobs")
+    api.vault._reader._blob_store = DownStore(tmp_path / "blobs")
     reply = api.get(f"/v1/projects/1/replays/{A}/recording")
     assert reply.status_code == 503
     assert reply.headers["retry-after"] == "5" and reply.json()["error"] == "unavailable"
@@ -295,7 +295,7 @@ def test_a_request_without_a_first_byte_in_time_is_503(
 
     vault = make_vault()
     _fill(vault)
-    vault.reader._blob_store = SlowStore(tmp_path / "blobs")
+    vault._reader._blob_store = SlowStore(tmp_path / "blobs")
     token = vault.issue_token([1], ["read"]).token
     app = create_app(
         lambda: vault, limits=ApiLimits(request_timeout_seconds=0.3, retry_after_seconds=7)
@@ -333,7 +333,7 @@ def range_queries(api: Api) -> Iterator[list[str]]:
         if "recording_byte_range" in statement:
             seen.append(statement)
 
-    engine = api.vault.catalog.engine
+    engine = api.vault._catalog.engine
     event.listen(engine, "before_cursor_execute", record)
     yield seen
     event.remove(engine, "before_cursor_execute", record)

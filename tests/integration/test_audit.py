@@ -26,7 +26,7 @@ def history(make_vault: VaultFactory) -> Vault:
     vault.shred(
         Scope.REPLAY, 1, replay_id="b" * 32, requested_by="dpo", reason="GDPR", overwrite=True
     )
-    collect(vault.catalog, vault.blob_store)
+    collect(vault._catalog, vault._blob_store)
     return vault
 
 
@@ -54,7 +54,7 @@ def test_an_untouched_trail_verifies(history: Vault) -> None:
 
 
 def _tamper(vault: Vault, sql: str) -> trail.ChainReport:
-    with vault.catalog.engine.begin() as conn:
+    with vault._catalog.engine.begin() as conn:
         conn.execute(text(sql))
     return _verify(vault)
 
@@ -79,7 +79,7 @@ def test_a_removed_event_is_named(history: Vault) -> None:
 
 
 def test_reordered_events_are_named(history: Vault) -> None:
-    with history.catalog.engine.begin() as conn:
+    with history._catalog.engine.begin() as conn:
         conn.execute(text("UPDATE audit_event SET seq = 100 WHERE seq = 2"))
         conn.execute(text("UPDATE audit_event SET seq = 2 WHERE seq = 3"))
         conn.execute(text("UPDATE audit_event SET seq = 3 WHERE seq = 100"))
@@ -95,7 +95,7 @@ def test_a_cut_off_tail_is_found_through_the_deletions(history: Vault) -> None:
 
 
 def test_a_forged_rehashed_event_still_breaks_the_next_link(history: Vault) -> None:
-    with history.catalog.engine.begin() as conn:
+    with history._catalog.engine.begin() as conn:
         conn.execute(text("UPDATE audit_event SET hash = prev_hash WHERE seq = 2"))
     assert _verify(history).first_bad_seq == 2
 

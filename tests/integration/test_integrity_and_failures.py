@@ -68,7 +68,7 @@ def _assert_replay_b_still_reads(vault: Vault) -> None:
 def test_flipped_byte_in_a_blob(make_vault: VaultFactory, tmp_path: Path) -> None:
     vault = make_vault()
     _two_replays_in_one_blob(vault)
-    path, start, _ = _range(vault.catalog, A, 3)
+    path, start, _ = _range(vault._catalog, A, 3)
     blob = tmp_path / "blobs" / path
     data = bytearray(blob.read_bytes())
     data[start + 20] ^= 0x01
@@ -81,7 +81,7 @@ def test_flipped_byte_in_a_blob(make_vault: VaultFactory, tmp_path: Path) -> Non
 def test_truncated_blob(make_vault: VaultFactory, tmp_path: Path) -> None:
     vault = make_vault()
     _two_replays_in_one_blob(vault)
-    path, _, stop = _range(vault.catalog, B, 4)  # B sorts last: cut into its final frame
+    path, _, stop = _range(vault._catalog, B, 4)  # B sorts last: cut into its final frame
     blob = tmp_path / "blobs" / path
     blob.write_bytes(blob.read_bytes()[: stop - 5])
     assert len(read_events(make_vault(), 1, A)) == 5
@@ -92,9 +92,9 @@ def test_truncated_blob(make_vault: VaultFactory, tmp_path: Path) -> None:
 def test_swapped_ranges_fail_authentication(make_vault: VaultFactory) -> None:
     vault = make_vault()
     _two_replays_in_one_blob(vault)
-    _, start1, stop1 = _range(vault.catalog, A, 1)
-    _, start2, stop2 = _range(vault.catalog, A, 2)
-    with vault.catalog.engine.begin() as conn:
+    _, start1, stop1 = _range(vault._catalog, A, 1)
+    _, start2, stop2 = _range(vault._catalog, A, 2)
+    with vault._catalog.engine.begin() as conn:
         for segment, (start, stop) in ((1, (start2, stop2)), (2, (start1, stop1))):
             conn.execute(
                 text(
@@ -110,7 +110,7 @@ def test_swapped_ranges_fail_authentication(make_vault: VaultFactory) -> None:
 def test_wrapped_key_moved_to_another_replays_row(make_vault: VaultFactory) -> None:
     vault = make_vault()
     _two_replays_in_one_blob(vault)
-    with vault.catalog.engine.begin() as conn:
+    with vault._catalog.engine.begin() as conn:
         wrapped, check = conn.execute(
             text(
                 "SELECT wrapped_dek, key_check FROM recording_byte_range WHERE replay_id = :r LIMIT 1"
@@ -131,7 +131,7 @@ def test_wrapped_key_moved_to_another_replays_row(make_vault: VaultFactory) -> N
 def test_key_check_mismatch_is_reported_before_decryption(make_vault: VaultFactory) -> None:
     vault = make_vault()
     _two_replays_in_one_blob(vault)
-    with vault.catalog.engine.begin() as conn:
+    with vault._catalog.engine.begin() as conn:
         conn.execute(
             text(
                 "UPDATE recording_byte_range SET key_check = :c WHERE replay_id = :r AND segment_id = 2"
@@ -191,7 +191,7 @@ def test_no_plaintext_or_key_material_in_blobs_catalog_or_logs(
     secrets = _distinctive_strings(recordings)
     assert len(secrets) >= 5 and len(generated) == len(replays)
     blob_bytes = b"".join(p.read_bytes() for p in (tmp_path / "blobs").rglob("*.vsb"))
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         wrapped = [
             bytes(w)
             for (w,) in conn.execute(text("SELECT DISTINCT wrapped_dek FROM recording_byte_range"))
@@ -247,8 +247,8 @@ def test_failed_upload_keeps_frames_queued_then_stores_them_once(
 ) -> None:
     vault = make_vault()
     store = FlakyStore(tmp_path / "blobs")
-    vault.blob_store = store
-    vault.reader._blob_store = store
+    vault._blob_store = store
+    vault._reader._blob_store = store
     vault.ingest_segment(
         Segment(project_id=1, replay_id=A, segment_id=0, body=b"[1]", retention_days=30)
     )
@@ -271,15 +271,15 @@ def test_failed_catalog_insert_leaves_an_orphan_blob_and_no_row(
     vault.ingest_segment(
         Segment(project_id=1, replay_id=A, segment_id=0, body=b"[1]", retention_days=30)
     )
-    real_insert = vault.catalog.insert_blob
+    real_insert = vault._catalog.insert_blob
 
     def refuse(blob: BlobRecord, ranges: Sequence[RangeRecord], **kwargs: object) -> InsertOutcome:
         raise BackendUnavailable("injected", backend="catalog", op="insert")
 
-    vault.catalog.insert_blob = refuse  # type: ignore[method-assign]
+    vault._catalog.insert_blob = refuse  # type: ignore[method-assign]
     with pytest.raises(BackendUnavailable):
         vault.flush()
-    vault.catalog.insert_blob = real_insert  # type: ignore[method-assign]
+    vault._catalog.insert_blob = real_insert  # type: ignore[method-assign]
     assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 1  # the orphan, for GC
     (result,) = vault.flush()
     assert result.inserted == 1
@@ -295,7 +295,7 @@ def test_kms_failure_stores_nothing_never_plaintext(
     def refuse(key: DataKey, context: KeyContext) -> WrappedKey:
         raise BackendUnavailable("injected", backend="kms", op="wrap")
 
-    vault.kms.wrap = refuse  # type: ignore[method-assign]
+    vault._kms.wrap = refuse  # type: ignore[method-assign]
     with pytest.raises(BackendUnavailable):
         vault.ingest_segment(
             Segment(project_id=1, replay_id=A, segment_id=0, body=b'["secret"]', retention_days=30)
@@ -309,8 +309,8 @@ def test_failed_background_flush_requeues_and_surfaces_at_the_next_call(
 ) -> None:
     vault = make_vault(flush=FlushPolicy(max_segments=2))
     store = FlakyStore(tmp_path / "blobs")
-    vault.blob_store = store
-    vault.reader._blob_store = store
+    vault._blob_store = store
+    vault._reader._blob_store = store
     store.failures = 1
 
     def segment(n: int) -> Segment:

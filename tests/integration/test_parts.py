@@ -138,7 +138,7 @@ def test_rows_stored_whole_and_typed_coexist(make_vault: VaultFactory) -> None:
     assert read_events(reader, 4, replay) == events
     console = orjson.loads(b"".join(reader.read_recording(4, replay, only=frozenset({CONSOLE}))))
     assert console == [[CONSOLE_EVENT]] * 4
-    with reader.catalog.connection("test") as conn:
+    with reader._catalog.connection("test") as conn:
         from sqlalchemy import text
 
         parts = sorted(

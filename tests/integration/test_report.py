@@ -48,7 +48,7 @@ def scenario(make_vault: VaultFactory) -> tuple[Vault, dict[str, str]]:
             Scope.REPLAY, 5, replay_id=C, requested_by="dpo", reason="user asked", run=False
         ).id,
     }
-    forty_days_ago = Shredder(vault.catalog, clock=lambda: NOW - timedelta(days=40))
+    forty_days_ago = Shredder(vault._catalog, clock=lambda: NOW - timedelta(days=40))
     ids["overdue"] = forty_days_ago.request(
         Scope.REPLAY, 5, replay_id=D, requested_by="dpo", reason="forgotten"
     )
@@ -121,7 +121,7 @@ def test_a_false_proof_is_reported(scenario: tuple[Vault, dict[str, str]]) -> No
 
     from vault_store.catalog.models import Tombstone
 
-    with vault.catalog.engine.begin() as conn:  # someone removed the tombstone: A reads again?
+    with vault._catalog.engine.begin() as conn:  # someone removed the tombstone: A reads again?
         conn.execute(delete(Tombstone).where(Tombstone.deletion_id == ids["done"]))
     entry = next(e for e in _build(vault)["deletions"] if e["id"] == ids["done"])
     assert entry["proof"]["holds"] is False

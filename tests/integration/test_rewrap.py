@@ -47,7 +47,7 @@ def test_rewrap_moves_every_key_then_the_old_version_can_go(
         second.ingest_segment(segment(1 + n % 2, replay, 1))
     first.flush()
     second.flush()
-    catalog = first.catalog
+    catalog = first._catalog
     old = first.primary_kek()
     new = first.rotate_local_key()
     assert first.key_status().rows_by_kek == {old: 14 + 1}  # 14 rows and the subject key
@@ -99,5 +99,5 @@ def test_rewrap_of_one_project_leaves_the_others(make_vault: VaultFactory) -> No
     assert result.rows_updated == 3
     assert vault.key_status(project_id=2).rows_by_kek == {new: 3}
     assert vault.key_status(project_id=1).rows_by_kek == {old: 4}
-    with vault.catalog.connection("test") as conn:
+    with vault._catalog.connection("test") as conn:
         assert conn.execute(select(CatalogSecret.kek)).all() == []

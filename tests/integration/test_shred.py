@@ -85,7 +85,7 @@ def test_shredding_a_700_segment_replay_touches_no_blob(
     neighbour = read_events(make_vault(), 1, Y)
     assert [s[0]["data"]["n"] for s in neighbour] == list(range(350))
     assert vault.stats().live_bytes == live_before - status.bytes_shredded
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         assert (
             conn.execute(select(func.count()).where(RecordingByteRange.replay_id == X)).scalar_one()
             == 0
@@ -114,7 +114,7 @@ def test_late_segments_of_a_shredded_replay_are_dropped_without_a_new_key(
     late.ingest_segment(_segment(X, 1))
     (result,) = late.flush()
     assert (result.inserted, result.dropped_deleted) == (0, 1)
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         assert (
             conn.execute(select(func.count()).where(RecordingByteRange.replay_id == X)).scalar_one()
             == 0
@@ -131,7 +131,7 @@ def test_user_deletion_uses_the_keyed_subject_index(
         for n in range(3):
             vault.ingest_segment(_segment(replay, n, user=user))
     vault.flush()
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         stored = b"".join(
             bytes(h) for h in conn.execute(select(ReplaySubject.subject_hash)).scalars()
         )
@@ -148,7 +148,7 @@ def test_user_deletion_uses_the_keyed_subject_index(
         with pytest.raises(ReplayShredded):
             read_events(vault, 1, replay)
     assert len(read_events(vault, 1, Y)) == 3
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         left = conn.execute(select(ReplaySubject.replay_id).distinct()).scalars().all()
     assert left == [Y]
 
@@ -188,7 +188,7 @@ def _bulk_rows(vault: Vault, project: int, rows: int, replays: int) -> None:
             )
             for n in range(batch, min(batch + 5000, rows))
         ]
-        vault.catalog.insert_blob(
+        vault._catalog.insert_blob(
             BlobRecord(path, len(ranges) * 10, len(ranges), 90, now, now + timedelta(days=90)),
             ranges,
         )
@@ -198,7 +198,7 @@ def test_project_of_200k_rows_shreds_in_chunks_and_resumes(make_vault: VaultFact
     vault = make_vault()
     _bulk_rows(vault, project=7, rows=200_000, replays=300)
     _bulk_rows(vault, project=8, rows=5_000, replays=10)
-    shredder = Shredder(vault.catalog, chunk_rows=20_000)
+    shredder = Shredder(vault._catalog, chunk_rows=20_000)
     deletion_id = shredder.request(Scope.PROJECT, 7, requested_by="ops", reason="project removed")
     seen: list[int] = []
 
@@ -208,14 +208,14 @@ def test_project_of_200k_rows_shreds_in_chunks_and_resumes(make_vault: VaultFact
     assert (interrupted.status, interrupted.rows_deleted) == (Status.RUNNING, 80_000)
     assert seen == [20_000, 40_000, 60_000, 80_000]
 
-    resumed = Shredder(vault.catalog, chunk_rows=20_000).run(deletion_id)  # a new process
+    resumed = Shredder(vault._catalog, chunk_rows=20_000).run(deletion_id)  # a new process
     assert (resumed.status, resumed.rows_deleted, resumed.replays_deleted) == (
         Status.DONE,
         200_000,
         300,
     )
     assert resumed.bytes_shredded == 200_000 * 10
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         remaining = dict(
             conn.execute(
                 select(RecordingByteRange.project_id, func.count()).group_by(
@@ -240,7 +240,7 @@ def test_forced_overwrite_zeroes_exactly_the_shredded_ranges(
     (flushed,) = vault.flush()
     blob = tmp_path / "blobs" / flushed.blob_path
     original = blob.read_bytes()
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         ranges = conn.execute(
             select(RecordingByteRange.start, RecordingByteRange.stop).where(
                 RecordingByteRange.replay_id == X
@@ -262,7 +262,7 @@ def test_forced_overwrite_zeroes_exactly_the_shredded_ranges(
         expected[start:stop] = bytes(stop - start)
     assert rewritten == bytes(expected)  # only X's ranges changed, and to zeros
     assert [s[0]["data"]["n"] for s in read_events(make_vault(), 1, Y)] == [0, 1, 2, 3]
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         assert (
             conn.execute(select(Blob.expires_at).where(Blob.path == flushed.blob_path)).scalar_one()
             == expiry
@@ -307,20 +307,20 @@ def test_two_concurrent_overwrites_of_one_blob_lose_nothing(
         ).id
         for r in (X, Z)
     ]
-    with vault.catalog.engine.connect() as conn:
+    with vault._catalog.engine.connect() as conn:
         doomed = conn.execute(
             select(RecordingByteRange.start, RecordingByteRange.stop).where(
                 RecordingByteRange.replay_id.in_([X, Z])
             )
         ).all()
     for deletion_id in deletions:
-        assert vault.shredder.run(deletion_id).status is Status.OVERWRITE_PENDING
+        assert vault._shredder.run(deletion_id).status is Status.OVERWRITE_PENDING
 
     store = RacingStore(tmp_path / "blobs", threading.Barrier(2))
     results = []
     threads = [
         threading.Thread(
-            target=lambda d=d: results.append(Overwriter(vault.catalog, store).run(deletion_id=d))
+            target=lambda d=d: results.append(Overwriter(vault._catalog, store).run(deletion_id=d))
         )
         for d in deletions
     ]
@@ -348,7 +348,7 @@ def test_retention_expires_rows_and_deletes_local_blobs(
     vault.ingest_segment(_segment(Y, 0, days=90))
     vault.flush()
     assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 2
-    result = expire(vault.catalog, vault.blob_store, now=datetime.now(UTC) + timedelta(days=2))
+    result = expire(vault._catalog, vault._blob_store, now=datetime.now(UTC) + timedelta(days=2))
     assert (result.rows_expired, result.blobs_deleted) == (1, 1)
     assert [p.parts[-4] for p in (tmp_path / "blobs").rglob("*.vsb")] == ["r90d"]
     with pytest.raises(ReplayNotFound):
@@ -360,23 +360,23 @@ def test_gc_collects_orphans_after_the_grace_period_and_dead_blobs(
     make_vault: VaultFactory, tmp_path: Path
 ) -> None:
     vault = make_vault()
-    vault.blob_store.put("r30d/2026-01-01/00/orphan.vsb", b"left by a crashed flush")
+    vault._blob_store.put("r30d/2026-01-01/00/orphan.vsb", b"left by a crashed flush")
     vault.ingest_segment(_segment(X, 0))
     vault.flush()
     vault.ingest_segment(_segment(Y, 0))
     vault.flush()
     vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
 
-    fresh = collect(vault.catalog, vault.blob_store, dry_run=True)
+    fresh = collect(vault._catalog, vault._blob_store, dry_run=True)
     assert fresh.orphans == []  # younger than the grace period: maybe a flush in progress
     assert len(fresh.dead) == 1
     later = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
-    planned = collect(vault.catalog, vault.blob_store, dry_run=True, clock=later)
+    planned = collect(vault._catalog, vault._blob_store, dry_run=True, clock=later)
     assert planned.orphans == ["r30d/2026-01-01/00/orphan.vsb"]
     assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 3  # a dry run deletes nothing
 
-    done = collect(vault.catalog, vault.blob_store, clock=later)
+    done = collect(vault._catalog, vault._blob_store, clock=later)
     assert (len(done.orphans), len(done.dead)) == (1, 1)
     assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 1
     assert len(read_events(vault, 1, Y)) == 1
-    assert collect(vault.catalog, vault.blob_store, clock=later) == type(done)()
+    assert collect(vault._catalog, vault._blob_store, clock=later) == type(done)()

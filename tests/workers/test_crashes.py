@@ -114,14 +114,14 @@ def test_lost_upload_answers_and_a_catalog_outage_lose_nothing_and_gc_takes_the_
     assert "catalog" in log and "failed" in log, "the outage must have hit the worker"
 
     vault = vault_over(worker_catalog, tmp_path)
-    on_disk = {info.path for info in vault.blob_store.list()}
+    on_disk = {info.path for info in vault._blob_store.list()}
     with worker_catalog.connection("test") as conn:
         recorded = set(conn.execute(select(Blob.path)).scalars())
     orphans = on_disk - recorded
     assert orphans, "lost answers must have left orphan blobs"
-    result = collect(worker_catalog, vault.blob_store, grace=timedelta(0))
+    result = collect(worker_catalog, vault._blob_store, grace=timedelta(0))
     assert set(result.orphans) == orphans
-    assert {info.path for info in vault.blob_store.list()} == recorded
+    assert {info.path for info in vault._blob_store.list()} == recorded
     assert_exactly_once(worker_catalog, tmp_path, 10, 100)
 
 

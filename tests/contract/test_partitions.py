@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, func, select
 
+from tests.builders import segment
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events, run
 from vault_store import LocalBlobStore, LocalKms, Vault
@@ -18,22 +19,11 @@ from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.catalog.partitions import partitions
 from vault_store.catalog.records import Scope
-from vault_store.core.message import Segment
 from vault_store.services.maintenance import maintain, needed_buckets
 from vault_store.services.retention import expire
 from vault_store.services.shredder import Shredder
 
 DAY = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-
-def segment(replay: str, n: int, body: bytes | None = None, project: int = 3) -> Segment:
-    return Segment(
-        project_id=project,
-        replay_id=replay,
-        segment_id=n,
-        body=body or b"[%d]" % n,
-        retention_days=30,
-    )
 
 
 class Clock:
@@ -51,12 +41,12 @@ def test_a_replay_keeps_its_partition_and_a_late_duplicate_is_ignored(
     vault = make_vault(clock=clock)
     replay = "a" * 32
     for n in range(3):
-        vault.ingest_segment(segment(replay, n))
+        vault.ingest_segment(segment(replay, n, project=3))
     vault.flush()
     # Two days later (another expiry day): a redelivered duplicate and a late new segment.
     clock.now = DAY + timedelta(days=2)
-    vault.ingest_segment(segment(replay, 1, b'["changed"]'))
-    vault.ingest_segment(segment(replay, 3))
+    vault.ingest_segment(segment(replay, 1, project=3, content=b'["changed"]'))
+    vault.ingest_segment(segment(replay, 3, project=3))
     results = vault.flush()
     assert sum(r.duplicates for r in results) == 1
     assert read_events(vault, 3, replay) == [[0], [1], [2], [3]]  # first write wins
@@ -79,7 +69,7 @@ def test_a_replay_lookup_touches_one_partition(postgres_url: str, tmp_path: Path
     )
     for day in range(4):  # four days of replays: four partitions
         clock.now = DAY + timedelta(days=day)
-        vault.ingest_segment(segment(f"{day + 1:032x}", 0))
+        vault.ingest_segment(segment(f"{day + 1:032x}", 0, project=3))
         vault.flush()
     catalog = vault._catalog
     with catalog.connection("test") as conn:
@@ -111,10 +101,10 @@ def test_maintenance_creates_ahead_and_drops_expired_partitions_whole(
 ) -> None:
     old, live = "b" * 32, "c" * 32
     vault = make_vault(clock=Clock(DAY - timedelta(days=40)))  # expired ten days ago
-    vault.ingest_segment(segment(old, 0))
+    vault.ingest_segment(segment(old, 0, project=3))
     vault.flush()
     current = make_vault(clock=Clock(DAY))
-    current.ingest_segment(segment(live, 0))
+    current.ingest_segment(segment(live, 0, project=3))
     current.flush()
 
     dry = maintain(
@@ -151,7 +141,7 @@ def test_retention_drops_expired_partitions_first(
 ) -> None:
     vault = make_vault(clock=Clock(DAY - timedelta(days=40)))
     for n in range(5):
-        vault.ingest_segment(segment("d" * 32, n))
+        vault.ingest_segment(segment("d" * 32, n, project=3))
     vault.flush()
     result = expire(catalog, vault._blob_store, now=DAY)
     assert result.rows_expired == 5 and result.blobs_deleted == 1

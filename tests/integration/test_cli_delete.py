@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 from sqlalchemy import text
 
+from tests.builders import stream as message_stream
 from tests.integration.helpers import run
 from vault_store.catalog import Catalog
-from vault_store.core.message import build_message
 
 REPLAY = "0123456789abcdef0123456789abcdef"
 OTHER = "f" * 32
@@ -20,20 +20,9 @@ BY = ("--by", "dpo@example.com", "--reason", "GDPR art. 17")
 def _ingest(
     env: dict[str, str], tmp_path: Path, *, project: int = 3, user: str | None = None
 ) -> None:
-    event = orjson.dumps({"user": {"email": user}}) if user else None
     stream = tmp_path / f"p{project}.msgpack"
     stream.write_bytes(
-        b"".join(
-            build_message(
-                project_id=project,
-                replay_id=replay,
-                segment_id=n,
-                body=b"[%d]" % n,
-                replay_event=event if replay == REPLAY else None,
-            )
-            for replay in (REPLAY, OTHER)
-            for n in range(3)
-        )
+        message_stream((REPLAY, OTHER), 3, project=project, email=user, email_of=REPLAY)
     )
     assert run(env, "ingest", str(stream)).returncode == 0
 

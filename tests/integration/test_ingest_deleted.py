@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.builders import message, segment
 from tests.integration.helpers import run, tombstone
 from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
+from vault_store.catalog.records import Scope
 from vault_store.core.crypto import DataKey
 from vault_store.core.keys import KeyContext, WrappedKey
-from vault_store.core.message import Segment, build_message
 
 LIVE, GONE = "a" * 32, "b" * 32
 
@@ -26,12 +27,6 @@ class CountingKms(LocalKms):
         return super().wrap(key, context)
 
 
-def _segment(replay: str, n: int, project: int = 1) -> Segment:
-    return Segment(
-        project_id=project, replay_id=replay, segment_id=n, body=b"[%d]" % n, retention_days=30
-    )
-
-
 def _vault(catalog: Catalog, tmp_path: Path) -> tuple[Vault, CountingKms]:
     kms = CountingKms(tmp_path / "kek.json")
     vault = Vault(catalog=catalog, blob_store=LocalBlobStore(tmp_path / "blobs"), kms=kms)
@@ -45,10 +40,10 @@ def test_the_library_makes_no_key_for_a_deleted_replay_or_project(
     tombstone(catalog, 2, None)
     vault, kms = _vault(catalog, tmp_path)
     try:
-        gone = vault.ingest_segment(_segment(GONE, 0))
-        project_gone = vault.ingest_segment(_segment(LIVE, 0, project=2))
-        live = vault.ingest_segment(_segment(LIVE, 0))
-        assert vault.buffer(_segment(GONE, 1)) is False
+        gone = vault.ingest_segment(segment(GONE, 0))
+        project_gone = vault.ingest_segment(segment(LIVE, 0, project=2))
+        live = vault.ingest_segment(segment(LIVE, 0))
+        assert vault.buffer(segment(GONE, 1)) is False
         vault.flush()
     finally:
         vault.close()
@@ -65,10 +60,10 @@ def test_a_batch_is_checked_in_one_go_and_the_drop_is_audited(
     vault, kms = _vault(catalog, tmp_path)
     try:
         admission = vault.admit(
-            [_segment(GONE, 0), _segment(LIVE, 0), _segment(GONE, 1)], actor="test"
+            [segment(GONE, 0), segment(LIVE, 0), segment(GONE, 1)], actor="test"
         )
-        for segment in admission.kept:
-            vault.buffer(segment)
+        for kept in admission.kept:
+            vault.buffer(kept)
         vault.flush()
         events = [event.kind for event in vault.audit_events()]
     finally:
@@ -82,19 +77,36 @@ def test_a_batch_is_checked_in_one_go_and_the_drop_is_audited(
 def test_the_cli_reports_a_deleted_replays_segment_as_dropped(tmp_path: Path) -> None:
     env = {"VAULT_STORE_HOME": str(tmp_path / "home")}
     first = tmp_path / "first.msgpack"
-    first.write_bytes(
-        build_message(project_id=1, replay_id=GONE, segment_id=0, body=b"[0]")
-        + build_message(project_id=1, replay_id=LIVE, segment_id=0, body=b"[0]")
-    )
+    first.write_bytes(message(GONE, 0) + message(LIVE, 0))
     assert run(env, "ingest", str(first)).returncode == 0
     deleted = run(
         env, "delete", "replay", "--project", "1", "--replay", GONE, "--by", "t", "--reason", "t"
     )
     assert deleted.returncode == 0, deleted.stderr
     late = tmp_path / "late.msgpack"
-    late.write_bytes(build_message(project_id=1, replay_id=GONE, segment_id=1, body=b"[1]"))
+    late.write_bytes(message(GONE, 1))
     result = run(env, "ingest", "--json", str(late))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["dropped_deleted"] == 1
     assert summary["segments"] == 0
+
+
+def test_a_replay_deleted_after_its_key_was_made_is_dropped_at_insert(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """The other half of the rule: a process that already holds a sealing key when another
+    process shreds the replay keeps sealing with it, and the flush drops the rows."""
+    other, _ = _vault(catalog, tmp_path)
+    late, kms = _vault(catalog, tmp_path)
+    try:
+        late.buffer(segment(GONE, 0))  # the key is made now, before the deletion
+        other.shred(Scope.REPLAY, 1, replay_id=GONE, requested_by="t", reason="t")
+        late.buffer(segment(GONE, 1))
+        (result,) = late.flush()
+    finally:
+        late.close()
+        other.close()
+    assert (result.inserted, result.dropped_deleted) == (0, 2)
+    assert kms.wrapped_for == [(1, GONE)]
+    assert other.stats().rows == 0

@@ -9,26 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.builders import segment
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events
 from vault_store.catalog.models import AuditEvent, CatalogSecret
-from vault_store.core.message import Segment, build_message, parse_message
 from vault_store.services.rewrap import KeyStatus
 from vault_store.services.shredder import Scope
-
-
-def segment(project: int, replay: str, n: int, *, user: str | None = None) -> Segment:
-    event = json.dumps({"user": {"email": user}}).encode() if user else None
-    return parse_message(
-        build_message(
-            project_id=project,
-            replay_id=replay,
-            segment_id=n,
-            body=b"[%d]" % n,
-            replay_event=event,
-        )
-    )
-
 
 REPLAYS = [f"{n:032x}" for n in range(1, 8)]
 
@@ -43,8 +29,8 @@ def test_rewrap_moves_every_key_then_the_old_version_can_go(
     # Two vaults (two ingest processes) seal the same replays under different data keys.
     first, second = make_vault(), make_vault()
     for n, replay in enumerate(REPLAYS):
-        first.ingest_segment(segment(1 + n % 2, replay, 0, user="ada@example.com"))
-        second.ingest_segment(segment(1 + n % 2, replay, 1))
+        first.ingest_segment(segment(replay, 0, project=1 + n % 2, email="ada@example.com"))
+        second.ingest_segment(segment(replay, 1, project=1 + n % 2))
     first.flush()
     second.flush()
     catalog = first._catalog
@@ -92,7 +78,7 @@ def test_rewrap_moves_every_key_then_the_old_version_can_go(
 def test_rewrap_of_one_project_leaves_the_others(make_vault: VaultFactory) -> None:
     vault = make_vault()
     for n, replay in enumerate(REPLAYS):
-        vault.ingest_segment(segment(1 + n % 2, replay, 0))
+        vault.ingest_segment(segment(replay, 0, project=1 + n % 2))
     vault.flush()
     old, new = vault.primary_kek(), vault.rotate_local_key()
     result = vault.rewrap_keys(actor="ops", project_id=2)

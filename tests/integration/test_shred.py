@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from sqlalchemy import func, select, text
 
+from tests.builders import segment
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events
 from vault_store import FlushPolicy, ReplayNotFound, ReplayShredded, Vault
@@ -20,32 +19,12 @@ from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.catalog import BlobRecord, RangeRecord
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, ReplaySubject
 from vault_store.catalog.records import BlobState, Scope, Status
-from vault_store.core.message import Segment
 from vault_store.services.gc import collect
 from vault_store.services.overwriter import Overwriter
 from vault_store.services.retention import expire
 from vault_store.services.shredder import Shredder
 
 X, Y, Z = "a" * 32, "b" * 32, "c" * 32
-
-
-def _segment(
-    replay: str, n: int, *, project: int = 1, days: int = 30, user: str | None = None
-) -> Segment:
-    event = orjson.dumps({"user": {"id": user, "email": f"{user}@Example.com"}}) if user else None
-    body = b'[{"type":3,"data":{"replay":"%s","n":%d,"pad":"%s"}}]' % (
-        replay[:4].encode(),
-        n,
-        os.urandom(40).hex().encode(),
-    )
-    return Segment(
-        project_id=project,
-        replay_id=replay,
-        segment_id=n,
-        body=body,
-        retention_days=days,
-        replay_event=event,
-    )
 
 
 def _blob_fingerprints(root: Path) -> dict[str, tuple[str, int, int]]:
@@ -64,9 +43,9 @@ def test_shredding_a_700_segment_replay_touches_no_blob(
 ) -> None:
     vault = make_vault(flush=FlushPolicy(max_segments=400))
     for n in range(700):
-        vault.ingest_segment(_segment(X, n))
+        vault.ingest_segment(segment(X, n, padded=True))
         if n % 2 == 0:
-            vault.ingest_segment(_segment(Y, n // 2))  # a neighbour in the same blobs
+            vault.ingest_segment(segment(Y, n // 2, padded=True))  # a neighbour in the same blobs
     vault.flush()
     before = _blob_fingerprints(tmp_path / "blobs")
     live_before = vault.stats().live_bytes
@@ -94,7 +73,7 @@ def test_shredding_a_700_segment_replay_touches_no_blob(
 
 def test_reads_stop_as_soon_as_a_deletion_is_recorded(make_vault: VaultFactory) -> None:
     vault = make_vault()
-    vault.ingest_segment(_segment(X, 0))
+    vault.ingest_segment(segment(X, 0, padded=True))
     vault.flush()
     status = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b", run=False)
     assert status.status is Status.PENDING
@@ -107,13 +86,14 @@ def test_late_segments_of_a_shredded_replay_are_dropped_without_a_new_key(
     make_vault: VaultFactory,
 ) -> None:
     vault = make_vault()
-    vault.ingest_segment(_segment(X, 0))
+    vault.ingest_segment(segment(X, 0, padded=True))
     vault.flush()
     vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
     late = make_vault()  # another worker that never heard of the deletion
-    late.ingest_segment(_segment(X, 1))
-    (result,) = late.flush()
-    assert (result.inserted, result.dropped_deleted) == (0, 1)
+    taken = late.ingest_segment(segment(X, 1, padded=True))
+    # Dropped before a key was made for it, so nothing is buffered and no blob is written.
+    assert (taken.buffered, taken.dropped_deleted) == (False, True)
+    assert late.flush() == []
     with vault._catalog.engine.connect() as conn:
         assert (
             conn.execute(select(func.count()).where(RecordingByteRange.replay_id == X)).scalar_one()
@@ -129,7 +109,7 @@ def test_user_deletion_uses_the_keyed_subject_index(
     vault = make_vault()
     for replay, user in ((X, "alice"), (Y, "bob"), (Z, "alice")):
         for n in range(3):
-            vault.ingest_segment(_segment(replay, n, user=user))
+            vault.ingest_segment(segment(replay, n, user=user, padded=True))
     vault.flush()
     with vault._catalog.engine.connect() as conn:
         stored = b"".join(
@@ -155,7 +135,7 @@ def test_user_deletion_uses_the_keyed_subject_index(
 
 def test_shredding_twice_and_unknown_targets_are_harmless(make_vault: VaultFactory) -> None:
     vault = make_vault()
-    vault.ingest_segment(_segment(X, 0))
+    vault.ingest_segment(segment(X, 0, padded=True))
     vault.flush()
     first = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
     assert vault.resume_deletion(first.id) == vault.deletion_status(first.id)
@@ -235,8 +215,8 @@ def test_forced_overwrite_zeroes_exactly_the_shredded_ranges(
 ) -> None:
     vault = make_vault()
     for n in range(4):
-        vault.ingest_segment(_segment(X, n))
-        vault.ingest_segment(_segment(Y, n))
+        vault.ingest_segment(segment(X, n, padded=True))
+        vault.ingest_segment(segment(Y, n, padded=True))
     (flushed,) = vault.flush()
     blob = tmp_path / "blobs" / flushed.blob_path
     original = blob.read_bytes()
@@ -299,7 +279,7 @@ def test_two_concurrent_overwrites_of_one_blob_lose_nothing(
     vault = make_vault()
     for n in range(3):
         for replay in (X, Y, Z):
-            vault.ingest_segment(_segment(replay, n))
+            vault.ingest_segment(segment(replay, n, padded=True))
     (flushed,) = vault.flush()
     deletions = [
         vault.shred(
@@ -344,8 +324,8 @@ def test_retention_expires_rows_and_deletes_local_blobs(
     make_vault: VaultFactory, tmp_path: Path
 ) -> None:
     vault = make_vault()
-    vault.ingest_segment(_segment(X, 0, days=1))
-    vault.ingest_segment(_segment(Y, 0, days=90))
+    vault.ingest_segment(segment(X, 0, days=1, padded=True))
+    vault.ingest_segment(segment(Y, 0, days=90, padded=True))
     vault.flush()
     assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 2
     result = expire(vault._catalog, vault._blob_store, now=datetime.now(UTC) + timedelta(days=2))
@@ -361,9 +341,9 @@ def test_gc_collects_orphans_after_the_grace_period_and_dead_blobs(
 ) -> None:
     vault = make_vault()
     vault._blob_store.put("r30d/2026-01-01/00/orphan.vsb", b"left by a crashed flush")
-    vault.ingest_segment(_segment(X, 0))
+    vault.ingest_segment(segment(X, 0, padded=True))
     vault.flush()
-    vault.ingest_segment(_segment(Y, 0))
+    vault.ingest_segment(segment(Y, 0, padded=True))
     vault.flush()
     vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
 

@@ -59,9 +59,7 @@ class Vault:
         self._kms = kms
         self._clock = clock
         cache = key_cache_policy or KeyCachePolicy()
-        self._read_keys: KeyCache[DataKey] = KeyCache(
-            ttl_seconds=cache.ttl_seconds, max_uses=cache.max_uses, max_entries=cache.max_entries
-        )
+        self._read_keys: KeyCache[DataKey] = KeyCache.from_policy(cache)
         self._subjects: SubjectHasher | None = None
         self._ingestor = Ingestor(
             catalog=catalog,

@@ -9,11 +9,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from vault_store.core.policies import KeyCachePolicy
+
 V = TypeVar("V")
 
-DEFAULT_TTL_SECONDS = 300.0
-DEFAULT_MAX_USES = 100_000
-DEFAULT_MAX_ENTRIES = 10_000
+# The defaults are the policy's, written once there.
+_DEFAULTS = KeyCachePolicy()
 
 
 @dataclass(slots=True)
@@ -34,9 +35,9 @@ class KeyCache(Generic[V]):
     def __init__(
         self,
         *,
-        ttl_seconds: float = DEFAULT_TTL_SECONDS,
-        max_uses: int = DEFAULT_MAX_USES,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
+        ttl_seconds: float = _DEFAULTS.ttl_seconds,
+        max_uses: int = _DEFAULTS.max_uses,
+        max_entries: int = _DEFAULTS.max_entries,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if ttl_seconds <= 0 or max_uses < 1 or max_entries < 1:
@@ -49,6 +50,15 @@ class KeyCache(Generic[V]):
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    @classmethod
+    def from_policy(cls, policy: KeyCachePolicy) -> KeyCache[V]:
+        """A cache with the policy's time-to-live, use cap and size."""
+        return cls(
+            ttl_seconds=policy.ttl_seconds,
+            max_uses=policy.max_uses,
+            max_entries=policy.max_entries,
+        )
 
     def get(self, lookup: Hashable) -> V | None:
         """The cached key, counting one use, or None."""

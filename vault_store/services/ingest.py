@@ -102,11 +102,7 @@ class Ingestor:
         self._typed_parts = typed_parts
         self._clock = clock
         self._monotonic = monotonic
-        self.seal_keys: KeyCache[SealingKey] = KeyCache(
-            ttl_seconds=key_cache_policy.ttl_seconds,
-            max_uses=key_cache_policy.max_uses,
-            max_entries=key_cache_policy.max_entries,
-        )
+        self.seal_keys: KeyCache[SealingKey] = KeyCache.from_policy(key_cache_policy)
         self._packer = Packer(flush_policy)
         # One blob may be uploading and committing while the next one fills: sealing is CPU,
         # uploading waits on disk or network, so overlapping them raises ingest throughput.

@@ -15,7 +15,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from tests.peers.gcs import FaultProxy, GcsEmulator
 from tests.peers.kms_server import KmsServer
-from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
+from vault_store import BlobStore, Catalog, LocalBlobStore, LocalKms, Vault
 from vault_store.core.rrweb import Event
 from vault_store.services.samples import Recording, load_recordings
 from vault_store.settings import FlushPolicy, ReadPolicy
@@ -141,11 +141,15 @@ def make_vault(catalog: Catalog, tmp_path: Path) -> Iterator[VaultFactory]:
     made: list[Vault] = []
 
     def factory(
-        *, flush: FlushPolicy | None = None, read: ReadPolicy | None = None, **kwargs: object
+        *,
+        flush: FlushPolicy | None = None,
+        read: ReadPolicy | None = None,
+        blob_store: BlobStore | None = None,
+        **kwargs: object,
     ) -> Vault:
         vault = Vault(
             catalog=catalog,
-            blob_store=LocalBlobStore(tmp_path / "blobs"),
+            blob_store=blob_store or LocalBlobStore(tmp_path / "blobs"),
             kms=LocalKms(tmp_path / "kek.json"),
             flush_policy=flush,
             read_policy=read,

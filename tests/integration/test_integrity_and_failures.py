@@ -245,10 +245,8 @@ class FlakyStore(LocalBlobStore):
 def test_failed_upload_keeps_frames_queued_then_stores_them_once(
     make_vault: VaultFactory, tmp_path: Path
 ) -> None:
-    vault = make_vault()
     store = FlakyStore(tmp_path / "blobs")
-    vault._blob_store = store
-    vault._reader._blob_store = store
+    vault = make_vault(blob_store=store)
     vault.ingest_segment(
         Segment(project_id=1, replay_id=A, segment_id=0, body=b"[1]", retention_days=30)
     )
@@ -307,10 +305,8 @@ def test_kms_failure_stores_nothing_never_plaintext(
 def test_failed_background_flush_requeues_and_surfaces_at_the_next_call(
     make_vault: VaultFactory, tmp_path: Path
 ) -> None:
-    vault = make_vault(flush=FlushPolicy(max_segments=2))
     store = FlakyStore(tmp_path / "blobs")
-    vault._blob_store = store
-    vault._reader._blob_store = store
+    vault = make_vault(flush=FlushPolicy(max_segments=2), blob_store=store)
     store.failures = 1
 
     def segment(n: int) -> Segment:

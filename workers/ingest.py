@@ -149,6 +149,9 @@ def _parse_all(
             parsed.append((delivery, parse_message(delivery.raw)))
         except InvalidInput as error:  # names the field, never the content
             _dead_letter(delivery, outbox, str(error), error.field, outcome)
+        except Exception as error:  # noqa: BLE001 (isolation: it costs this message alone)
+            reason = f"message: could not be read ({type(error).__name__})"
+            _dead_letter(delivery, outbox, reason, "message", outcome)
     return parsed
 
 

@@ -86,10 +86,30 @@ def test_a_part_filter_keeps_exactly_those_events_in_order(
     assert merge(whole) == orjson.dumps(events)
 
 
-def test_only_non_empty_parts_are_stored() -> None:
-    stored = split(orjson.dumps([SAMPLES[0][0], SAMPLES[5][0]]))
+def test_only_non_empty_parts_are_stored_as_byte_spans() -> None:
+    body = orjson.dumps([SAMPLES[0][0], SAMPLES[5][0]])
+    stored = split(body)
     assert sorted(stored) == [CONSOLE, DOM]
-    assert orjson.loads(stored[CONSOLE]) == {"index": [1], "events": [SAMPLES[5][0]]}
+    header, _, chunk = stored[CONSOLE].partition(b"\n")
+    start = body.index(orjson.dumps(SAMPLES[5][0])) - 1  # the comma before it
+    assert orjson.loads(header) == {"spans": [[start, 1, len(body) - start - 2]], "size": len(body)}
+    assert chunk == body[start:]  # the separator, the event, and the closing bracket
+
+
+def test_parts_that_do_not_tile_the_segment_are_refused() -> None:
+    from vault_store.errors import CorruptData
+
+    stored = split(orjson.dumps([SAMPLES[0][0], SAMPLES[5][0]]))
+    with pytest.raises(CorruptData):
+        merge([(CONSOLE, stored[CONSOLE])])  # the dom part is missing
+
+
+def test_envelope_parts_of_earlier_versions_still_merge() -> None:
+    old = [
+        (DOM, orjson.dumps({"index": [0], "events": [SAMPLES[0][0]]})),
+        (CONSOLE, orjson.dumps({"index": [1], "events": [SAMPLES[5][0]]})),
+    ]
+    assert orjson.loads(merge(old)) == [SAMPLES[0][0], SAMPLES[5][0]]
 
 
 def test_a_single_part_segment_keeps_its_original_bytes() -> None:

@@ -64,6 +64,9 @@ if TYPE_CHECKING:
 _BACKEND = "catalog"
 # Advisory lock key serializing partition creation (any constant unique to this use).
 _PARTITION_LOCK = 0x7661756C74706172
+# Advisory locks of (this space, hash of a replay) order flushes of one replay's segments; the
+# two-integer key space never meets the one-integer keys of projects and partitions.
+_SEGMENT_LOCK_SPACE = 0x76617573
 _RANGE_COLUMNS = (
     "project_id",
     "replay_id",
@@ -209,6 +212,9 @@ class Catalog:
         with self._errors("insert"), self.engine.begin() as conn:
             self.lock_projects(conn, {row.project_id for row in ranges}, shared=True)
             keep = self._drop_tombstoned(conn, ranges)
+            # -- per-segment atomicity (issue 14): a segment is one unit, first write wins --
+            keep, already = self._drop_stored_segments(conn, keep)
+            # -- end per-segment atomicity --
             live_replays = {(row.project_id, row.replay_id) for row in keep}
             buckets = self._replay_buckets(conn, live_replays, bucket, blob.created_at)
             new_subjects = [
@@ -236,8 +242,8 @@ class Catalog:
             )
         return InsertOutcome(
             inserted=inserted,
-            duplicates=len(keep) - inserted,
-            dropped_deleted=len(ranges) - len(keep),
+            duplicates=len(keep) - inserted + already,
+            dropped_deleted=len(ranges) - len(keep) - already,
             live_bytes=live,
         )
 
@@ -364,6 +370,63 @@ class Catalog:
                     "by_project": {str(p): n for p, n in sorted(by_project.items())},
                 },
             )
+
+    def stored_segments(
+        self, segments: Collection[tuple[int, str, int]]
+    ) -> set[tuple[int, str, int]]:
+        """Which of these (project, replay, segment) already have rows (any part)."""
+        with self._errors("read"), self.engine.connect() as conn:
+            return self._stored_segments(conn, segments)
+
+    def _drop_stored_segments(
+        self, conn: Connection, ranges: Sequence[RangeRecord]
+    ) -> tuple[list[RangeRecord], int]:
+        """Drop every row of a segment that already has rows: a later delivery of a segment,
+        whatever its content or parts, is ignored whole, so a read never mixes two versions.
+
+        Replays are locked exclusively (PostgreSQL, transaction-scoped, in sorted order) so two
+        flushes of one segment cannot both see it absent; SQLite serializes writers itself.
+        """
+        replays = sorted({(row.project_id, row.replay_id) for row in ranges})
+        if self.dialect == "postgresql":
+            for project, replay in replays:
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+                    {"space": _SEGMENT_LOCK_SPACE, "key": f"{project}:{replay}"},
+                )
+        stored = self._stored_segments(
+            conn, {(row.project_id, row.replay_id, row.segment_id) for row in ranges}
+        )
+        keep = [r for r in ranges if (r.project_id, r.replay_id, r.segment_id) not in stored]
+        return keep, len(ranges) - len(keep)
+
+    @staticmethod
+    def _stored_segments(
+        conn: Connection, segments: Collection[tuple[int, str, int]]
+    ) -> set[tuple[int, str, int]]:
+        found: set[tuple[int, str, int]] = set()
+        by_replay: dict[tuple[int, str], set[int]] = {}
+        for project, replay, segment in segments:
+            by_replay.setdefault((project, replay), set()).add(segment)
+        pairs = sorted(by_replay)
+        for chunk in range(0, len(pairs), 500):
+            wanted = pairs[chunk : chunk + 500]
+            rows = conn.execute(
+                select(
+                    RecordingByteRange.project_id,
+                    RecordingByteRange.replay_id,
+                    RecordingByteRange.segment_id,
+                )
+                .where(
+                    tuple_(RecordingByteRange.project_id, RecordingByteRange.replay_id).in_(wanted),
+                    RecordingByteRange.segment_id.in_(
+                        {s for pair in wanted for s in by_replay[pair]}
+                    ),
+                )
+                .distinct()
+            ).all()
+            found |= {(p, r, s) for p, r, s in rows if s in by_replay.get((p, r), ())}
+        return found
 
     def _drop_tombstoned(
         self, conn: Connection, ranges: Sequence[RangeRecord]

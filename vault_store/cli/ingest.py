@@ -90,15 +90,20 @@ def _ingest_files(vault: Vault, summary: IngestSummary, paths: tuple[Path, ...])
                 summary.reject(str(path), error.problem)
                 progress.advance(task)
                 continue
+            except OSError as error:
+                summary.reject(str(path), f"cannot be read ({error.strerror or 'error'})")
+                progress.advance(task)
+                continue
             for index, raw in enumerate(messages):
                 summary.messages += 1
                 source = str(path) if len(messages) == 1 else f"{path}#{index}"
                 try:
                     segment = parse_message(raw)
+                    result = vault.ingest_segment(segment)
                 except InvalidInput as error:
                     summary.reject(source, str(error))
                     continue
-                summary.ingested(vault.ingest_segment(segment), len(segment.body))
+                summary.ingested(result, len(segment.body))
             progress.advance(task)
 
 

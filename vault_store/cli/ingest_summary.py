@@ -45,7 +45,7 @@ class IngestSummary:
     def flushed(self, results: list[FlushResult]) -> None:
         """Count blobs written by a flush."""
         for result in results:
-            self.blobs_written += 1
+            self.blobs_written += 1 if result.blob_path else 0  # no blob: all were duplicates
             self.bytes_stored += result.blob_bytes
             self.rows_inserted += result.inserted
             self.duplicates += result.duplicates

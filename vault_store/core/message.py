@@ -11,18 +11,23 @@ from typing import Any
 import msgpack
 import orjson
 
-from vault_store.core import jsontree
+from vault_store.core.rrweb import Scan, scan_array
 from vault_store.errors import InvalidInput
 
 MESSAGE_TYPE = "replay_recording_not_chunked"
-# The producer's limits: whole message, compressed body, uncompressed body.
+# The producer's limits (Relay: max_replay_message_size 15 MB for the Kafka message,
+# max_replay_compressed_size 10 MB, max_replay_uncompressed_size 100 MB): whole message,
+# compressed body, uncompressed body. A body is decompressed with this cap, never past it.
 MAX_MESSAGE_BYTES = 15 * 1024 * 1024
 MAX_COMPRESSED_BODY_BYTES = 10 * 1024 * 1024
 MAX_BODY_BYTES = 100 * 1024 * 1024
 MAX_RETENTION_DAYS = 3650
+# Sentry stores a segment whose retention_days is 0 under its default of 30 days.
+DEFAULT_RETENTION_DAYS = 30
 _UINT64_LIMIT = 2**64
 # Ids the catalog stores (project, segment) live in signed 64-bit columns on both databases.
 MAX_STORED_ID = 2**63 - 1
+_MAX_CONTAINER = 4096
 _REPLAY_ID = re.compile(r"[0-9a-f]{32}")
 # map16 and map32; fixmap (0x80-0x8f) is checked by range.
 _MSGPACK_MAP_MARKERS = (0xDE, 0xDF)
@@ -41,8 +46,8 @@ class Segment:
     received: int = 0
     replay_event: bytes | None = None
     replay_video: bytes | None = None
-    # The body already parsed by validation, handed on so typed parts need not parse it again.
-    events: list[Any] | None = field(default=None, compare=False, repr=False)
+    # The body's event spans found by validation, handed on so typed parts need not scan again.
+    scan: Scan | None = field(default=None, compare=False, repr=False)
 
 
 def validate_replay_id(value: object, field: str = "replay_id") -> str:
@@ -84,11 +89,34 @@ def validate_retention_days(value: object, field: str = "retention_days") -> int
 
 
 def parse_message(raw: bytes) -> Segment:
-    """Validate one msgpack ingest message; raise InvalidInput naming the bad field."""
+    """Validate one msgpack ingest message; raise InvalidInput naming the bad field.
+
+    Nothing else escapes: an error nobody foresaw (a map with an array key, say) is reported
+    as the message being unreadable, with the error's type and never its content.
+    """
+    try:
+        return _parse_message(raw)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 (isolation: one bad message costs only itself)
+        raise InvalidInput("message", f"could not be read ({type(exc).__name__})") from None
+
+
+def _parse_message(raw: bytes) -> Segment:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise InvalidInput("message", f"expected bytes, got {_type_name(raw)}")
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidInput("message", f"larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        message = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        # Bounded containers: a message is a map of about ten fields, so a huge array or map
+        # anywhere in it is refused before it costs memory.
+        message = msgpack.unpackb(
+            raw,
+            raw=False,
+            strict_map_key=False,
+            max_array_len=_MAX_CONTAINER,
+            max_map_len=_MAX_CONTAINER,
+        )
     except (ValueError, msgpack.UnpackException) as exc:
         raise InvalidInput("message", f"not a msgpack message ({type(exc).__name__})") from None
     if not isinstance(message, dict):
@@ -96,20 +124,24 @@ def parse_message(raw: bytes) -> Segment:
     message_type = _required(message, "type")
     if message_type != MESSAGE_TYPE:
         raise InvalidInput("type", f"expected {MESSAGE_TYPE!r}")
-    segment_id, body, events = parse_payload(_required(message, "payload"))
-    key_id = message.get("key_id")
-    if key_id is not None:
-        validate_uint64(key_id, "key_id")
-    version = message.get("version")
-    if version is not None:
-        validate_uint64(version, "version")
+    segment_id, body, scan = parse_payload(_required(message, "payload"))
+    # Neither is used here; the schema allows any integer (or nil), and so do we.
+    for name in ("key_id", "version"):
+        value = message.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidInput(name, f"expected an integer or nil, got {_type_name(value)}")
+    retention = _required(message, "retention_days")
     return Segment(
         project_id=validate_stored_id(_required(message, "project_id"), "project_id"),
         replay_id=validate_replay_id(_required(message, "replay_id")),
         segment_id=segment_id,
         body=body,
-        events=events,
-        retention_days=validate_retention_days(_required(message, "retention_days")),
+        scan=scan,
+        retention_days=validate_retention_days(
+            DEFAULT_RETENTION_DAYS
+            if retention == 0 and not isinstance(retention, bool)
+            else retention
+        ),
         org_id=validate_uint64(_required(message, "org_id"), "org_id"),
         received=validate_uint64(_required(message, "received"), "received"),
         replay_event=_optional_bytes(message, "replay_event"),
@@ -117,8 +149,8 @@ def parse_message(raw: bytes) -> Segment:
     )
 
 
-def parse_payload(payload: object) -> tuple[int, bytes, list[Any]]:
-    """Split `{"segment_id":N}\\n<body>`: (N, the decompressed rrweb JSON, its events)."""
+def parse_payload(payload: object) -> tuple[int, bytes, Scan]:
+    """Split `{"segment_id":N}\\n<body>`: (N, the decompressed rrweb JSON, its event spans)."""
     if not isinstance(payload, bytes):
         raise InvalidInput("payload", f"expected bytes, got {_type_name(payload)}")
     header, newline, body = payload.partition(b"\n")
@@ -137,8 +169,8 @@ def parse_payload(payload: object) -> tuple[int, bytes, list[Any]]:
     return segment_id, *decode_body(body)
 
 
-def decode_body(body: bytes) -> tuple[bytes, list[Any]]:
-    """The rrweb JSON of a body that is zlib-compressed or raw JSON, and its parsed events."""
+def decode_body(body: bytes) -> tuple[bytes, Scan]:
+    """The rrweb JSON of a body that is zlib-compressed or raw JSON, and its event spans."""
     if _looks_like_zlib(body):
         if len(body) > MAX_COMPRESSED_BODY_BYTES:
             raise InvalidInput("payload.body", f"compressed body over {MAX_COMPRESSED_BODY_BYTES}")
@@ -147,13 +179,7 @@ def decode_body(body: bytes) -> tuple[bytes, list[Any]]:
         raise InvalidInput("payload.body", f"body over {MAX_BODY_BYTES} bytes")
     if not body.lstrip()[:1] == b"[":
         raise InvalidInput("payload.body", "neither zlib data nor a JSON array")
-    try:
-        events = jsontree.parse(body)
-    except orjson.JSONDecodeError:
-        raise InvalidInput("payload.body", "not a valid JSON array") from None
-    if not isinstance(events, list):
-        raise InvalidInput("payload.body", "not a JSON array")
-    return body, events
+    return body, scan_array(body, field="payload.body")
 
 
 def _inflate(body: bytes) -> bytes:
@@ -203,20 +229,22 @@ def split_stream(data: bytes, *, source: str = "stream") -> Iterator[bytes]:
         raise InvalidInput(source, "empty file")
     if data[0] not in _MSGPACK_MAP_MARKERS and not 0x80 <= data[0] <= 0x8F:
         raise InvalidInput(source, "not a msgpack message (it must start with a map)")
-    unpacker = msgpack.Unpacker(
-        raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1024 * 1024)
-    )
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1024 * 1024))
     unpacker.feed(data)
     start = 0
-    try:
-        for _message in unpacker:
-            end = unpacker.tell()
-            yield data[start:end]
-            start = end
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise InvalidInput(source, f"bad msgpack at byte {start} ({type(exc).__name__})") from None
-    if start != len(data):
-        raise InvalidInput(source, f"truncated message at byte {start}")
+    while start < len(data):
+        try:
+            # skip() walks one message without building it: no objects, no key-type errors.
+            unpacker.skip()
+        except msgpack.OutOfData:
+            raise InvalidInput(source, f"truncated message at byte {start}") from None
+        except Exception as exc:  # noqa: BLE001 (a broken stream: its boundaries cannot be trusted)
+            raise InvalidInput(
+                source, f"bad msgpack at byte {start} ({type(exc).__name__})"
+            ) from None
+        end = unpacker.tell()
+        yield data[start:end]
+        start = end
 
 
 def build_message(

@@ -70,6 +70,10 @@ def pack(segments: Sequence[SealedSegment]) -> PackedBlob:
     return PackedBlob(tuple(chunks), position, tuple(segments), tuple(offsets))
 
 
+def _segment_of(identity: FrameIdentity) -> tuple[int, str, int]:
+    return (identity.project_id, identity.replay_id, identity.segment_id)
+
+
 def _identity_order(identity: FrameIdentity) -> tuple[int, str, str, int]:
     # Part before segment: a view reading one part (console, say) finds it in one run.
     return (identity.project_id, identity.replay_id, identity.part, identity.segment_id)
@@ -78,6 +82,8 @@ def _identity_order(identity: FrameIdentity) -> tuple[int, str, str, int]:
 @dataclass(slots=True)
 class _Buffer:
     items: dict[FrameIdentity, SealedSegment] = field(default_factory=dict)
+    # (project, replay, segment) of every buffered frame: one delivery of a segment per buffer.
+    segments: set[tuple[int, str, int]] = field(default_factory=set)
     size: int = 0
     oldest: float = 0.0
 
@@ -99,8 +105,19 @@ class Packer:
         if not buffer.items:
             buffer.oldest = now
         buffer.items[segment.identity] = segment
+        buffer.segments.add(_segment_of(segment.identity))
         buffer.size += segment.size
         return True
+
+    def add_segment(self, frames: Sequence[SealedSegment], now: float) -> bool:
+        """Buffer every frame of one segment, or none if that segment is already buffered
+        (whatever its parts: the first delivery wins whole)."""
+        if not frames:
+            return False
+        buffer = self._buffers.get(frames[0].retention_days)
+        if buffer is not None and _segment_of(frames[0].identity) in buffer.segments:
+            return False
+        return any([self.add(frame, now) for frame in frames])
 
     def due(self, now: float) -> list[int]:
         """Retention classes whose buffer has reached a flush threshold."""

@@ -1,4 +1,4 @@
-"""Typed parts: split a segment's rrweb events by what views need, and merge them back in order.
+"""Typed parts: split a segment's rrweb events by what views need, and merge them back exactly.
 
 Parts (pure, no I/O):
 
@@ -9,12 +9,15 @@ Parts (pure, no I/O):
 - ``timeline``: everything else small a timeline needs (load events, other breadcrumbs such as
   clicks and navigations, other custom and plugin events).
 
-Each part is stored as its own sealed frame whose body is ``{"index": [...], "events": [...]}``:
-the events' positions in the original segment travel, authenticated, with the events, so
-reading every part restores the exact original order. When all of a segment's events belong to
-one part (most segments are pure DOM), that part's body is the segment's JSON array itself,
-byte for byte: nothing to re-serialize at ingest, nothing to merge at read. A segment stored
-whole (parts off) has the single part ``recording``, whose body is also the JSON array.
+A part is a set of byte spans of the original segment, never a re-serialization: the segment's
+bytes are cut into consecutive chunks (each chunk is the separator before an event, then the
+event; the last one also holds the closing bracket), and each part stores its chunks behind a
+one-line header ``{"spans":[[offset, separator length, event length], ...],"size":N}``. Merging
+every part puts the chunks back at their offsets, which must tile the segment exactly: the
+result is the bytes that were sent. When all of a segment's events belong to one part (most
+segments are pure DOM), that part's body is the segment itself. A segment stored whole (parts
+off) has the single part ``recording``. A mobile replay's video is the part ``video``: sealed
+and packed like the others, never merged into the JSON.
 """
 
 from __future__ import annotations
@@ -24,76 +27,115 @@ from typing import Any
 
 import orjson
 
-from vault_store.core import jsontree
+from vault_store.core.rrweb import Head, Scan, scan_array
 from vault_store.errors import CorruptData, InvalidInput
 
 RECORDING = "recording"
 DOM, CONSOLE, NETWORK, TIMELINE = "dom", "console", "network", "timeline"
+VIDEO = "video"
 TYPED_PARTS = (DOM, CONSOLE, NETWORK, TIMELINE)
-ALL_PARTS = (RECORDING, *TYPED_PARTS)
+ALL_PARTS = (RECORDING, *TYPED_PARTS, VIDEO)
 
 _DRAWN = {2, 3, 4}  # full snapshot, incremental snapshot, meta
 _CUSTOM, _PLUGIN = 5, 6
 _NETWORK_OPS = {"resource.fetch", "resource.xhr"}
+_SPANS_HEADER = b'{"spans":'
 
 
 def classify(event: Any) -> str:
-    """The part an rrweb event belongs to."""
+    """The part an rrweb event (already parsed) belongs to; the same rule as `classify_head`."""
     if not isinstance(event, dict):
-        return TIMELINE
-    kind = event.get("type")
-    if kind in _DRAWN:
-        return DOM
+        return classify_head(Head())
     data = event.get("data")
-    if not isinstance(data, dict):
+    payload = data.get("payload") if isinstance(data, dict) else None
+    return classify_head(
+        Head(
+            is_object=True,
+            type=event.get("type"),
+            data_is_object=isinstance(data, dict),
+            plugin=data.get("plugin") if isinstance(data, dict) else None,
+            tag=data.get("tag") if isinstance(data, dict) else None,
+            payload_is_object=isinstance(payload, dict),
+            category=payload.get("category") if isinstance(payload, dict) else None,
+            op=payload.get("op") if isinstance(payload, dict) else None,
+        )
+    )
+
+
+def classify_head(head: Head) -> str:
+    """The part of an event, from the shallow fields the scanner read."""
+    if not head.is_object:
         return TIMELINE
-    if kind == _PLUGIN:
-        plugin = str(data.get("plugin", ""))
+    kind = head.type
+    if _is_number(kind) and kind in _DRAWN:
+        return DOM
+    if not head.data_is_object:
+        return TIMELINE
+    if _is_number(kind) and kind == _PLUGIN:
+        plugin = head.plugin if isinstance(head.plugin, str) else ""
         if plugin.startswith("rrweb/console"):
             return CONSOLE
         if plugin.startswith("rrweb/network"):
             return NETWORK
         return TIMELINE
-    if kind == _CUSTOM:
-        payload = data.get("payload")
-        payload = payload if isinstance(payload, dict) else {}
-        if data.get("tag") == "breadcrumb" and payload.get("category") == "console":
+    if _is_number(kind) and kind == _CUSTOM:
+        category = head.category if head.payload_is_object else None
+        op = head.op if head.payload_is_object else None
+        if head.tag == "breadcrumb" and category == "console":
             return CONSOLE
-        if data.get("tag") == "performanceSpan" and payload.get("op") in _NETWORK_OPS:
+        if head.tag == "performanceSpan" and isinstance(op, str) and op in _NETWORK_OPS:
             return NETWORK
     return TIMELINE
 
 
-def split(body: bytes, events: list[Any] | None = None) -> dict[str, bytes]:
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def split(body: bytes, scan: Scan | None = None) -> dict[str, bytes]:
     """A segment's JSON array as {part: sealed-frame body}; at least one part, never empty.
 
-    `events` is `body` already parsed (ingest validation parses it once), to avoid a second
-    parse; without it the body is parsed here.
+    `scan` is `body` already scanned (ingest validation scans it once); without it the body is
+    scanned here. Every part is made of byte spans of `body`: `merge` of all of them is `body`.
     """
-    if events is None:
-        events = jsontree.parse(body)
-    indices: dict[str, list[int]] = {}
-    grouped: dict[str, list[Any]] = {}
-    for index, event in enumerate(events):
-        part = classify(event)
-        indices.setdefault(part, []).append(index)
-        grouped.setdefault(part, []).append(event)
-    if not grouped:
+    if scan is None:
+        scan = scan_array(body)
+    if not scan.spans:
         # An empty segment still exists: keep it as an empty drawing part.
         return {DOM: body}
-    if len(grouped) == 1:
+    owners = [classify_head(head) for head in scan.heads]
+    if len(set(owners)) == 1:
         # One part holds everything, in order: store the original bytes.
-        return {next(iter(grouped)): body}
-    return {
-        part: orjson.dumps({"index": indices[part], "events": grouped[part]})
-        for part in TYPED_PARTS
-        if part in grouped
-    }
+        return {owners[0]: body}
+    chunks: dict[str, list[tuple[int, int, int, int]]] = {}
+    previous = 0
+    last = len(scan.spans) - 1
+    for index, ((start, stop), part) in enumerate(zip(scan.spans, owners, strict=True)):
+        # Chunks tile the body: each runs from the previous event's end to this event's end
+        # (the last one to the end of the body, closing bracket included).
+        chunk_stop = len(body) if index == last else stop
+        chunks.setdefault(part, []).append((previous, start - previous, stop - start, chunk_stop))
+        previous = chunk_stop
+    bodies = {}
+    for part in TYPED_PARTS:
+        if part in chunks:
+            spans = [(offset, separator, length) for offset, separator, length, _ in chunks[part]]
+            header = orjson.dumps({"spans": spans, "size": len(body)})
+            pieces = [body[offset:stop] for offset, _s, _l, stop in chunks[part]]
+            bodies[part] = b"".join([header, b"\n", *pieces])
+    return bodies
 
 
 def merge(parts: Sequence[tuple[str, bytes]], wanted: Iterable[str] | None = None) -> bytes:
-    """One segment's events (of the wanted parts) as a JSON array, in their original order."""
+    """One segment's events (of the wanted parts) as a JSON array.
+
+    Every part wanted: exactly the bytes that were sent. Some parts: their events, in their
+    original order, each event's bytes as sent.
+    """
     chosen = set(wanted) if wanted is not None else None
+    parts = [(part, body) for part, body in parts if part != VIDEO]
+    if not parts:
+        return b"[]"
     if len(parts) == 1 and _is_array(parts[0][1]):
         part, body = parts[0]
         if chosen is None or part in chosen:
@@ -101,13 +143,66 @@ def merge(parts: Sequence[tuple[str, bytes]], wanted: Iterable[str] | None = Non
         if part != RECORDING:
             return b"[]"  # the segment's only part is not wanted
         # Stored whole (parts off): filter the events by part at read time.
-        return orjson.dumps([e for e in orjson.loads(body) if classify(e) in chosen])
+        scan = scan_array(body, field=RECORDING)
+        kept = [
+            body[start:stop]
+            for (start, stop), head in zip(scan.spans, scan.heads, strict=True)
+            if classify_head(head) in chosen
+        ]
+        return b"[" + b",".join(kept) + b"]"
+    if any(_is_array(body) for _part, body in parts):
+        raise CorruptData("a segment stored whole also has typed parts")
+    if any(not body.startswith(_SPANS_HEADER) for _part, body in parts):
+        return _merge_envelopes(parts, chosen)
+    return _merge_spans(parts, chosen)
+
+
+def _merge_spans(parts: Sequence[tuple[str, bytes]], chosen: set[str] | None) -> bytes:
+    placed: list[tuple[int, int, int, memoryview]] = []
+    sizes = set()
+    for part, body in parts:
+        header, newline, rest = body.partition(b"\n")
+        if not newline:
+            raise CorruptData(f"part {part} has no span header")
+        try:
+            described = orjson.loads(header)
+            spans = [(int(o), int(s), int(n)) for o, s, n in described["spans"]]
+            sizes.add(int(described["size"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise CorruptData(f"part {part} has a bad span header") from None
+        view = memoryview(rest)
+        position = 0
+        for index, (offset, separator, length) in enumerate(spans):
+            # A chunk runs to the next chunk's offset; the last chunk of a part is sized by the
+            # bytes left (it may hold the closing bracket).
+            size = len(rest) - position if index == len(spans) - 1 else separator + length
+            if chosen is None or part in chosen:
+                placed.append((offset, separator, length, view[position : position + size]))
+            position += size
+    if len(sizes) != 1:
+        raise CorruptData("parts of one segment disagree on its size")
+    placed.sort(key=lambda item: item[0])
+    if chosen is None:
+        expected = 0
+        for offset, _separator, _length, chunk in placed:
+            if offset != expected:
+                raise CorruptData("the parts of a segment do not tile it")
+            expected += len(chunk)
+        if expected != next(iter(sizes)):
+            raise CorruptData("the parts of a segment do not tile it")
+        return b"".join(chunk for *_head, chunk in placed)
+    events = [
+        bytes(chunk[separator : separator + length]) for _o, separator, length, chunk in placed
+    ]
+    return b"[" + b",".join(events) + b"]"
+
+
+def _merge_envelopes(parts: Sequence[tuple[str, bytes]], chosen: set[str] | None) -> bytes:
+    """Parts written before byte spans: ``{"index": [...], "events": [...]}`` (still read)."""
     placed: list[tuple[int, Any]] = []
     for part, body in parts:
         if chosen is not None and part not in chosen:
             continue
-        if _is_array(body):
-            raise CorruptData("a segment stored whole also has typed parts")
         envelope = orjson.loads(body)
         placed.extend(zip(envelope["index"], envelope["events"], strict=True))
     placed.sort(key=lambda item: item[0])

@@ -72,6 +72,10 @@ class Admission:
     dropped: int
 
 
+def _segment_key(segment: SealedSegment) -> tuple[int, str, int]:
+    return (segment.identity.project_id, segment.identity.replay_id, segment.identity.segment_id)
+
+
 class _TargetDeleted(Exception):
     """Raised inside the sealing-key loader: the replay or its project is deleted."""
 
@@ -148,9 +152,8 @@ class Ingestor:
         sealed = self._seal_unless_deleted(segment)
         if sealed is None:
             return IngestResult(False, finished + self.flush_due(), dropped_deleted=True)
-        now = self._monotonic()
-        added = [self._packer.add(frame, now) for frame in sealed]
-        return IngestResult(any(added), finished + self.flush_due())
+        added = self._packer.add_segment(sealed, self._monotonic())
+        return IngestResult(added, finished + self.flush_due())
 
     def buffer(self, segment: Segment) -> bool:
         """Seal and buffer one segment without flushing anything (callers flush themselves).
@@ -161,8 +164,7 @@ class Ingestor:
         sealed = self._seal_unless_deleted(segment)
         if sealed is None:
             return False
-        now = self._monotonic()
-        return any([self._packer.add(frame, now) for frame in sealed])
+        return self._packer.add_segment(sealed, self._monotonic())
 
     def discard_buffered(self) -> int:
         """Drop every buffered frame (their messages go back to the queue); how many."""
@@ -191,10 +193,13 @@ class Ingestor:
             self._subjects().hashes(segment.replay_event) if segment.replay_event else frozenset()
         )
         bodies = (
-            parts.split(segment.body, segment.events)
+            parts.split(segment.body, segment.scan)
             if self._typed_parts
             else {parts.RECORDING: segment.body}
         )
+        if segment.replay_video:
+            # Mobile replays: the video is a part of its own, sealed and packed like the rest.
+            bodies[parts.VIDEO] = segment.replay_video
         sealed = []
         for part, body in bodies.items():
             identity = FrameIdentity(
@@ -285,6 +290,25 @@ class Ingestor:
         A crash between upload and insert leaves an orphan blob (no rows) that GC collects; a
         crash after the insert means redelivery, whose duplicates are ignored.
         """
+        # -- per-segment atomicity (issue 14): write no blob whose every segment is stored --
+        stored = self._catalog.stored_segments(
+            {(s.identity.project_id, s.identity.replay_id, s.identity.segment_id) for s in segments}
+        )
+        everything = segments
+        if stored:
+            segments = [s for s in segments if _segment_key(s) not in stored]
+            if not segments:
+                return FlushResult(
+                    blob_path="",
+                    retention_days=retention_days,
+                    identities=tuple(s.identity for s in everything),
+                    frames=0,
+                    blob_bytes=0,
+                    inserted=0,
+                    duplicates=len(everything),
+                    dropped_deleted=0,
+                )
+        # -- end per-segment atomicity --
         packed = pack(segments)
         created_at = self._clock()
         expires_at = created_at + timedelta(days=retention_days)
@@ -326,10 +350,10 @@ class Ingestor:
         return FlushResult(
             blob_path=path,
             retention_days=retention_days,
-            identities=tuple(segment.identity for segment in packed.segments),
+            identities=tuple(segment.identity for segment in everything),
             frames=len(rows),
             blob_bytes=packed.size,
             inserted=outcome.inserted,
-            duplicates=outcome.duplicates,
+            duplicates=outcome.duplicates + len(everything) - len(segments),
             dropped_deleted=outcome.dropped_deleted,
         )

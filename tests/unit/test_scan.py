@@ -1,0 +1,158 @@
+"""The segment scanner: any valid JSON array at any depth, byte spans, shallow heads, no recursion."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vault_store.core import rrweb
+from vault_store.core.parts import TYPED_PARTS, classify, classify_head, merge, split
+from vault_store.core.rrweb import scan_array
+from vault_store.errors import InvalidInput
+
+CONSOLE_CRUMB = b'{"type":5,"data":{"tag":"breadcrumb","payload":{"category":"console"}}}'
+
+
+def _deep(levels: int) -> bytes:
+    return b'{"type":2,"data":{"node":' + b"[" * levels + b"]" * levels + b"}}"
+
+
+@pytest.mark.parametrize("levels", [120, 1_000, 10_000])
+def test_deep_dom_with_a_console_breadcrumb_splits_and_merges_exactly(levels: int) -> None:
+    body = b"[" + _deep(levels) + b"," + CONSOLE_CRUMB + b"]"
+    stored = split(body)
+    assert set(stored) == {"dom", "console"}
+    assert merge(list(stored.items())) == body
+    assert merge(list(stored.items()), {"console"}) == b"[" + CONSOLE_CRUMB + b"]"
+    assert merge(list(stored.items()), {"dom"}) == b"[" + _deep(levels) + b"]"
+
+
+def test_lone_surrogates_are_accepted_and_kept_as_sent() -> None:
+    body = rb'[{"type":3,"data":{"text":"cut \ud83c"}},' + CONSOLE_CRUMB + rb',"\udc00 alone"]'
+    stored = split(body)
+    assert merge(list(stored.items())) == body
+    assert b"\\ud83c" in merge(list(stored.items()), {"dom"})
+
+
+def test_numbers_are_kept_byte_for_byte() -> None:
+    body = b'[ {"type":3,"data":{"x":1.50,"y":123456789012345678901234567890}} ,\n' + (
+        CONSOLE_CRUMB + b", 1e5000 ]\n"
+    )
+    stored = split(body)
+    assert len(stored) == 3  # dom, console, timeline
+    assert merge(list(stored.items())) == body
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"[1,]", b'[{"a":}]', b"{}", b"[1] x", b"[", b"", b'["\x01"]', b"[01]", b"[NaN]", b'["\\x"]'],
+)
+def test_invalid_json_is_refused_by_both_scanners(bad: bytes) -> None:
+    with pytest.raises(InvalidInput) as fast:
+        scan_array(bad)
+    assert fast.value.field == "payload.body"
+    with pytest.raises(InvalidInput):
+        rrweb._scan_iteratively(bad, "payload.body")
+
+
+def test_errors_name_a_position_never_content() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        scan_array(b'[{"secret-value": }]')
+    assert "secret" not in str(caught.value)
+
+
+# -- properties ------------------------------------------------------------------------------
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.sampled_from(["rrweb/console@1", "rrweb/network@1", "breadcrumb", "console"]),
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["type", "data", "payload", "tag", "x"]), inner, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+_event = st.one_of(
+    _json,
+    st.fixed_dictionaries(
+        {"type": st.sampled_from([2, 3, 4, 5, 6, 2.0, True, "5"]), "data": _json}
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from([5, 6]),
+            "data": st.fixed_dictionaries(
+                {
+                    "plugin": st.sampled_from(["rrweb/console@1", "rrweb/network@1", "x"]),
+                    "tag": st.sampled_from(["breadcrumb", "performanceSpan"]),
+                    "payload": st.fixed_dictionaries(
+                        {
+                            "category": st.sampled_from(["console", "ui.click"]),
+                            "op": st.sampled_from(["resource.fetch", "resource.xhr", "nav"]),
+                        }
+                    ),
+                }
+            ),
+        }
+    ),
+)
+_spaces = st.sampled_from(["", " ", "\n", " \t\r\n "])
+
+
+def _render(events: list[Any], pads: list[str]) -> bytes:
+    # json.dumps, not orjson: it writes integers above 2^64 and keeps key order as given.
+    pieces = [json.dumps(event, ensure_ascii=False, separators=(",", ":")) for event in events]
+    pad = iter(pads * (len(pieces) * 2 + 4))
+    inner = ",".join(f"{next(pad)}{piece}{next(pad)}" for piece in pieces)
+    return f"{next(pad)}[{inner}{next(pad) if not pieces else ''}]{next(pad)}".encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_event, max_size=12), st.lists(_spaces, min_size=1, max_size=4))
+def test_split_then_merge_is_the_identity_on_bytes(events: list[Any], pads: list[str]) -> None:
+    body = _render(events, pads)
+    stored = split(body)
+    assert merge(list(stored.items())) == body
+    heads = scan_array(body).heads
+    # The scanner's shallow reading classifies as the full parse would.
+    assert [classify_head(h) for h in heads] == [classify(e) for e in orjson.loads(body)]
+    for part in TYPED_PARTS:
+        wanted = [e for e in orjson.loads(body) if classify(e) == part]
+        assert orjson.loads(merge(list(stored.items()), {part})) == wanted
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_event, max_size=12), st.lists(_spaces, min_size=1, max_size=4))
+def test_both_scanners_agree(events: list[Any], pads: list[str]) -> None:
+    body = _render(events, pads)
+    assert rrweb._scan_iteratively(body, "payload.body") == scan_array(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64) | st.text(alphabet='[]{},:"\\0123456789.eE+-tfnrulas ', max_size=40))
+def test_fuzzed_bytes_either_scan_or_are_refused(data: bytes | str) -> None:
+    body = data.encode() if isinstance(data, str) else data
+    try:
+        fast = scan_array(body)
+    except InvalidInput:
+        fast = None
+    try:
+        slow = rrweb._scan_iteratively(body, "payload.body")
+    except InvalidInput:
+        slow = None
+    assert fast == slow
+    if fast is not None:
+        assert merge(list(split(body, fast).items())) == body

@@ -111,17 +111,11 @@ class Settings:
         )
 
     def missing_home(self) -> Path | None:
-        """The home, if it does not exist while the catalog, blobs or key file are meant to live
-        there: nothing was ever stored, so a read-only command has nothing to read."""
-        if self.home.exists():
+        """The home, if it does not exist while the catalog is meant to live there (the embedded
+        SQLite file): nothing was ever stored, so a read-only command has nothing to read."""
+        if self.home.exists() or self.database_url != Settings.embedded(self.home).database_url:
             return None
-        embedded = Settings.embedded(self.home)
-        uses_home = (
-            self.database_url == embedded.database_url
-            or self.blob_url == embedded.blob_url
-            or self.kms_url == embedded.kms_url
-        )
-        return self.home if uses_home else None
+        return self.home
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

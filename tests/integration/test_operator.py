@@ -206,7 +206,19 @@ def test_rrweb_accepts_gzip_and_standard_input(home: dict[str, str], tmp_path: P
     assert stored > 0
     other = "f" * 32
     piped = subprocess.run(
-        [sys.executable, "-m", "vault_store", "ingest", "--rrweb", "-", "--project", "4", "--replay", other, "--json"],
+        [
+            sys.executable,
+            "-m",
+            "vault_store",
+            "ingest",
+            "--rrweb",
+            "-",
+            "--project",
+            "4",
+            "--replay",
+            other,
+            "--json",
+        ],
         env=home,
         input=gzip.decompress(GZIPPED.read_bytes()),
         capture_output=True,

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import platformdirs
+
 from vault_store.core.policies import CopyPolicy, FlushPolicy, KeyCachePolicy, ReadPolicy
 from vault_store.errors import ConfigError
 
 __all__ = [
+    "CatalogTimeouts",
     "CopyPolicy",
     "FlushPolicy",
     "KeyCachePolicy",
@@ -22,7 +25,24 @@ __all__ = [
 
 T = TypeVar("T", int, float)
 
-DEFAULT_HOME = ".vault-store"
+
+def default_home() -> Path:
+    """The per-user data directory (``~/.local/share/vault-store`` on Linux): the same store
+    whatever the working directory, unlike a relative default."""
+    return Path(platformdirs.user_data_dir("vault-store", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogTimeouts:
+    """How long the catalog database may keep a command waiting before it fails."""
+
+    # PostgreSQL: seconds to establish a connection (TCP, TLS and start-up), so a server that
+    # accepts connections but never answers fails fast instead of hanging every command.
+    connect_seconds: float = 5.0
+    # PostgreSQL: seconds one statement may run (0: no limit). Work is chunked well below this.
+    statement_seconds: float = 120.0
+    # SQLite: seconds to wait for another process's write lock before "database is locked".
+    busy_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +89,7 @@ class Settings:
     key_cache: KeyCachePolicy = field(default_factory=KeyCachePolicy)
     copies: CopyPolicy = field(default_factory=CopyPolicy)
     workers: WorkerPolicy = field(default_factory=WorkerPolicy)
+    catalog_timeouts: CatalogTimeouts = field(default_factory=CatalogTimeouts)
     zstd_level: int = 3
     # PostgreSQL range partitions of the catalog: one per "day" or per "week" of expiry.
     catalog_partition: str = "day"
@@ -89,15 +110,23 @@ class Settings:
             kms_url=f"local-kms://{home / 'kek.json'}",
         )
 
+    def missing_home(self) -> Path | None:
+        """The home, if it does not exist while the catalog is meant to live there (the embedded
+        SQLite file): nothing was ever stored, so a read-only command has nothing to read."""
+        if self.home.exists() or self.database_url != Settings.embedded(self.home).database_url:
+            return None
+        return self.home
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read VAULT_STORE_* variables; unset ones take the embedded defaults under HOME."""
         env = os.environ if env is None else env
-        base = cls.embedded(Path(env.get("VAULT_STORE_HOME") or DEFAULT_HOME))
+        base = cls.embedded(Path(env.get("VAULT_STORE_HOME") or default_home()))
         level = _number(env, "VAULT_STORE_ZSTD_LEVEL", int, 3)
         if not 1 <= level <= 22:
             raise ConfigError("VAULT_STORE_ZSTD_LEVEL: expected 1 to 22")
         workers = WorkerPolicy()  # the defaults of what the environment leaves unset
+        timeouts = CatalogTimeouts()
         return cls(
             home=base.home,
             database_url=env.get("VAULT_STORE_DATABASE_URL") or base.database_url,
@@ -152,6 +181,21 @@ class Settings:
                     env, "VAULT_STORE_MAINTAIN_INTERVAL", float, workers.maintain_interval_seconds
                 ),
             ),
+            catalog_timeouts=CatalogTimeouts(
+                connect_seconds=_number(
+                    env, "VAULT_STORE_DB_CONNECT_TIMEOUT", float, timeouts.connect_seconds
+                ),
+                statement_seconds=_number(
+                    env,
+                    "VAULT_STORE_DB_STATEMENT_TIMEOUT",
+                    float,
+                    timeouts.statement_seconds,
+                    zero=True,
+                ),
+                busy_seconds=_number(
+                    env, "VAULT_STORE_SQLITE_BUSY_TIMEOUT", float, timeouts.busy_seconds
+                ),
+            ),
             zstd_level=level,
             parts=_choice(env, "VAULT_STORE_PARTS", ("typed", "off"), "typed"),
             catalog_partition=_choice(env, "VAULT_STORE_CATALOG_PARTITION", ("day", "week"), "day"),
@@ -162,7 +206,15 @@ class Settings:
         )
 
 
-def _number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    kind: Callable[[str], T],
+    default: T,
+    *,
+    zero: bool = False,
+) -> T:
+    """A positive number from the environment (or zero, meaning "no limit", if `zero`)."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -170,8 +222,9 @@ def _number(env: Mapping[str, str], name: str, kind: Callable[[str], T], default
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}: expected a positive number, got {raw!r}")
+    if value < 0 or (value == 0 and not zero) or value != value:  # value != value: NaN
+        expected = "zero or a positive number" if zero else "a positive number"
+        raise ConfigError(f"{name}: expected {expected}, got {raw!r}")
     return value
 
 

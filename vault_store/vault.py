@@ -16,7 +16,7 @@ from vault_store.core.crypto import DataKey
 from vault_store.core.keycache import KeyCache
 from vault_store.core.message import Segment, parse_message
 from vault_store.core.policies import CopyPolicy, FlushPolicy, KeyCachePolicy, ReadPolicy
-from vault_store.errors import ConfigError
+from vault_store.errors import BlobNotFound, ConfigError, VaultError
 from vault_store.kms import Kms, LocalKms, kms_from_url
 from vault_store.services import gc, lifecycle, maintenance, report, retention, rewrap
 from vault_store.services.ingest import (
@@ -90,7 +90,7 @@ class Vault:
     ) -> Vault:
         """Build the backends the settings name (or use `blob_store`); the one place where
         wiring happens."""
-        catalog = Catalog(settings.database_url, partition_width=settings.catalog_partition)
+        catalog = _catalog(settings)
         if settings.auto_migrate:
             catalog.migrate()
         return cls(
@@ -263,6 +263,33 @@ class Vault:
         """Plaintext data keys this process holds (for reading and for sealing)."""
         return len(self._read_keys) + len(self._ingestor.seal_keys)
 
+    def health(self, *, kms: bool = True) -> dict[str, str | None]:
+        """Each backend (catalog, blob_store, kms), and None if it answers, else why not.
+
+        Cheap probes: one indexed catalog query, one GET of an object that does not exist, and
+        (with `kms`) the KMS primary version (Cloud KMS: one probe Encrypt).
+        """
+        probes: dict[str, Callable[[], object]] = {
+            "catalog": self._catalog.ping,
+            "blob_store": self._probe_blob_store,
+        }
+        if kms:
+            probes["kms"] = self._kms.primary_kek
+        found: dict[str, str | None] = {}
+        for name, probe in probes.items():
+            try:
+                probe()
+                found[name] = None
+            except VaultError as error:
+                found[name] = f"{type(error).__name__}: {error}"
+        return found
+
+    def _probe_blob_store(self) -> None:
+        try:
+            self._blob_store.get_range(_PROBE_BLOB, 0, 1)
+        except BlobNotFound:
+            return  # the store answered: the probe object is meant not to exist
+
     def stats(self) -> CatalogStats:
         """Catalog totals."""
         return self._catalog.stats()
@@ -336,7 +363,7 @@ class Vault:
     @staticmethod
     def migrate_catalog(settings: Settings) -> None:
         """Bring the catalog schema the settings name to the newest migration."""
-        catalog = Catalog(settings.database_url)
+        catalog = _catalog(settings)
         try:
             catalog.migrate()
         finally:
@@ -470,3 +497,18 @@ class Vault:
     def _token_store(self) -> TokenStore:
         # Stateless over the catalog: cheaper to make per call than to keep in __init__.
         return TokenStore(self._catalog.tokens, clock=self._clock)
+
+
+# An object name no blob can have (blobs live under r<days>d/): its GET answers "not found".
+_PROBE_BLOB = "vault-store-health-probe"
+
+
+def _catalog(settings: Settings) -> Catalog:
+    timeouts = settings.catalog_timeouts
+    return Catalog(
+        settings.database_url,
+        partition_width=settings.catalog_partition,
+        connect_timeout=timeouts.connect_seconds,
+        statement_timeout=timeouts.statement_seconds,
+        busy_timeout=timeouts.busy_seconds,
+    )

@@ -90,7 +90,7 @@ def test_serve_answers_over_http(home: dict[str, str], tmp_path: Path) -> None:
             ).status_code
             == 401
         )
-        assert run(home, "token", "revoke", token_id).returncode == 3
+        assert run(home, "token", "revoke", token_id).returncode == 2
         listed = json.loads(run(home, "token", "list", "--json").stdout)
         assert listed == [
             {

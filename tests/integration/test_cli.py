@@ -62,7 +62,7 @@ def test_rejected_messages_are_listed_and_exit_1(home: dict[str, str], tmp_path:
     result = run(home, "ingest", str(good), str(bad), str(junk), "--json")
     assert result.returncode == 1
     summary = json.loads(result.stdout)
-    assert summary["segments"] == 1
+    assert summary["segments"] == 1, summary
     reasons = {Path(r["source"]).name: r["reason"] for r in summary["rejected"]}
     assert reasons["bad.msgpack"].startswith("replay_id:")
     assert "map" in reasons["junk.json"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -13,6 +14,8 @@ from vault_store.api.errors import ApiError
 from vault_store.api.metrics import Metrics
 from vault_store.services.tokens import Principal
 from vault_store.vault import Vault
+
+KMS_HEALTH_INTERVAL_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +34,8 @@ class VaultState:
         self._factory = factory
         self._vault: Vault | None = None
         self._lock = threading.Lock()
+        self._kms_checked_at = -KMS_HEALTH_INTERVAL_SECONDS
+        self._kms_problem: str | None = None
 
     def vault(self) -> Vault:
         """The Vault, built on the first call."""
@@ -39,6 +44,19 @@ class VaultState:
                 if self._vault is None:
                     self._vault = self._factory()
         return self._vault
+
+    def health(self) -> dict[str, str | None]:
+        """Each backend and why it is down (None: up). The KMS is asked at most once a
+        minute (Cloud KMS bills each probe); catalog and blob store on every call."""
+        vault = self.vault()
+        now = time.monotonic()
+        ask_kms = now - self._kms_checked_at >= KMS_HEALTH_INTERVAL_SECONDS
+        found = vault.health(kms=ask_kms)
+        if ask_kms:
+            self._kms_problem = found["kms"]
+            self._kms_checked_at = now
+        found.setdefault("kms", self._kms_problem)
+        return found
 
     def counters(self) -> dict[str, float]:
         """Reader and key-cache counters, for /metrics (zeros before the first request)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,6 +18,8 @@ from vault_store.errors import (
     ReplayShredded,
     VaultError,
 )
+
+log = logging.getLogger("vault_store.api")
 
 
 class ApiError(Exception):
@@ -49,8 +53,20 @@ def install_error_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
         return error_response(ApiError(error.status_code, code, str(error.detail)))
 
     @app.exception_handler(VaultError)
-    async def vault_error(_request: Request, error: VaultError) -> JSONResponse:
-        return error_response(_map(error, retry_after_seconds))
+    async def vault_error(request: Request, error: VaultError) -> JSONResponse:
+        answer = _map(error, retry_after_seconds)
+        if answer.status >= 500:
+            # The answer stays vague; the log keeps the cause (error messages never hold key
+            # material or recording content, see vault_store.errors).
+            log.error(
+                "%s %s -> %d: %s: %s",
+                request.method,
+                request.url.path,
+                answer.status,
+                type(error).__name__,
+                error,
+            )
+        return error_response(answer)
 
 
 def _map(error: VaultError, retry_after_seconds: int) -> ApiError:

@@ -1,18 +1,41 @@
-"""Operations routes: liveness with catalog reachability, and Prometheus metrics."""
+"""Operations routes: liveness naming the backend that is down, and Prometheus metrics."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from vault_store.api.deps import Context
+from vault_store.errors import VaultError
 
 router = APIRouter()
+log = logging.getLogger("vault_store.api")
+
+_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "A backend is down: `down` names each one (catalog, blob_store, kms, or "
+        "configuration when the vault cannot even be built); the server log says why."
+    }
+}
 
 
-@router.get("/healthz", summary="Liveness and catalog reachability")
-def healthz(context: Context) -> dict[str, str]:
-    context.vault().stats()
+@router.get("/healthz", summary="Liveness and each backend's reachability", responses=_DOWN)
+def healthz(context: Context) -> Any:
+    try:
+        found = context.vaults.health()
+    except VaultError as error:
+        # The reasons go to the log only: an unauthenticated probe learns which part is down,
+        # not the paths or hosts behind it.
+        log.error("healthz: the vault cannot be built: %s: %s", type(error).__name__, error)
+        return JSONResponse({"status": "down", "down": ["configuration"]}, status_code=503)
+    down = sorted(name for name, problem in found.items() if problem is not None)
+    for name in down:
+        log.error("healthz: %s is down: %s", name, found[name])
+    if down:
+        return JSONResponse({"status": "down", "down": down}, status_code=503)
     return {"status": "ok"}
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import re
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
@@ -95,6 +97,9 @@ class Catalog:
         *,
         engine_options: dict[str, Any] | None = None,
         partition_width: str = "day",
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 120.0,
+        busy_timeout: float = 30.0,
     ) -> None:
         if partition_width not in ("day", "week"):
             raise ConfigError("VAULT_STORE_CATALOG_PARTITION: expected day or week")
@@ -115,18 +120,46 @@ class Catalog:
         options = dict(engine_options or {})
         # Statement parameters hold wrapped keys: keep them out of logs and error messages.
         options.setdefault("hide_parameters", True)
+        # Where the catalog is, for error messages: host and port, or the file; never a password.
+        self.location = _location(parsed)
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _prepare_sqlite_file(Path(parsed.database))
         if self.dialect == "postgresql":
             options.setdefault("pool_pre_ping", True)
+            connect_args = dict(options.pop("connect_args", {}))
+            # libpq takes whole seconds; a server that accepts but never answers fails in this
+            # time instead of hanging. Keepalives notice a peer that vanished mid-statement.
+            connect_args.setdefault("connect_timeout", max(1, round(connect_timeout)))
+            connect_args.setdefault("keepalives", 1)
+            connect_args.setdefault("keepalives_idle", 30)
+            connect_args.setdefault("keepalives_interval", 10)
+            connect_args.setdefault("keepalives_count", 3)
+            if statement_timeout > 0:
+                milliseconds = max(1, round(statement_timeout * 1000))
+                # Added to the URL's own ?options= (a search_path, say), never in its place:
+                # connect_args would override the URL's value.
+                given = connect_args.get("options", parsed.query.get("options", ""))
+                given = given if isinstance(given, str) else " ".join(given)
+                connect_args["options"] = f"{given} -c statement_timeout={milliseconds}".strip()
+            options["connect_args"] = connect_args
         self.engine: Engine = create_engine(parsed, **options)
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            busy_ms = max(1, round(busy_timeout * 1000))
+            event.listen(
+                self.engine,
+                "connect",
+                lambda connection, record: _sqlite_pragmas(connection, record, busy_ms),
+            )
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration."""
         with self._errors("migrate"):
             migrate.upgrade(self.engine)
+
+    def ping(self) -> None:
+        """One round trip to the database (BackendUnavailable or ConfigError if it fails)."""
+        with self._errors("ping"), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         """Close pooled connections (after a fork, or at exit)."""
@@ -596,13 +629,20 @@ class Catalog:
         """Map database errors: lost or refused connections are retryable, the rest are not."""
         try:
             yield
-        except (OperationalError, psycopg2.OperationalError) as exc:
-            raise BackendUnavailable(_brief(exc), backend=_BACKEND, op=op) from None
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise BackendUnavailable(_brief(exc), backend=_BACKEND, op=op) from None
-            raise BackendError(_brief(exc), backend=_BACKEND, op=op) from None
-        except (SQLAlchemyError, psycopg2.Error) as exc:
+        except (DBAPIError, psycopg2.Error) as exc:
+            brief = _brief(exc)
+            if _is_configuration(exc, brief):
+                # Not "retry later": a wrong name, password or permission stays wrong.
+                raise ConfigError(
+                    f"catalog at {self.location}: {brief} (check VAULT_STORE_DATABASE_URL, "
+                    "the database's permissions and the directory's)"
+                ) from None
+            where = f"{brief} (at {self.location})"
+            invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
+            if isinstance(exc, OperationalError | psycopg2.OperationalError) or invalidated:
+                raise BackendUnavailable(where, backend=_BACKEND, op=op) from None
+            raise BackendError(where, backend=_BACKEND, op=op) from None
+        except SQLAlchemyError as exc:
             raise BackendError(_brief(exc), backend=_BACKEND, op=op) from None
 
 
@@ -854,12 +894,13 @@ def _range_record(row: Any) -> RangeRecord:
     return RangeRecord(**values)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
+    # busy_timeout first: setting WAL itself may wait for another process's lock.
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     # WAL lets readers run while a flush writes; busy_timeout waits for the writer lock.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -869,3 +910,43 @@ def _brief(exc: BaseException) -> str:
     # hold wrapped keys) are never included.
     original = getattr(exc, "orig", None) or exc
     return str(original).strip().splitlines()[0] if str(original).strip() else type(exc).__name__
+
+
+# PostgreSQL SQLSTATEs (and driver messages, for failures before a session has one) that mean the
+# configuration is wrong: no such database or role, bad password, no permission.
+_CONFIG_SQLSTATES = frozenset({"28000", "28P01", "3D000", "42501"})
+# ("relation ... does not exist" is a schema problem for `migrate`, so only these names count.)
+_CONFIG_MESSAGES = re.compile(
+    r'(database|role) "[^"]*" does not exist|password authentication failed|no pg_hba\.conf'
+    r"|permission denied|unable to open database file|readonly database|read-only database",
+    re.IGNORECASE,
+)
+
+
+def _is_configuration(exc: BaseException, brief: str) -> bool:
+    original = getattr(exc, "orig", None) or exc
+    if getattr(original, "pgcode", None) in _CONFIG_SQLSTATES:
+        return True
+    return _CONFIG_MESSAGES.search(brief) is not None
+
+
+def _location(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """Create the catalog's directory; a directory or file we may not write is a ConfigError
+    naming it (SQLite would only say "unable to open database file" on first use)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"catalog directory {path.parent}: cannot create it ({exc.strerror})"
+        ) from None
+    # WAL mode writes -wal and -shm files next to the catalog, even to read.
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"catalog directory {path.parent}: not writable by this user")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(f"catalog file {path}: not readable and writable by this user")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, BinaryIO, NoReturn
 
 import click
 from rich.console import Console
@@ -89,9 +91,59 @@ def reporting_errors(*, as_json: bool) -> Iterator[None]:
         fail(error, as_json=as_json)
 
 
-def open_vault() -> Vault:
-    """The Vault the environment configures."""
-    return Vault.from_settings(Settings.from_env())
+def open_vault(*, read_only: bool = False) -> Vault:
+    """The Vault the environment configures.
+
+    A read-only command (`read_only`) on a home that does not exist says so (ConfigError, exit
+    2) instead of creating an empty store there and answering "not found".
+    """
+    settings = Settings.from_env()
+    if read_only:
+        require_home(settings)
+    return Vault.from_settings(settings)
+
+
+def vault_home() -> Path:
+    """The home the environment configures (where the embedded defaults live)."""
+    return Settings.from_env().home
+
+
+def require_home(settings: Settings) -> None:
+    """ConfigError if the settings' home, where the store should be, does not exist."""
+    missing = settings.missing_home()
+    if missing is not None:
+        raise ConfigError(
+            f"no vault at {missing}: nothing was stored there yet (set VAULT_STORE_HOME to the "
+            "home you ingested into, or ingest or run `vault-store demo` first)"
+        )
+
+
+def check_output_path(path: Path, option: str) -> Path:
+    """Refuse, before any work, an output path that cannot be written (InvalidInput naming the
+    option and the path, exit 2): a missing or unwritable directory, or a directory as file."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InvalidInput(option, f"{path} is a directory; give a file name")
+    if not parent.is_dir():
+        raise InvalidInput(option, f"directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidInput(option, f"directory {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InvalidInput(option, f"{path} is not writable")
+    return path
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[BinaryIO]:
+    """A file written next to `path` and renamed onto it on success: a failure (or an
+    interruption) leaves no partial output, and the old file, if any, untouched."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            yield handle
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def emit_json(document: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import sys
+import zlib
 from pathlib import Path
 
 import click
@@ -33,14 +35,17 @@ from vault_store.core.rrweb import load_events, segment_bodies
 from vault_store.errors import InvalidInput
 from vault_store.vault import Vault
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
 
 @click.command(epilog="Exit codes: 0 all stored, 1 some input rejected, 2 usage, 6 backend down.")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--rrweb",
     "rrweb_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help='A plain rrweb recording (JSON array of events, or {"result": [...]}) to split.',
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
+    help='A plain rrweb recording (JSON array of events, or {"result": [...]}) to split; '
+    "gzipped (.json.gz) or not, or - for standard input.",
 )
 @click.option("--project", type=PROJECT_ID, help="Project id for --rrweb.")
 @click.option("--replay", help="Replay id for --rrweb: 32 lowercase hex characters.")
@@ -117,7 +122,14 @@ def _ingest_rrweb(
 ) -> None:
     replay_id = validate_replay_id(replay, "--replay")
     days = validate_retention_days(retention_days, "--retention-days")
-    events = load_events(path.read_bytes(), source=str(path))
+    raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    source = "standard input" if str(path) == "-" else str(path)
+    if raw[:2] == _GZIP_MAGIC:  # by content, not name: stdin has none
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise InvalidInput(source, f"not a valid gzip file ({error})") from None
+    events = load_events(raw, source=source)
     for segment_id, body in enumerate(segment_bodies(events)):
         segment = Segment(
             project_id=project,
@@ -136,14 +148,15 @@ def _report(summary: IngestSummary, *, as_json: bool) -> None:
     table = Table(title="ingest", show_header=False)
     for label, value in (
         ("messages", summary.messages),
+        ("segments received", summary.segments_received),
         ("segments stored", summary.segments),
-        ("bytes in (rrweb JSON)", summary.segment_bytes),
-        ("bytes stored (sealed)", summary.bytes_stored),
-        ("blobs written", summary.blobs_written),
-        ("segments per blob", f"{summary.segments_per_blob:.1f}"),
-        ("duplicates ignored", summary.duplicates),
-        ("dropped (deleted replay)", summary.dropped_deleted),
+        ("duplicates (already stored or repeated)", summary.duplicates),
+        ("dropped (replay or project deleted)", summary.dropped_deleted),
         ("rejected", len(summary.rejected)),
+        ("bytes in (rrweb JSON)", summary.segment_bytes),
+        ("blobs written", summary.blobs_written),
+        ("bytes written (sealed blobs)", summary.bytes_stored),
+        ("segments per blob", f"{summary.segments_per_blob:.1f}"),
     ):
         table.add_row(label, str(value))
     stdout.print(table)

@@ -28,7 +28,7 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_status(project: int | None, as_json: bool) -> None:
     """Rows per key version, and the primary: a version with no rows left can be disabled."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
+    with reporting_errors(as_json=as_json), open_vault(read_only=True) as vault:
         status = vault.key_status(project_id=project)
     if as_json:
         emit_json({"primary": status.primary, "rows_by_kek": status.rows_by_kek})

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import click
 
-from vault_store.cli.common import EXIT_CODES_HELP, PROJECT_ID, open_vault, reporting_errors
+from vault_store.cli.common import (
+    EXIT_CODES_HELP,
+    PROJECT_ID,
+    atomic_output,
+    check_output_path,
+    open_vault,
+    reporting_errors,
+)
 from vault_store.core.message import validate_replay_id
 from vault_store.core.parts import parse_filter
 from vault_store.errors import InvalidInput
@@ -50,28 +57,27 @@ def read(
     With --part, each element holds only the events of those parts, in their original order,
     and only those parts' bytes are fetched.
     """
-    with reporting_errors(as_json=False), open_vault() as vault:
+    with reporting_errors(as_json=False):
         replay_id = validate_replay_id(replay, "--replay")
         start, stop = parse_segment_range(segments)
         only = parse_filter(part_names, field="--part")
-        chunks = vault.read_recording(project, replay_id, start=start, stop=stop, only=only)
-        # The first chunk is produced only once the replay is known to exist and be readable.
-        first = next(chunks)
-        if output is None:
-            _write(sys.stdout.buffer, first, chunks)
-            sys.stdout.buffer.write(b"\n")
-            return
-        # Write next to the target and rename at the end: a failed read leaves no partial file.
-        partial = output.with_name(f".{output.name}.partial")
-        try:
-            with open(partial, "wb") as handle:
+        if output is not None:
+            check_output_path(output, "--output")
+        with open_vault(read_only=True) as vault:
+            chunks = vault.read_recording(project, replay_id, start=start, stop=stop, only=only)
+            # The first chunk is produced only once the replay is known to exist and be readable.
+            first = next(chunks)
+            if output is None:
+                _write(sys.stdout.buffer, first, chunks)
+                sys.stdout.buffer.write(b"\n")
+                sys.stdout.buffer.flush()
+                return
+            # Written next to the target and renamed at the end: a failed read leaves no file.
+            with atomic_output(output) as handle:
                 _write(handle, first, chunks)
-            os.replace(partial, output)
-        finally:
-            partial.unlink(missing_ok=True)
 
 
-def _write(handle: BinaryIO, first: bytes, rest: object) -> None:
+def _write(handle: BinaryIO, first: bytes, rest: Iterator[bytes]) -> None:
     handle.write(first)
-    for chunk in rest:  # type: ignore[attr-defined]
+    for chunk in rest:
         handle.write(chunk)

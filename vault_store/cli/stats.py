@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 from rich.table import Table
 
-from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
+from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout, vault_home
 from vault_store.settings import Settings
 from vault_store.vault import Vault
 
@@ -15,13 +15,21 @@ from vault_store.vault import Vault
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(as_json: bool) -> None:
-    """Replays, segments, blobs, bytes stored, live and dead bytes, segments per blob."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
+    """The home, replays, segments, blobs, bytes stored, live and dead bytes, segments per blob.
+
+    Exits 2 if the home does not exist (nothing was stored there): it creates nothing.
+    """
+    with reporting_errors(as_json=as_json), open_vault(read_only=True) as vault:
         totals = vault.stats()
-    document = asdict(totals) | {
-        "dead_bytes": totals.dead_bytes,
-        "segments_per_blob": round(totals.segments_per_blob, 2),
-    }
+        home = vault_home()
+    document = (
+        {"home": str(home)}
+        | asdict(totals)
+        | {
+            "dead_bytes": totals.dead_bytes,
+            "segments_per_blob": round(totals.segments_per_blob, 2),
+        }
+    )
     if as_json:
         emit_json(document)
         return

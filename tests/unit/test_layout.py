@@ -92,8 +92,18 @@ main()
         ({"celery", "kombu"}, ["worker"], "workers", {}),
         ({"celery", "kombu"}, ["enqueue", "x.msgpack"], "workers", {}),
         ({"fastapi", "uvicorn"}, ["serve"], "api", {}),
-        ({"google"}, ["stats"], "gcp", {"VAULT_STORE_BLOB_URL": "gs://bucket/prefix"}),
-        ({"google", "grpc"}, ["stats"], "gcp", {"VAULT_STORE_KMS_URL": "gcp-kms://projects/p"}),
+        (
+            {"google"},
+            ["ingest", "x.msgpack"],
+            "gcp",
+            {"VAULT_STORE_BLOB_URL": "gs://bucket/prefix"},
+        ),
+        (
+            {"google", "grpc"},
+            ["ingest", "x.msgpack"],
+            "gcp",
+            {"VAULT_STORE_KMS_URL": "gcp-kms://projects/p"},
+        ),
     ],
 )
 def test_a_command_whose_extra_is_missing_names_the_extra_and_exits_2(

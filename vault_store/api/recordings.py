@@ -79,10 +79,10 @@ def recording(
         only=parse_filter(part),
     )
     chunks = vault.read_page(page)
-    first = _first_chunk(chunks)
+    first = first_chunk(chunks)
     headers = {"X-Next-Cursor": str(page.next_cursor)} if page.next_cursor is not None else {}
     return StreamingResponse(
-        _counted(first, chunks, context.metrics), media_type="application/json", headers=headers
+        counted(first, chunks, context.metrics), media_type="application/json", headers=headers
     )
 
 
@@ -106,12 +106,12 @@ def segment(
     return Response(body, media_type="application/json")
 
 
-def _first_chunk(chunks: Iterator[bytes]) -> bytes:
+def first_chunk(chunks: Iterator[bytes]) -> bytes:
     """Produce the first chunk before answering, so errors become statuses, not broken bodies."""
     return next(chunks)
 
 
-def _counted(first: bytes, rest: Iterator[bytes], metrics: Metrics) -> Iterator[bytes]:
+def counted(first: bytes, rest: Iterator[bytes], metrics: Metrics) -> Iterator[bytes]:
     metrics.bytes_sent(len(first))
     yield first
     for chunk in rest:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response, StreamingResponse
 
 from vault_store.api.deps import Caller, Context, may_read
-from vault_store.api.errors import ApiError
+from vault_store.api.errors import ERROR_RESPONSES, ApiError
 from vault_store.api.metrics import Metrics
 from vault_store.api.params import (
     MAX_ID,
@@ -22,7 +22,7 @@ from vault_store.api.params import (
 )
 from vault_store.core.parts import parse_filter
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.get(

@@ -20,12 +20,15 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from vault_store.api.deps import ApiContext, Caller, Context, may_read
-from vault_store.api.errors import ApiError
+from vault_store.api.errors import ERROR_RESPONSES, ApiError
 from vault_store.api.params import MAX_ID, MAX_PER_PAGE
 from vault_store.api.recordings import counted, first_chunk
 from vault_store.errors import ReplayNotFound
 
-router = APIRouter(prefix="/api/0/projects/{organization_slug}/{project_id_or_slug}/replays")
+router = APIRouter(
+    prefix="/api/0/projects/{organization_slug}/{project_id_or_slug}/replays",
+    responses=ERROR_RESPONSES,
+)
 
 SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
 # A UUID with or without its dashes, in either case (Sentry strips the dashes).

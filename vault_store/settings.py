@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from vault_store.core.policies import CopyPolicy, FlushPolicy, KeyCachePolicy, R
 from vault_store.errors import ConfigError
 
 __all__ = [
+    "ApiPolicy",
     "CatalogTimeouts",
     "CopyPolicy",
     "FlushPolicy",
@@ -30,6 +32,17 @@ def default_home() -> Path:
     """The per-user data directory (``~/.local/share/vault-store`` on Linux): the same store
     whatever the working directory, unlike a relative default."""
     return Path(platformdirs.user_data_dir("vault-store", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class ApiPolicy:
+    """The read API's Sentry-shaped routes and browser access."""
+
+    # (organization slug, project slug) -> project id, for Sentry's
+    # /api/0/projects/{organization_slug}/{project_id_or_slug}/... routes (numeric ids need none).
+    project_slugs: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # Origins whose pages may call the API from a browser (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +103,7 @@ class Settings:
     copies: CopyPolicy = field(default_factory=CopyPolicy)
     workers: WorkerPolicy = field(default_factory=WorkerPolicy)
     catalog_timeouts: CatalogTimeouts = field(default_factory=CatalogTimeouts)
+    api: ApiPolicy = field(default_factory=ApiPolicy)
     zstd_level: int = 3
     # PostgreSQL range partitions of the catalog: one per "day" or per "week" of expiry.
     catalog_partition: str = "day"
@@ -196,6 +210,10 @@ class Settings:
                     env, "VAULT_STORE_SQLITE_BUSY_TIMEOUT", float, timeouts.busy_seconds
                 ),
             ),
+            api=ApiPolicy(
+                project_slugs=_project_slugs(env, "VAULT_STORE_API_PROJECT_SLUGS"),
+                cors_origins=_origins(env, "VAULT_STORE_API_CORS_ORIGINS"),
+            ),
             zstd_level=level,
             parts=_choice(env, "VAULT_STORE_PARTS", ("typed", "off"), "typed"),
             catalog_partition=_choice(env, "VAULT_STORE_CATALOG_PARTITION", ("day", "week"), "day"),
@@ -246,3 +264,34 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+_SLUG = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+
+
+def _project_slugs(env: Mapping[str, str], name: str) -> dict[tuple[str, str], int]:
+    """``org/project=42,org/other=7`` as {(org, project): id}."""
+    found: dict[tuple[str, str], int] = {}
+    for entry in filter(None, (item.strip() for item in env.get(name, "").split(","))):
+        where, _, number = entry.partition("=")
+        organization, _, project = where.strip().partition("/")
+        if not (_SLUG.match(organization) and _SLUG.match(project)):
+            raise ConfigError(f"{name}: expected org/project=<id> entries, got {entry!r}")
+        if not number.strip().isdigit() or int(number) > 2**63 - 1:
+            raise ConfigError(f"{name}: {entry!r}: expected a project id (0 to 2**63-1)")
+        if (organization, project) in found:
+            raise ConfigError(f"{name}: {organization}/{project} is mapped twice")
+        found[(organization, project)] = int(number)
+    return found
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated origins (scheme://host[:port], no path), or ``*`` for any."""
+    origins = tuple(filter(None, (item.strip() for item in env.get(name, "").split(","))))
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"{name}: expected origins like https://app.example.com, got {origin!r}"
+            )
+    return origins

@@ -12,6 +12,7 @@ from vault_store.blobstore import BlobStore, blob_store_from_url
 from vault_store.catalog import Catalog, CatalogStats
 from vault_store.catalog.audit import AuditRecord, ChainReport
 from vault_store.catalog.records import DeletionStatus, Scope
+from vault_store.core import parts
 from vault_store.core.crypto import DataKey
 from vault_store.core.keycache import KeyCache
 from vault_store.core.message import Segment, parse_message
@@ -468,6 +469,22 @@ class Vault:
         """One segment's events as a JSON array, None if the replay has no such segment."""
         return self._reader.read_segment(project_id, replay_id, segment_id, only=only)
 
+    def replay_page_at(
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        offset: int,
+        segments: int,
+        only: frozenset[str] | None = None,
+    ) -> tuple[Page, bool]:
+        """Plan the page of stored segments number `offset` on (counted, not by id), exactly
+        `segments` of them unless the replay ends, and whether more follow (ReplayNotFound /
+        ReplayShredded)."""
+        return self._reader.plan_page_at(
+            project_id, replay_id, offset=offset, segments=segments, only=only
+        )
+
     def read_counters(self) -> ReadTotals:
         """What this process's reads have cost so far: GETs, bytes, frames, KMS unwraps."""
         return self._reader.counters.totals()
@@ -497,6 +514,13 @@ class Vault:
     def _token_store(self) -> TokenStore:
         # Stateless over the catalog: cheaper to make per call than to keep in __init__.
         return TokenStore(self._catalog.tokens, clock=self._clock)
+
+    # -- video ----------------------------------------------------------------------------
+
+    def read_video(self, project_id: int, replay_id: str, segment_id: int) -> bytes | None:
+        """A mobile replay segment's video, decrypted; None if the segment has no video
+        (ReplayNotFound / ReplayShredded for the replay)."""
+        return self._reader.read_part(project_id, replay_id, segment_id, parts.VIDEO)
 
 
 # An object name no blob can have (blobs live under r<days>d/): its GET answers "not found".

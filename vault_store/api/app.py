@@ -11,24 +11,30 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
-from vault_store.api import deletions, health, recordings
+from vault_store.api import deletions, health, recordings, sentry
 from vault_store.api.deps import ApiContext, ApiLimits, VaultState
 from vault_store.api.errors import install_error_handlers
 from vault_store.api.metrics import Metrics
 from vault_store.api.middleware import Observe
-from vault_store.settings import Settings
+from vault_store.settings import ApiPolicy, Settings
 from vault_store.vault import Vault
 
 __all__ = ["ApiLimits", "create_app"]
 
 
 def create_app(
-    vault_factory: Callable[[], Vault] | None = None, *, limits: ApiLimits | None = None
+    vault_factory: Callable[[], Vault] | None = None,
+    *,
+    limits: ApiLimits | None = None,
+    policy: ApiPolicy | None = None,
 ) -> FastAPI:
-    """The API over a Vault (built from the environment on first use unless given)."""
+    """The API over a Vault (built from the environment on first use unless given), with the
+    slug mapping and CORS origins of `policy` (read from the environment unless given)."""
     limits = limits or ApiLimits()
+    policy = policy if policy is not None else Settings.from_env().api
     vaults = VaultState(vault_factory or (lambda: Vault.from_settings(Settings.from_env())))
     metrics = Metrics(vaults.counters)
     app = FastAPI(
@@ -36,11 +42,24 @@ def create_app(
         version="1",
         description="Decrypting read API of vault-store: replays, recordings, deletions.",
     )
-    app.state.api = ApiContext(vaults, limits, metrics)
+    app.state.api = ApiContext(vaults, limits, metrics, policy)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_error_handlers(app, retry_after_seconds=limits.retry_after_seconds)
     app.add_middleware(Observe, metrics=metrics, limits=limits)
+    if policy.cors_origins:
+        # Added last, so outermost: a preflight is answered before authentication, and every
+        # answer (errors too) carries the headers a browser needs to read it.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(policy.cors_origins),
+            allow_methods=["GET", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            # The bearer token travels in a header, never in cookies: no credentials mode.
+            allow_credentials=False,
+            expose_headers=["Link", "X-Next-Cursor", "Retry-After", "Content-Disposition"],
+            max_age=600,
+        )
     # Included in this order so the OpenAPI paths keep their order.
-    for router in (health.router, recordings.router, deletions.router):
+    for router in (health.router, recordings.router, deletions.router, sentry.router):
         app.include_router(router)
     return app

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Path, Query
 
 from vault_store.api.deps import Caller, Context
-from vault_store.api.errors import ApiError
+from vault_store.api.errors import ERROR_RESPONSES, ApiError
 from vault_store.api.params import ProjectId, ReplayId
 from vault_store.errors import InvalidInput
 from vault_store.services.shredder import Scope
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.delete(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from vault_store.api.errors import ApiError
 from vault_store.api.metrics import Metrics
 from vault_store.services.tokens import Principal
+from vault_store.settings import ApiPolicy
 from vault_store.vault import Vault
 
 KMS_HEALTH_INTERVAL_SECONDS = 60.0
@@ -80,6 +81,7 @@ class ApiContext:
     vaults: VaultState
     limits: ApiLimits
     metrics: Metrics
+    policy: ApiPolicy = field(default_factory=ApiPolicy)
 
     def vault(self) -> Vault:
         """The process's Vault."""

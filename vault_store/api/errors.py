@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vault_store.errors import (
@@ -33,6 +35,21 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: str
+    message: str
+
+
+def _declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+# The error statuses the read and delete routes answer, declared so the schema tells the truth.
+ERROR_RESPONSES = _declared(400, 401, 403, 404, 410, 502, 503)
+
+
 def install_error_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
     """Answer API errors, bad requests, unknown routes and library errors as JSON."""
 
@@ -50,7 +67,9 @@ def install_error_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "error")
-        return error_response(ApiError(error.status_code, code, str(error.detail)))
+        # Keep the exception's headers: a 405 must say which methods are allowed (Allow).
+        headers = dict(error.headers or {})
+        return error_response(ApiError(error.status_code, code, str(error.detail), **headers))
 
     @app.exception_handler(VaultError)
     async def vault_error(request: Request, error: VaultError) -> JSONResponse:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response, StreamingResponse
 
 from vault_store.api.deps import Caller, Context, may_read
-from vault_store.api.errors import ApiError
+from vault_store.api.errors import ERROR_RESPONSES, ApiError
 from vault_store.api.metrics import Metrics
 from vault_store.api.params import (
     MAX_ID,
@@ -22,7 +22,7 @@ from vault_store.api.params import (
 )
 from vault_store.core.parts import parse_filter
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.get(
@@ -79,10 +79,10 @@ def recording(
         only=parse_filter(part),
     )
     chunks = vault.read_page(page)
-    first = _first_chunk(chunks)
+    first = first_chunk(chunks)
     headers = {"X-Next-Cursor": str(page.next_cursor)} if page.next_cursor is not None else {}
     return StreamingResponse(
-        _counted(first, chunks, context.metrics), media_type="application/json", headers=headers
+        counted(first, chunks, context.metrics), media_type="application/json", headers=headers
     )
 
 
@@ -106,12 +106,12 @@ def segment(
     return Response(body, media_type="application/json")
 
 
-def _first_chunk(chunks: Iterator[bytes]) -> bytes:
+def first_chunk(chunks: Iterator[bytes]) -> bytes:
     """Produce the first chunk before answering, so errors become statuses, not broken bodies."""
     return next(chunks)
 
 
-def _counted(first: bytes, rest: Iterator[bytes], metrics: Metrics) -> Iterator[bytes]:
+def counted(first: bytes, rest: Iterator[bytes], metrics: Metrics) -> Iterator[bytes]:
     metrics.bytes_sent(len(first))
     yield first
     for chunk in rest:

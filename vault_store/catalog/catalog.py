@@ -559,6 +559,51 @@ class Catalog:
             stored = _has_rows(conn, project_id, replay_id, bucket)
         return (ReplayState.STORED if stored else ReplayState.UNKNOWN), []
 
+    def replay_page_at(
+        self, project_id: int, replay_id: str, *, offset: int, segments: int
+    ) -> tuple[ReplayState, list[RangeRecord]]:
+        """The replay's state and, unless it is shredded, every row of its segments number
+        `offset` to `offset + segments - 1` in segment order (0 is the first stored segment,
+        whatever its id), in (segment, part) order, with one range query.
+
+        Offsets count stored segments, not ids: a client that computes page offsets from a
+        segment count (as Sentry's frontend does) gets each segment exactly once even when ids
+        have gaps. An empty page is told apart from an unknown replay as in replay_page.
+        """
+        if project_id > MAX_STORED_ID:
+            return ReplayState.UNKNOWN, []
+        rbr = RecordingByteRange
+        with self._errors("read"), self.engine.connect() as conn:
+            if _shredded(conn, project_id, replay_id):
+                return ReplayState.SHREDDED, []
+            bucket = _bucket_of(conn, project_id, replay_id)
+            if bucket is None:
+                return ReplayState.UNKNOWN, []
+            owner = (
+                rbr.project_id == project_id,
+                rbr.replay_id == replay_id,
+                # A constant bucket lets PostgreSQL look in one partition only.
+                rbr.expiry_bucket == bucket,
+            )
+            page_ids = (
+                select(rbr.segment_id)
+                .where(*owner)
+                .group_by(rbr.segment_id)
+                .order_by(rbr.segment_id)
+                .offset(offset)
+                .limit(segments)
+            )
+            columns = [getattr(rbr, name) for name in _RANGE_COLUMNS]
+            rows = conn.execute(
+                select(*columns)
+                .where(*owner, rbr.segment_id.in_(page_ids))
+                .order_by(rbr.segment_id, rbr.part)
+            ).all()
+            if rows:
+                return ReplayState.STORED, [_range_record(row) for row in rows]
+            stored = _has_rows(conn, project_id, replay_id, bucket)
+        return (ReplayState.STORED if stored else ReplayState.UNKNOWN), []
+
     def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
         """SHREDDED once a deletion of it (or its project) is recorded, even while its rows are
         still being deleted; else STORED if any row exists; else UNKNOWN."""

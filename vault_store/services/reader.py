@@ -204,6 +204,52 @@ class Reader:
             raise ReplayNotFound(f"replay {replay_id} of project {project_id} not found")
         return _cut(project_id, replay_id, rows, segments, max_bytes, only, stop)
 
+    def plan_page_at(
+        self,
+        project_id: int,
+        replay_id: str,
+        *,
+        offset: int,
+        segments: int,
+        only: frozenset[str] | None = None,
+    ) -> tuple[Page, bool]:
+        """The page of stored segments number `offset` to `offset + segments - 1` (counted in
+        segment order, whatever the ids), and whether more follow; one range query.
+
+        Raises ReplayShredded or ReplayNotFound. The page always holds exactly `segments`
+        segments unless the replay ends first: no byte cap cuts it, so offsets a client
+        computes up front stay right (read_page streams it in chunks of the policy's page, so
+        memory stays bounded all the same).
+        """
+        # One segment more than asked tells whether another page follows (its rows are cheap
+        # metadata; they are dropped here and never fetched).
+        state, rows = self._catalog.replay_page_at(
+            project_id, replay_id, offset=offset, segments=segments + 1
+        )
+        if state is ReplayState.SHREDDED:
+            raise ReplayShredded(f"replay {replay_id} of project {project_id} was deleted")
+        if state is ReplayState.UNKNOWN:
+            raise ReplayNotFound(f"replay {replay_id} of project {project_id} not found")
+        ids = list(dict.fromkeys(row.segment_id for row in rows))
+        more = len(ids) > segments
+        kept = set(ids[:segments])
+        page_rows = tuple(row for row in rows if row.segment_id in kept)
+        page = Page(project_id, replay_id, page_rows, tuple(ids[:segments]), only, None)
+        return page, more
+
+    def read_part(
+        self, project_id: int, replay_id: str, segment_id: int, part: str
+    ) -> bytes | None:
+        """One stored part of one segment, decrypted, as stored (e.g. a mobile replay's video);
+        None if the segment has no such part (ReplayShredded / ReplayNotFound for the replay)."""
+        page = self.plan_page(
+            project_id, replay_id, start=segment_id, stop=segment_id + 1, max_segments=1
+        )
+        rows = [row for row in page.rows if row.part == part]
+        for stored in self._open_page(rows) if rows else ():
+            return stored.body
+        return None
+
     def read_page(self, page: Page) -> Iterator[bytes]:
         """A planned page as one JSON array, one element per segment, in chunks of the policy's
         page size (decoded ahead while earlier chunks are sent); no further range query."""

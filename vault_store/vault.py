@@ -498,6 +498,13 @@ class Vault:
         # Stateless over the catalog: cheaper to make per call than to keep in __init__.
         return TokenStore(self._catalog.tokens, clock=self._clock)
 
+    # -- video ----------------------------------------------------------------------------
+
+    def read_video(self, project_id: int, replay_id: str, segment_id: int) -> bytes | None:
+        """A segment's mobile replay video, byte for byte; None if the replay exists but that
+        segment has no video (ReplayNotFound / ReplayShredded as for reads)."""
+        return self._reader.read_video(project_id, replay_id, segment_id)
+
 
 # An object name no blob can have (blobs live under r<days>d/): its GET answers "not found".
 _PROBE_BLOB = "vault-store-health-probe"

@@ -12,7 +12,6 @@ from vault_store.blobstore import BlobStore, blob_store_from_url
 from vault_store.catalog import Catalog, CatalogStats
 from vault_store.catalog.audit import AuditRecord, ChainReport
 from vault_store.catalog.records import DeletionStatus, Scope
-from vault_store.core import parts
 from vault_store.core.crypto import DataKey
 from vault_store.core.keycache import KeyCache
 from vault_store.core.message import Segment, parse_message
@@ -518,9 +517,9 @@ class Vault:
     # -- video ----------------------------------------------------------------------------
 
     def read_video(self, project_id: int, replay_id: str, segment_id: int) -> bytes | None:
-        """A mobile replay segment's video, decrypted; None if the segment has no video
-        (ReplayNotFound / ReplayShredded for the replay)."""
-        return self._reader.read_part(project_id, replay_id, segment_id, parts.VIDEO)
+        """A segment's mobile replay video, byte for byte; None if the replay exists but that
+        segment has no video (ReplayNotFound / ReplayShredded as for reads)."""
+        return self._reader.read_video(project_id, replay_id, segment_id)
 
 
 # An object name no blob can have (blobs live under r<days>d/): its GET answers "not found".

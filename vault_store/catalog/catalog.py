@@ -626,6 +626,11 @@ class Catalog:
                     func.coalesce(func.sum(Blob.live_bytes), 0),
                 ).where(Blob.state != "deleted")
             ).one()
+            video_parts, video_bytes = conn.execute(
+                select(func.count(), func.coalesce(func.sum(rbr.stop - rbr.start), 0)).where(
+                    rbr.part == "video"
+                )
+            ).one()
         return CatalogStats(
             replays=replay_count,
             segments=segment_count,
@@ -633,6 +638,8 @@ class Catalog:
             blobs=blob_count,
             bytes_stored=int(stored),
             live_bytes=int(live),
+            video_parts=video_parts,
+            video_bytes=int(video_bytes),
         )
 
     def lock_projects(self, conn: Connection, projects: Collection[int], *, shared: bool) -> None:

@@ -88,6 +88,9 @@ class CatalogStats:
     blobs: int
     bytes_stored: int
     live_bytes: int
+    # Mobile replay video parts and their sealed bytes (a part of the rows above).
+    video_parts: int = 0
+    video_bytes: int = 0
 
     @property
     def dead_bytes(self) -> int:

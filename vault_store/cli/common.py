@@ -43,8 +43,9 @@ EXIT_BACKEND = 7  # a backend refused the operation
 PROJECT_ID = click.IntRange(0, MAX_STORED_ID)
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 some input rejected, 2 usage or configuration error, 3 replay not "
-    "found, 4 replay shredded, 5 integrity failure, 6 backend unavailable, 7 backend error."
+    "Exit codes: 0 ok, 1 some input rejected, 2 usage or configuration error, 3 replay (or "
+    "the asked-for video) not found, 4 replay shredded, 5 integrity failure, 6 backend "
+    "unavailable, 7 backend error."
 )
 
 # (error type, exit code, label) most specific first.

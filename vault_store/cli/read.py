@@ -17,9 +17,9 @@ from vault_store.cli.common import (
     open_vault,
     reporting_errors,
 )
-from vault_store.core.message import validate_replay_id
+from vault_store.core.message import MAX_STORED_ID, validate_replay_id
 from vault_store.core.parts import parse_filter
-from vault_store.errors import InvalidInput
+from vault_store.errors import InvalidInput, ReplayNotFound
 
 
 def parse_segment_range(text: str | None) -> tuple[int, int | None]:
@@ -47,18 +47,33 @@ def parse_segment_range(text: str | None) -> tuple[int, int | None]:
     help="Only these parts, comma-separated: dom, console, network, timeline.",
 )
 @click.option(
+    "--video",
+    "video_segment",
+    type=click.IntRange(0, MAX_STORED_ID),
+    help="Write the mobile video of segment SEGMENT instead (exit 3 if it has none).",
+)
+@click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
 )
 def read(
-    project: int, replay: str, segments: str | None, part_names: str | None, output: Path | None
+    project: int,
+    replay: str,
+    segments: str | None,
+    part_names: str | None,
+    video_segment: int | None,
+    output: Path | None,
 ) -> None:
     """Print a replay's recording: one JSON array, one element per segment (its events).
 
     With --part, each element holds only the events of those parts, in their original order,
-    and only those parts' bytes are fetched.
+    and only those parts' bytes are fetched. With --video SEGMENT, the bytes of that segment's
+    mobile replay video, exactly as sent.
     """
     with reporting_errors(as_json=False):
         replay_id = validate_replay_id(replay, "--replay")
+        if video_segment is not None:
+            _read_video(project, replay_id, video_segment, segments, part_names, output)
+            return
         start, stop = parse_segment_range(segments)
         only = parse_filter(part_names, field="--part")
         if output is not None:
@@ -75,6 +90,31 @@ def read(
             # Written next to the target and renamed at the end: a failed read leaves no file.
             with atomic_output(output) as handle:
                 _write(handle, first, chunks)
+
+
+def _read_video(
+    project: int,
+    replay_id: str,
+    segment_id: int,
+    segments: str | None,
+    part_names: str | None,
+    output: Path | None,
+) -> None:
+    if segments is not None or part_names is not None:
+        raise InvalidInput("--video", "reads one segment's video: not with --segments or --part")
+    if output is not None:
+        check_output_path(output, "--output")
+    with open_vault(read_only=True) as vault:
+        video = vault.read_video(project, replay_id, segment_id)
+    if video is None:
+        # Exit 3 (not found): the replay exists, the asked-for video does not.
+        raise ReplayNotFound(f"segment {segment_id} of replay {replay_id} has no video")
+    if output is None:
+        sys.stdout.buffer.write(video)
+        sys.stdout.buffer.flush()
+        return
+    with atomic_output(output) as handle:
+        handle.write(video)
 
 
 def _write(handle: BinaryIO, first: bytes, rest: Iterator[bytes]) -> None:

@@ -145,7 +145,8 @@ def _parse_message(raw: bytes) -> Segment:
         org_id=validate_uint64(_required(message, "org_id"), "org_id"),
         received=validate_uint64(_required(message, "received"), "received"),
         replay_event=_optional_bytes(message, "replay_event"),
-        replay_video=_optional_bytes(message, "replay_video"),
+        # An empty video is no video: nothing is sealed for it, and reads answer None.
+        replay_video=_optional_bytes(message, "replay_video") or None,
     )
 
 

@@ -175,7 +175,6 @@ def _scan_fast(scratch: bytes, field: str) -> Scan:
         raise InvalidInput(field, f"more than {MAX_EVENTS} events")
     spans: list[tuple[int, int]] = []
     heads: list[Head] = []
-    view = memoryview(scratch)
     position = _WHITESPACE.match(scratch, 0).end() + 1  # type: ignore[union-attr]
     for index, raw in enumerate(raws):
         if index:
@@ -183,7 +182,8 @@ def _scan_fast(scratch: bytes, field: str) -> Scan:
         else:
             position = _WHITESPACE.match(scratch, position).end()  # type: ignore[union-attr]
         stop = position + len(raw)
-        if view[position:stop] != memoryview(raw):
+        # memcmp: comparing memoryviews goes element by element, which cost half the scan.
+        if not scratch.startswith(raw, position):
             raise AssertionError("event span does not match the scanned element")
         spans.append((position, stop))
         heads.append(_head_of(raw))

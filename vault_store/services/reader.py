@@ -13,7 +13,7 @@ from vault_store.catalog import Catalog, RangeRecord, ReplayState
 from vault_store.core.coalesce import Fetch, plan_fetches
 from vault_store.core.crypto import DataKey, FrameIdentity, open_frame
 from vault_store.core.keycache import KeyCache
-from vault_store.core.parts import RECORDING, merge
+from vault_store.core.parts import RECORDING, VIDEO, merge
 from vault_store.errors import CorruptData, ReplayNotFound, ReplayShredded
 from vault_store.kms import KeyContext, Kms
 from vault_store.settings import ReadPolicy
@@ -237,19 +237,6 @@ class Reader:
         page = Page(project_id, replay_id, page_rows, tuple(ids[:segments]), only, None)
         return page, more
 
-    def read_part(
-        self, project_id: int, replay_id: str, segment_id: int, part: str
-    ) -> bytes | None:
-        """One stored part of one segment, decrypted, as stored (e.g. a mobile replay's video);
-        None if the segment has no such part (ReplayShredded / ReplayNotFound for the replay)."""
-        page = self.plan_page(
-            project_id, replay_id, start=segment_id, stop=segment_id + 1, max_segments=1
-        )
-        rows = [row for row in page.rows if row.part == part]
-        for stored in self._open_page(rows) if rows else ():
-            return stored.body
-        return None
-
     def read_page(self, page: Page) -> Iterator[bytes]:
         """A planned page as one JSON array, one element per segment, in chunks of the policy's
         page size (decoded ahead while earlier chunks are sent); no further range query."""
@@ -276,6 +263,25 @@ class Reader:
         for merged in _merged(self._loaded(iter([page])), only):
             for _segment_id, body in merged:
                 return body
+        return None
+
+    def read_video(self, project_id: int, replay_id: str, segment_id: int) -> bytes | None:
+        """One segment's mobile video, exactly as sent; None if the replay exists but that
+        segment has no video (ReplayShredded / ReplayNotFound for the replay).
+
+        Only the video row's range is fetched, never the segment's JSON parts.
+        """
+        page = self.plan_page(
+            project_id,
+            replay_id,
+            start=segment_id,
+            stop=segment_id + 1,
+            max_segments=1,
+            only=frozenset({VIDEO}),
+        )
+        rows = [row for row in page.rows if row.part == VIDEO]
+        for stored in self._open_page(rows) if rows else ():
+            return stored.body
         return None
 
     def _pages(

@@ -16,7 +16,7 @@ import click
 
 from vault_store.cli.common import emit_json, reporting_errors, show_progress, stderr, stdout
 from vault_store.core.message import split_stream
-from vault_store.errors import BackendUnavailable, InvalidInput
+from vault_store.errors import InvalidInput
 from vault_store.extras import import_extra
 from vault_store.settings import Settings
 
@@ -29,14 +29,12 @@ def _app() -> Any:
 
 
 @contextmanager
-def _broker_errors() -> Iterator[None]:
-    """A broker that cannot be reached is a backend unavailable (exit 6), not a traceback."""
-    from kombu.exceptions import OperationalError
+def _broker_errors(app: Any, op: str) -> Iterator[None]:
+    """A broker that refuses or cannot be reached is one line naming it, not a traceback."""
+    from workers.broker import broker_errors
 
-    try:
+    with broker_errors(app.vault_store_settings.workers.broker_url, op):
         yield
-    except (OperationalError, ConnectionError) as exc:
-        raise BackendUnavailable(type(exc).__name__, backend="broker", op="connect") from None
 
 
 @click.command(context_settings=_PASSTHROUGH)
@@ -91,7 +89,7 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
     from workers.app import send_ingest
     from workers.tasks import INGEST_QUEUE
 
-    with reporting_errors(as_json=as_json), _broker_errors():
+    with reporting_errors(as_json=as_json), _broker_errors(app, "publish"):
         messages = sent_bytes = 0
         started = time.monotonic()
         with (
@@ -129,7 +127,7 @@ def dead_letters(requeue: bool, as_json: bool) -> None:
         app = _app()  # first: it reports a missing workers extra
     from workers.dead_letters import drain
 
-    with reporting_errors(as_json=as_json), _broker_errors():
+    with reporting_errors(as_json=as_json), _broker_errors(app, "drain"):
         letters = drain(app, requeue=requeue)
     reasons: dict[str, int] = {}
     for letter in letters:

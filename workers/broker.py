@@ -46,7 +46,7 @@ def broker_errors(url: str, op: str) -> Iterator[None]:
     """A broker's refusal as one line naming the broker (password hidden): wrong credentials or
     a missing vhost are configuration errors (exit 2), a broker out of reach or one that
     stopped answering is unavailable (exit 6)."""
-    from amqp.exceptions import AccessRefused, AMQPError, NotAllowed
+    from amqp.exceptions import AccessRefused, AMQPError, MessageNacked, NotAllowed
     from kombu.exceptions import OperationalError
     from redis.exceptions import AuthenticationError, ResponseError
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -55,9 +55,17 @@ def broker_errors(url: str, op: str) -> Iterator[None]:
         yield
     except (AccessRefused, NotAllowed, AuthenticationError) as exc:
         raise ConfigError(f"broker {shown(url)} refused the connection: {_reason(exc)}") from None
+    except MessageNacked:  # publisher confirms: the broker did not take this message
+        raise BackendUnavailable(
+            f"{shown(url)}: the broker refused a message (nack)", backend="broker", op=op
+        ) from None
     except ResponseError as exc:  # e.g. NOAUTH: the URL carries no password Redis wants
         raise ConfigError(f"broker {shown(url)}: {_reason(exc)}") from None
     except (OperationalError, ConnectionError, RedisConnectionError, AMQPError, OSError) as exc:
+        if isinstance(exc.__cause__, MessageNacked):  # kombu wraps it in OperationalError
+            raise BackendUnavailable(
+                f"{shown(url)}: the broker refused a message (nack)", backend="broker", op=op
+            ) from None
         raise BackendUnavailable(f"{shown(url)}: {_reason(exc)}", backend="broker", op=op) from None
 
 

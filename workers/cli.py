@@ -7,7 +7,7 @@ missing extra is reported as such (exit 2).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import click
 
 from vault_store.cli.common import emit_json, reporting_errors, show_progress, stderr, stdout
 from vault_store.core.message import split_stream
-from vault_store.errors import InvalidInput
+from vault_store.errors import BackendUnavailable, InvalidInput
 from vault_store.extras import import_extra
 from vault_store.settings import Settings
 
@@ -89,8 +89,12 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
     from workers.app import send_ingest
     from workers.tasks import INGEST_QUEUE
 
-    with reporting_errors(as_json=as_json), _broker_errors(app, "publish"):
-        messages = sent_bytes = 0
+    messages = sent_bytes = 0
+    with (
+        reporting_errors(as_json=as_json),
+        _confirmed_so_far(lambda: messages),
+        _broker_errors(app, "publish"),
+    ):
         started = time.monotonic()
         with (
             Progress(console=stderr, transient=True, disable=not show_progress()) as progress,
@@ -139,6 +143,21 @@ def dead_letters(requeue: bool, as_json: bool) -> None:
     stdout.print(f"{len(letters)} dead letter(s) {verb}")
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         stdout.print(f"  {count:>8,}  {reason}", markup=False)
+
+
+@contextmanager
+def _confirmed_so_far(count: Callable[[], int]) -> Iterator[None]:
+    """A publish the broker refused: say how many messages before it were confirmed (each send
+    returns only once the broker took the message, so those are queued and the rest are not)."""
+    try:
+        yield
+    except BackendUnavailable as exc:
+        said = str(exc).removeprefix(f"{exc.backend} {exc.op}: ")
+        raise BackendUnavailable(
+            f"{said}; {count():,} message(s) were confirmed before it, the rest were not sent",
+            backend=exc.backend,
+            op=exc.op,
+        ) from None
 
 
 def _read(path: Path) -> bytes:

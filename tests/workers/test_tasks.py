@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import need
 from tests.integration.helpers import run
 from tests.workers.conftest import EnvFactory
 from tests.workers.harness import (
@@ -278,3 +280,35 @@ def test_an_async_delete_is_handed_to_the_workers(
     assert late.returncode == 0  # recorded; the broker's refusal is reported, not fatal
     assert json.loads(late.stdout)["handed_to_workers"] is False
     assert b"vault-store deletion resume" in late.stderr
+
+
+def test_enqueue_reports_a_message_the_broker_refused(
+    rabbitmq_url: str, worker_catalog: Catalog, tmp_path: Path, worker_env: EnvFactory
+) -> None:
+    """Publisher confirms: a broker that nacks a message (here a policy caps the ingest queue at
+    2 messages and rejects the rest) makes `enqueue` fail with how many were confirmed."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    need(rabbitmqctl is not None, "rabbitmqctl not installed")
+    assert rabbitmqctl is not None
+    env = worker_env(rabbitmq_url)
+    prefix = env["VAULT_STORE_QUEUE_PREFIX"]
+    policy = [rabbitmqctl, "set_policy", "--apply-to", "queues", prefix, f"^{prefix}\\.ingest$"]
+    limit = '{"max-length": 2, "overflow": "reject-publish"}'
+    subprocess.run([*policy, limit], check=True, capture_output=True, timeout=60)
+    try:
+        stream = tmp_path / "messages.msgpack"
+        stream.write_bytes(b"".join(messages(1, 5)))
+        refused = run(env, "enqueue", str(stream))
+    finally:
+        subprocess.run(
+            [rabbitmqctl, "clear_policy", prefix], check=True, capture_output=True, timeout=60
+        )
+    assert refused.returncode == 6, refused.stderr
+    assert refused.stderr.count(b"\n") == 1, refused.stderr
+    assert b"refused a message (nack)" in refused.stderr
+    # The queue holds exactly the messages reported as confirmed (RabbitMQ's quorum queues
+    # enforce the cap loosely, so the count is read, not assumed).
+    said = refused.stderr.decode()
+    confirmed = int(said.split("; ")[-1].split(" message(s) were confirmed")[0])
+    assert 2 <= confirmed < 5
+    assert queued(producer_app(env), "ingest") == confirmed

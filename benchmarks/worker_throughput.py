@@ -1,11 +1,12 @@
-"""Celery workers on Redis against the library alone, on the same real-recording messages.
+"""Celery workers on RabbitMQ against the library alone, on the same real-recording messages.
 
-Run:  python benchmarks/worker_throughput.py [--copies N] [--pg URL] [--rate R] [--json]
+Run:  python benchmarks/worker_throughput.py [--copies N] [--pg URL] [--broker URL] [--rate R]
+      [--json]
 
 1. Throughput: the same shuffled relay messages (the real recordings, each replayed `--copies`
    times under fresh replay ids) are ingested by the library in this process (ingest_message,
    then flush), then by one and by two `vault-store worker` processes (default pool: 2 threads)
-   from a pre-filled Redis queue (and by one worker with `--pool prefork --concurrency 1`,
+   from a pre-filled RabbitMQ queue (and by one worker with `--pool prefork --concurrency 1`,
    which seals in a child process instead of a thread), with batches of 5,000 and a 1 s age
    (so the last, partial batch does not wait out the default 10 s). Worker time runs from the
    moment the workers are ready to the moment the last row is committed; segments/s and objects
@@ -13,8 +14,14 @@ Run:  python benchmarks/worker_throughput.py [--copies N] [--pg URL] [--rate R] 
 2. Latency at the default flush settings (5,000 segments or 10 s): messages are enqueued at a
    steady `--rate` for `--seconds` to one worker, while this process polls the catalog every
    100 ms; the time from enqueue to the row being visible is reported as p50 and p99.
+3. Crash recovery at the default flush settings: one worker takes 2,000 messages (it holds them
+   prefetched, unacknowledged, in a batch that is not yet due), is killed with kill -9, and a
+   new worker is started at once; the time from the kill to every segment being readable is
+   reported, with the new worker's start-up time (part of it).
+4. Memory: the peak resident set (VmHWM) of every worker process above.
 
-Everything runs on this machine: PostgreSQL (a fresh schema), Redis, a local blob directory.
+Redis is not measured: it is not offered for ingest (README, Workers). Everything runs on this
+machine: PostgreSQL (a fresh schema), RabbitMQ, a local blob directory.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import psycopg2
 from sqlalchemy import func, select
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 # The batch in a child process, so sealing does not share the GIL with the consumer.
 PREFORK = ("--pool", "prefork", "--concurrency", "1")
 
@@ -46,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--copies", type=int, default=30, help="replays per recording")
     parser.add_argument("--pg", default=PG_URL)
-    parser.add_argument("--redis", default=REDIS_URL)
+    parser.add_argument("--broker", default=BROKER_URL)
     parser.add_argument("--rate", type=float, default=150.0, help="messages/s for the latency run")
     parser.add_argument("--seconds", type=float, default=40.0, help="length of the latency run")
     parser.add_argument("--json", action="store_true")
@@ -61,11 +68,12 @@ def main() -> None:
     results["library"] = run_library(messages, args.pg)
     runs = {"workers_1": (1, ()), "workers_2": (2, ()), "workers_1_prefork": (1, PREFORK)}
     for name, (count, extra) in runs.items():
-        results[name] = run_workers(messages, distinct, args.pg, args.redis, count, extra)
+        results[name] = run_workers(messages, distinct, args.pg, args.broker, count, extra)
         results[name]["ratio_to_library"] = round(
             results[name]["segments_per_s"] / results["library"]["segments_per_s"], 3
         )
-    results["latency"] = run_latency(recordings, args.pg, args.redis, args.rate, args.seconds)
+    results["latency"] = run_latency(recordings, args.pg, args.broker, args.rate, args.seconds)
+    results["recovery"] = run_recovery(messages[:2000], args.pg, args.broker)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -76,12 +84,19 @@ def main() -> None:
         print(
             f"{name:>17}: {row['segments_per_s']:>8,.0f} segments/s, "
             f"{row['objects_per_segment']:.5f} objects/segment{ratio}"
+            + (f", peak RSS {row['peak_rss_mib']} MiB" if "peak_rss_mib" in row else "")
         )
     latency = results["latency"]
     print(
         f"enqueue to readable at {latency['rate']:.0f} msg/s, default flush: "
         f"p50 {latency['p50_s']:.2f} s, p99 {latency['p99_s']:.2f} s "
         f"({latency['segments']:,} segments, {latency['blobs']} blobs)"
+    )
+    recovery = results["recovery"]
+    print(
+        f"kill -9 of a worker holding {recovery['segments']:,} segments: all readable "
+        f"{recovery['kill_to_readable_s']:.1f} s after the kill (new worker ready after "
+        f"{recovery['restart_to_ready_s']:.1f} s, default flush age 10 s)"
     )
 
 
@@ -103,12 +118,12 @@ class Schema:
         conn.close()
 
 
-def environment(home: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+def environment(home: Path, database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "VAULT_STORE_HOME": str(home),
         "VAULT_STORE_DATABASE_URL": database_url,
-        "VAULT_STORE_BROKER_URL": redis_url,
+        "VAULT_STORE_BROKER_URL": broker_url,
         "VAULT_STORE_QUEUE_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
         "VAULT_STORE_AUTO_MIGRATE": "false",
         **extra,
@@ -162,7 +177,7 @@ def run_workers(
     messages: list[bytes],
     distinct: int,
     pg: str,
-    redis_url: str,
+    broker_url: str,
     count: int,
     extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
@@ -175,7 +190,7 @@ def run_workers(
     try:
         with tempfile.TemporaryDirectory() as home:
             # A short age, so the last partial batch does not wait out 10 s and skew the rate.
-            env = environment(Path(home), schema.url, redis_url, VAULT_STORE_FLUSH_MAX_AGE="1")
+            env = environment(Path(home), schema.url, broker_url, VAULT_STORE_FLUSH_MAX_AGE="1")
             catalog = Catalog(schema.url)
             catalog.migrate()
             app = create_app(Settings.from_env(env))
@@ -191,6 +206,7 @@ def run_workers(
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
             stored, blobs = segments(catalog), counts(catalog)[1]
+            rss = max(peak_rss_mib(process.pid) for process in processes)
             catalog.dispose()
     finally:
         for process in processes:
@@ -198,7 +214,77 @@ def run_workers(
         for process in processes:
             process.wait(60)
         schema.drop()
-    return result(stored, blobs, elapsed)
+    return {**result(stored, blobs, elapsed), "peak_rss_mib": rss}
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident set of a process and its children (prefork), in MiB, from /proc."""
+    pids = [pid, *children(pid)]
+    peak = 0
+    for each in pids:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]))
+    return round(peak / 1024, 1)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(child) for child in text]
+    return found
+
+
+def run_recovery(messages: list[bytes], pg: str, broker_url: str) -> dict[str, Any]:
+    from vault_store import Settings
+    from vault_store.catalog import Catalog
+    from workers.app import create_app, send_ingest
+
+    distinct = distinct_segments(messages)
+    schema = Schema(pg)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            env = environment(Path(home), schema.url, broker_url)  # the default flush settings
+            catalog = Catalog(schema.url)
+            catalog.migrate()
+            app = create_app(Settings.from_env(env))
+            first_log = Path(home) / "first.log"
+            processes.append(start_worker(env, first_log))
+            while not first_log.exists() or "ready" not in first_log.read_text():
+                time.sleep(0.02)
+            with app.producer_or_acquire() as producer:
+                for raw in messages:
+                    send_ingest(app, raw, producer=producer)
+            time.sleep(2)  # it has them all prefetched; its batch is due only at 10 s
+            held = segments(catalog)
+            processes[0].kill()
+            killed = time.perf_counter()
+            processes[0].wait(30)
+            second_log = Path(home) / "second.log"
+            processes.append(start_worker(env, second_log))
+            while not second_log.exists() or "ready" not in second_log.read_text():
+                time.sleep(0.02)
+            ready = time.perf_counter() - killed
+            while segments(catalog) < distinct:
+                if time.perf_counter() - killed > 300:
+                    raise RuntimeError("not recovered within 5 minutes")
+                time.sleep(0.05)
+            recovered = time.perf_counter() - killed
+            catalog.dispose()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(60)
+        schema.drop()
+    return {
+        "segments": distinct,
+        "readable_before_kill": held,
+        "kill_to_readable_s": round(recovered, 2),
+        "restart_to_ready_s": round(ready, 2),
+    }
 
 
 def distinct_segments(messages: list[bytes]) -> int:
@@ -229,7 +315,7 @@ def start_worker(
 
 
 def run_latency(
-    recordings: Any, pg: str, redis_url: str, rate: float, seconds: float
+    recordings: Any, pg: str, broker_url: str, rate: float, seconds: float
 ) -> dict[str, Any]:
     from vault_store import Settings
     from vault_store.catalog import Catalog
@@ -242,7 +328,7 @@ def run_latency(
     process = None
     try:
         with tempfile.TemporaryDirectory() as home:
-            env = environment(Path(home), schema.url, redis_url)
+            env = environment(Path(home), schema.url, broker_url)
             catalog = Catalog(schema.url)
             catalog.migrate()
             app = create_app(Settings.from_env(env))

@@ -65,8 +65,8 @@ class WorkerPolicy:
     broker_url: str | None = None
     # Queues are "<prefix>.ingest", "<prefix>.tasks" and "<prefix>.dead_letter".
     queue_prefix: str = "vault_store"
-    # Redis redelivers an unacknowledged message only after this long. It must stay well above
-    # the flush age plus a flush (and above the longest shred), or live batches get redelivered.
+    # Redis (the tasks queue only: ingest refuses it) redelivers an unacknowledged message only
+    # after this long. It must stay above the longest shred, or a running one is redelivered.
     visibility_timeout_seconds: float = 1800.0
     # A message whose segment could not be made durable is sent back this many times, then
     # dead-lettered.

@@ -23,6 +23,7 @@ from vault_store.errors import ConfigError
 from vault_store.settings import FlushPolicy, Settings, WorkerPolicy
 from vault_store.vault import Vault
 from workers import tasks
+from workers.broker import REDIS_INGEST_REFUSED, is_amqp, is_redis
 from workers.tasks import (
     DEAD_LETTER_TASK,
     EXPIRE_TASK,
@@ -74,14 +75,9 @@ def create_app(
         # celery-batches can only batch what the worker has prefetched: room for a full batch
         # per pool thread, or batches would be cut at the prefetch limit.
         worker_prefetch_multiplier=max(4, math.ceil(batch_size * 1.2)),
-        broker_transport_options={
-            "visibility_timeout": policy.visibility_timeout_seconds,
-            # Redis: look for a dead worker's expired messages often and on every look (kombu
-            # otherwise scans on one look in ten), so they return soon after the timeout.
-            "unacked_restore_interval": max(1.0, min(30.0, policy.visibility_timeout_seconds / 4)),
-            "unacked_restore_throttle": 1,
-        },
+        broker_transport_options=_transport_options(policy),
         broker_connection_retry_on_startup=True,
+        **_queue_types(policy.broker_url),
         task_default_queue=policy.queue(TASKS_QUEUE),
         task_routes=tasks.routes(policy),
         beat_schedule=_beat_schedule(policy),
@@ -100,8 +96,45 @@ def create_app(
 
 
 def send_ingest(app: Celery, raw: bytes, **options: Any) -> None:
-    """Enqueue one raw message for the ingest workers."""
+    """Enqueue one raw message for the ingest workers (on RabbitMQ, confirmed by the broker
+    before this returns); ConfigError on a Redis broker, which can lose ingest messages."""
+    if is_redis(app.conf.broker_url):
+        raise ConfigError(REDIS_INGEST_REFUSED)
     app.send_task(INGEST_TASK, args=[raw], kwargs={"enqueued_at": time.time()}, **options)
+
+
+def _transport_options(policy: WorkerPolicy) -> dict[str, Any]:
+    url = policy.broker_url or ""
+    if is_amqp(url):
+        # Publisher confirms: a publish returns once the broker has taken the message (written
+        # to the quorum queue's majority), and raises when it refused it, so `enqueue` and the
+        # requeues and dead letters a batch sends before it is acknowledged are never assumed.
+        return {"confirm_publish": True}
+    if is_redis(url):
+        return {
+            "visibility_timeout": policy.visibility_timeout_seconds,
+            # Look for a dead worker's expired messages often and on every look (kombu
+            # otherwise scans on one look in ten), so they return soon after the timeout.
+            "unacked_restore_interval": max(1.0, min(30.0, policy.visibility_timeout_seconds / 4)),
+            "unacked_restore_throttle": 1,
+        }
+    return {}
+
+
+def _queue_types(url: str | None) -> dict[str, Any]:
+    """RabbitMQ: quorum queues (replicated, always durable; messages are persistent, Celery's
+    default delivery mode), declared so for the routed queues as for the default one."""
+    if url and is_amqp(url):
+        return {
+            "task_default_queue_type": "quorum",
+            "task_create_missing_queue_type": "quorum",
+            # Topic exchanges, which Celery's native delayed delivery (what a retry's countdown
+            # uses with quorum queues) can route through; direct ones would hold the retry in
+            # the worker until its time comes.
+            "task_default_exchange_type": "topic",
+            "task_create_missing_queue_exchange_type": "topic",
+        }
+    return {}
 
 
 def _batch_limits(flush: FlushPolicy) -> tuple[int, float]:

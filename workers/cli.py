@@ -7,7 +7,7 @@ missing extra is reported as such (exit 2).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,12 @@ def _app() -> Any:
 
 
 @contextmanager
-def _broker_errors() -> Iterator[None]:
-    """A broker that cannot be reached is a backend unavailable (exit 6), not a traceback."""
-    from kombu.exceptions import OperationalError
+def _broker_errors(app: Any, op: str) -> Iterator[None]:
+    """A broker that refuses or cannot be reached is one line naming it, not a traceback."""
+    from workers.broker import broker_errors
 
-    try:
+    with broker_errors(app.vault_store_settings.workers.broker_url, op):
         yield
-    except (OperationalError, ConnectionError) as exc:
-        raise BackendUnavailable(type(exc).__name__, backend="broker", op="connect") from None
 
 
 @click.command(context_settings=_PASSTHROUGH)
@@ -91,8 +89,12 @@ def enqueue(paths: tuple[Path, ...], as_json: bool) -> None:
     from workers.app import send_ingest
     from workers.tasks import INGEST_QUEUE
 
-    with reporting_errors(as_json=as_json), _broker_errors():
-        messages = sent_bytes = 0
+    messages = sent_bytes = 0
+    with (
+        reporting_errors(as_json=as_json),
+        _confirmed_so_far(lambda: messages),
+        _broker_errors(app, "publish"),
+    ):
         started = time.monotonic()
         with (
             Progress(console=stderr, transient=True, disable=not show_progress()) as progress,
@@ -129,7 +131,7 @@ def dead_letters(requeue: bool, as_json: bool) -> None:
         app = _app()  # first: it reports a missing workers extra
     from workers.dead_letters import drain
 
-    with reporting_errors(as_json=as_json), _broker_errors():
+    with reporting_errors(as_json=as_json), _broker_errors(app, "drain"):
         letters = drain(app, requeue=requeue)
     reasons: dict[str, int] = {}
     for letter in letters:
@@ -141,6 +143,21 @@ def dead_letters(requeue: bool, as_json: bool) -> None:
     stdout.print(f"{len(letters)} dead letter(s) {verb}")
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         stdout.print(f"  {count:>8,}  {reason}", markup=False)
+
+
+@contextmanager
+def _confirmed_so_far(count: Callable[[], int]) -> Iterator[None]:
+    """A publish the broker refused: say how many messages before it were confirmed (each send
+    returns only once the broker took the message, so those are queued and the rest are not)."""
+    try:
+        yield
+    except BackendUnavailable as exc:
+        said = str(exc).removeprefix(f"{exc.backend} {exc.op}: ")
+        raise BackendUnavailable(
+            f"{said}; {count():,} message(s) were confirmed before it, the rest were not sent",
+            backend=exc.backend,
+            op=exc.op,
+        ) from None
 
 
 def _read(path: Path) -> bytes:

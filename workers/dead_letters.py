@@ -25,7 +25,10 @@ def drain(app: Celery, *, requeue: bool, timeout: float = 1.0) -> list[DeadLette
     queue_name = app.conf.task_routes[DEAD_LETTER_TASK]["queue"]
     letters: list[DeadLetter] = []
     with app.connection_for_write() as connection:
-        queue = connection.SimpleQueue(queue_name, no_ack=False, accept=["msgpack"])
+        # The app's declaration of the queue (a quorum queue on RabbitMQ), not a plain one the
+        # broker would refuse as a mismatch.
+        declared = app.amqp.queues[queue_name]
+        queue = connection.SimpleQueue(declared, no_ack=False, accept=["msgpack"])
         held = []
         try:
             while True:

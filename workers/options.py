@@ -18,13 +18,22 @@ def with_defaults(given: list[str], defaults: dict[str, str]) -> list[str]:
 def run_worker(app: Any, args: list[str]) -> None:
     """`celery worker` on `app` (a workers.app.create_app app) with our defaults for the options
     `args` does not set."""
+    from vault_store.errors import ConfigError
+    from workers.broker import REDIS_INGEST_REFUSED, is_redis
     from workers.tasks import INGEST_QUEUE, TASKS_QUEUE
 
     policy = app.vault_store_settings.workers
+    ingest = policy.queue(INGEST_QUEUE)
+    redis = is_redis(policy.broker_url)
+    # On Redis the workers serve the tasks queue only (see workers.broker).
+    queues = policy.queue(TASKS_QUEUE) if redis else f"{ingest},{policy.queue(TASKS_QUEUE)}"
     defaults = {
         "--pool|-P": "threads",
         "--concurrency|-c": "2",
-        "--queues|-Q": f"{policy.queue(INGEST_QUEUE)},{policy.queue(TASKS_QUEUE)}",
+        "--queues|-Q": queues,
         "--loglevel|-l": "INFO",
     }
-    app.worker_main(["worker", *with_defaults(args, defaults), *args])
+    chosen = [*with_defaults(args, defaults), *args]
+    if redis and any(ingest in arg for arg in chosen):
+        raise ConfigError(REDIS_INGEST_REFUSED)
+    app.worker_main(["worker", *chosen])

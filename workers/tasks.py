@@ -174,10 +174,25 @@ class CeleryOutbox:
         self._app.send_task(DEAD_LETTER_TASK, args=[delivery.raw, reason, time.time()])
 
 
+class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is untyped
+    """celery-batches that keeps flushing after the worker reconnects to the broker.
+
+    Batches starts its flush timer on the first message and remembers it, but a consumer that
+    lost its broker connection clears its timers when it restarts: the remembered timer never
+    fires again, and a batch short of VAULT_STORE_FLUSH_MAX_SEGMENTS then waits, unacknowledged,
+    until the worker dies. Celery builds each task's strategy anew on every consumer start, so
+    forgetting the timer there makes the next message start a fresh one.
+    """
+
+    def Strategy(self, task: Any, app: Celery, consumer: Any) -> Any:  # Celery's name
+        self._tref = None
+        return super().Strategy(task, app, consumer)
+
+
 # -- the tasks ------------------------------------------------------------------------------
 
 
-@_task(INGEST_TASK, queue=INGEST_QUEUE, base=Batches, acks_late=True)
+@_task(INGEST_TASK, queue=INGEST_QUEUE, base=ReconnectingBatches, acks_late=True)
 def ingest(requests: list[SimpleRequest]) -> dict[str, Any]:
     """Make a batch of messages durable (or requeue or dead-letter each)."""
     worker = runtime()

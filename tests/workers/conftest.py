@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
-from tests.workers.harness import BROKERS, Workers, drop_queues, producer_app, worker_environment
+from tests.workers.harness import (
+    BROKERS,
+    INGEST_BROKERS,
+    Workers,
+    drop_queues,
+    producer_app,
+    worker_environment,
+)
 from vault_store.catalog import Catalog
 
 EnvFactory = Callable[..., dict[str, str]]
@@ -30,8 +37,14 @@ def redis_url() -> str:
     return _broker("redis")
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
-def any_broker_url(request: pytest.FixtureRequest) -> str:
+@pytest.fixture
+def rabbitmq_url() -> str:
+    return _broker("rabbitmq")
+
+
+@pytest.fixture(params=INGEST_BROKERS)
+def ingest_broker_url(request: pytest.FixtureRequest) -> str:
+    """Each broker the README offers for ingest."""
     return _broker(request.param)
 
 

@@ -30,6 +30,8 @@ BROKERS = {
     "redis": ("redis://127.0.0.1:6379/0", 6379),
     "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", 5672),
 }
+# The brokers the README offers for ingest (Redis can lose a message under kill -9).
+INGEST_BROKERS = ["rabbitmq"]
 
 
 class Worker:
@@ -59,6 +61,10 @@ class Worker:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def ready(self) -> bool:
+        """Alive and consuming (Celery logged "ready")."""
+        return self.alive() and " ready." in self.output()
 
     def kill(self) -> None:
         """kill -9: no shutdown, no acknowledgements, no flush."""

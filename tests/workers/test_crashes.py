@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import random
+import shutil
+import subprocess
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, need
 from tests.integration.helpers import read_events
 from tests.peers.tcp_proxy import TcpProxy
 from tests.workers.conftest import EnvFactory
@@ -39,37 +45,97 @@ def assert_exactly_once(catalog: Catalog, tmp_path: Path, replays: int, segments
         assert events == [[{"n": n}] for n in range(segments)]
 
 
-def test_kill_9_in_the_middle_of_5000_segments_loses_and_duplicates_nothing(
-    any_broker_url: str,
+KILLS = 20
+
+
+def test_20_kills_at_random_moments_during_an_ingest_lose_and_duplicate_nothing(
+    ingest_broker_url: str,
     worker_catalog: Catalog,
     tmp_path: Path,
     workers: Workers,
     worker_env: EnvFactory,
 ) -> None:
-    env = worker_env(any_broker_url)
+    """Two workers take a steady stream of 3,000 segments while one of them, chosen at random
+    among those ready, is killed with kill -9 at a random moment (0.2 to 1.5 s after it was
+    chosen) and replaced, 20 times: afterwards every segment is readable exactly once. Longer
+    runs: VAULT_STORE_TEST_KILLS=200."""
+    kills = int(os.environ.get("VAULT_STORE_TEST_KILLS", KILLS))
+    env = worker_env(ingest_broker_url, VAULT_STORE_FLUSH_MAX_SEGMENTS="200")
     app = producer_app(env)
-    enqueue(app, messages(50, 100))  # 5,000 segments
-    first = workers.start(env)
-    wait_for(
-        lambda: row_count(worker_catalog) >= 1000, timeout=120, what="1,000 rows", workers=(first,)
-    )
-    first.kill()
-    done_before = row_count(worker_catalog)
-    assert done_before < 5000, "the worker finished before it could be killed"
+    sent = messages(30, 100)  # 3,000 segments
+    feeding = threading.Thread(target=enqueue_steadily, args=(app, sent, kills * 1.2), daemon=True)
+    feeding.start()
+    chance = random.Random()
+    running = [workers.start(env), workers.start(env)]
+    rows_at_kill = []
+    for _ in range(kills):
+        wait_for(lambda: any(w.ready() for w in running), timeout=60, what="a ready worker")
+        victim = chance.choice([w for w in running if w.ready()])
+        time.sleep(chance.uniform(0.2, 1.5))
+        victim.kill()
+        running.remove(victim)
+        rows_at_kill.append(row_count(worker_catalog))
+        running.append(workers.start(env))
+    feeding.join(120)
+    assert not feeding.is_alive(), "the producer did not finish"
+    mid_ingest = [r for r in rows_at_kill if 0 < r < len(sent)]
+    assert len(mid_ingest) >= kills // 2, f"too few kills in the middle: {rows_at_kill}"
 
-    # Redis hands the dead worker's unacknowledged messages back after the visibility timeout
-    # (8 s here), RabbitMQ as soon as its connection drops.
-    second = workers.start(env)
     wait_for(
-        lambda: row_count(worker_catalog) == 5000, timeout=180, what="5,000 rows", workers=(second,)
+        lambda: row_count(worker_catalog) >= len(sent),
+        timeout=120,
+        what=f"{len(sent):,} rows",
+        workers=tuple(running),
     )
     wait_for(lambda: queued(app, "ingest") == 0, timeout=30, what="an empty queue")
     time.sleep(2)  # anything redelivered late must still not show up twice
-    assert_exactly_once(worker_catalog, tmp_path, 50, 100)
+    assert queued(app, "dead_letter") == 0
+    assert_exactly_once(worker_catalog, tmp_path, 30, 100)
+
+
+def enqueue_steadily(app: Any, sent: list[bytes], seconds: float) -> None:
+    """Send `sent` spread evenly over about `seconds`, in small bursts."""
+    bursts = [sent[i : i + 50] for i in range(0, len(sent), 50)]
+    for burst in bursts:
+        enqueue(app, burst)
+        time.sleep(seconds / len(bursts))
+
+
+def test_a_rabbitmq_restart_in_the_middle_of_an_ingest_loses_nothing(
+    rabbitmq_url: str,
+    worker_catalog: Catalog,
+    tmp_path: Path,
+    workers: Workers,
+    worker_env: EnvFactory,
+) -> None:
+    """`rabbitmqctl stop_app` / `start_app` while a worker holds unacknowledged messages and more
+    wait queued: the (quorum, durable) queue keeps them and the worker reconnects."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    need(rabbitmqctl is not None, "rabbitmqctl not installed")
+    assert rabbitmqctl is not None
+    env = worker_env(rabbitmq_url, VAULT_STORE_FLUSH_MAX_SEGMENTS="100")
+    app = producer_app(env)
+    enqueue(app, messages(20, 100))  # 2,000 segments
+    worker = workers.start(env)
+    wait_for(
+        lambda: row_count(worker_catalog) >= 300, timeout=60, what="300 rows", workers=(worker,)
+    )
+    subprocess.run([rabbitmqctl, "stop_app"], check=True, capture_output=True, timeout=60)
+    try:
+        done_during = row_count(worker_catalog)
+        time.sleep(3)
+    finally:
+        subprocess.run([rabbitmqctl, "start_app"], check=True, capture_output=True, timeout=120)
+    assert done_during < 2000, "the worker finished before the broker stopped"
+    wait_for(
+        lambda: row_count(worker_catalog) >= 2000, timeout=120, what="2,000 rows", workers=(worker,)
+    )
+    wait_for(lambda: queued(app, "ingest") == 0, timeout=30, what="an empty queue")
+    assert_exactly_once(worker_catalog, tmp_path, 20, 100)
 
 
 def test_lost_upload_answers_and_a_catalog_outage_lose_nothing_and_gc_takes_the_orphans(
-    redis_url: str,
+    rabbitmq_url: str,
     worker_catalog: Catalog,
     postgres_url: str,
     tmp_path: Path,
@@ -81,7 +147,7 @@ def test_lost_upload_answers_and_a_catalog_outage_lose_nothing_and_gc_takes_the_
     try:
         through_proxy = postgres_url.replace(f"{host}:{port}", f"{host}:{proxy.port}")
         env = worker_env(
-            redis_url,
+            rabbitmq_url,
             VAULT_STORE_DATABASE_URL=through_proxy,
             FLAKY_PUT_EVERY="3",  # every third upload lands but reports failure
             VAULT_STORE_FLUSH_MAX_SEGMENTS="100",
@@ -126,7 +192,7 @@ def test_lost_upload_answers_and_a_catalog_outage_lose_nothing_and_gc_takes_the_
 
 
 def test_warm_shutdown_in_the_middle_of_a_batch_loses_nothing(
-    any_broker_url: str,
+    ingest_broker_url: str,
     worker_catalog: Catalog,
     tmp_path: Path,
     workers: Workers,
@@ -134,7 +200,7 @@ def test_warm_shutdown_in_the_middle_of_a_batch_loses_nothing(
 ) -> None:
     # A batch that fills slowly: the worker holds the messages, unacknowledged, when stopped.
     env = worker_env(
-        any_broker_url,
+        ingest_broker_url,
         VAULT_STORE_FLUSH_MAX_AGE="60",
         VAULT_STORE_FLUSH_MAX_SEGMENTS="5000",
     )

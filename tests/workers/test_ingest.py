@@ -31,14 +31,14 @@ from workers.dead_letters import drain
 
 
 def test_a_worker_batches_messages_into_blobs_then_acknowledges(
-    any_broker_url: str,
+    ingest_broker_url: str,
     worker_catalog: Catalog,
     tmp_path: Path,
     workers: Workers,
     worker_env: EnvFactory,
 ) -> None:
     port = free_port()
-    env = worker_env(any_broker_url, VAULT_STORE_WORKER_METRICS_PORT=str(port))
+    env = worker_env(ingest_broker_url, VAULT_STORE_WORKER_METRICS_PORT=str(port))
     app = producer_app(env)
     enqueue(app, messages(6, 50))
     worker = workers.start(env)
@@ -69,14 +69,14 @@ def test_a_worker_batches_messages_into_blobs_then_acknowledges(
 
 
 def test_poison_messages_are_dead_lettered_and_the_worker_keeps_ingesting(
-    redis_url: str,
+    rabbitmq_url: str,
     worker_catalog: Catalog,
     tmp_path: Path,
     workers: Workers,
     worker_env: EnvFactory,
 ) -> None:
     port = free_port()
-    env = worker_env(redis_url, VAULT_STORE_WORKER_METRICS_PORT=str(port))
+    env = worker_env(rabbitmq_url, VAULT_STORE_WORKER_METRICS_PORT=str(port))
     app = producer_app(env)
     good = messages(2, 5)
     poison = [
@@ -117,13 +117,13 @@ def test_poison_messages_are_dead_lettered_and_the_worker_keeps_ingesting(
 
 
 def test_segments_of_deleted_replays_are_dropped_counted_and_audited(
-    redis_url: str,
+    rabbitmq_url: str,
     worker_catalog: Catalog,
     tmp_path: Path,
     workers: Workers,
     worker_env: EnvFactory,
 ) -> None:
-    env = worker_env(redis_url)
+    env = worker_env(rabbitmq_url)
     tombstone(worker_catalog, 3, f"{1:032x}")  # replay 1 of project 3
     tombstone(worker_catalog, 5, None)  # all of project 5
     app = producer_app(env)

@@ -63,14 +63,14 @@ POISON: dict[str, tuple[bytes, str]] = {
 
 
 def test_one_poison_message_costs_only_itself_for_every_kind(
-    redis_url: str,
+    rabbitmq_url: str,
     worker_catalog: Catalog,
     tmp_path: Path,
     workers: Workers,
     worker_env: EnvFactory,
 ) -> None:
     # Typed parts on: the deep segment goes through part classification too.
-    env = worker_env(redis_url, VAULT_STORE_PARTS="typed", VAULT_STORE_FLUSH_MAX_SEGMENTS="101")
+    env = worker_env(rabbitmq_url, VAULT_STORE_PARTS="typed", VAULT_STORE_FLUSH_MAX_SEGMENTS="101")
     app = producer_app(env)
     stream: list[bytes] = []
     for group, (poison, _field) in enumerate(POISON.values()):

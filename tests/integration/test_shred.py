@@ -109,9 +109,9 @@ def test_late_segments_of_a_shredded_replay_are_dropped_without_a_new_key(
     vault = make_vault()
     vault.ingest_segment(_segment(X, 0))
     vault.flush()
-    vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
-    late = make_vault()  # another worker that never heard of the deletion
+    late = make_vault()  # another worker that buffered a segment before the deletion
     late.ingest_segment(_segment(X, 1))
+    vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
     (result,) = late.flush()
     assert (result.inserted, result.dropped_deleted) == (0, 1)
     with vault._catalog.engine.connect() as conn:

@@ -80,6 +80,8 @@ _RANGE_COLUMNS = (
     "expiry_bucket",
 )
 _COPY_CHUNK = 64 * 1024
+# Execution option marking a connection of Catalog.transaction (SQLite: BEGIN IMMEDIATE).
+_WRITE_OPTION = "vault_store_write"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -119,6 +121,7 @@ class Catalog:
         self.engine: Engine = create_engine(parsed, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration."""
@@ -206,7 +209,7 @@ class Catalog:
         bucket = bucket_of(blob.expires_at)
         if self.dialect == "postgresql":
             self.ensure_partition(bucket)
-        with self._errors("insert"), self.engine.begin() as conn:
+        with self.transaction("insert") as conn:
             self.lock_projects(conn, {row.project_id for row in ranges}, shared=True)
             keep = self._drop_tombstoned(conn, ranges)
             live_replays = {(row.project_id, row.replay_id) for row in keep}
@@ -252,7 +255,7 @@ class Catalog:
         with self._partition_lock:
             if any(p.covers(bucket) for p in self._known_partitions):
                 return
-            with self._errors("partition"), self.engine.begin() as conn:
+            with self.transaction("partition") as conn:
                 # Serialize creators: two flushes must not race to create overlapping ranges.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK})
                 known = partitions(conn)
@@ -495,15 +498,23 @@ class Catalog:
         )
 
     def lock_projects(self, conn: Connection, projects: Collection[int], *, shared: bool) -> None:
-        """Order flushes and deletion requests of the same projects (PostgreSQL).
+        """Order flushes and deletion requests of the same projects.
 
         A flush holds a shared lock per project while it checks tombstones and inserts; a
         deletion request holds it exclusively while it writes the tombstone. So a flush either
         commits before the tombstone exists (its rows are then deleted by the shred, which runs
         after) or sees the tombstone and drops its rows: no row of a deleted replay can slip in
-        between. Transaction-scoped; sorted to avoid deadlocks. SQLite needs none: its writers
-        are serialized and a write on a stale snapshot fails, so the flush is retried.
+        between. Transaction-scoped; sorted to avoid deadlocks.
+
+        On PostgreSQL these are advisory locks. On SQLite the lock is already held: every
+        `transaction` starts with `BEGIN IMMEDIATE` (see _sqlite_begin), which takes the
+        database's single write lock before the first read, so the checks a flush or a deletion
+        makes hold until it commits. A `conn` that does not hold it is a bug, refused here.
         """
+        if self.dialect == "sqlite":
+            if not conn.get_execution_options().get(_WRITE_OPTION):
+                raise RuntimeError("lock_projects needs a transaction() connection on SQLite")
+            return
         if self.dialect != "postgresql":
             return
         function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
@@ -518,8 +529,16 @@ class Catalog:
 
     @contextmanager
     def transaction(self, op: str) -> Iterator[Connection]:
-        """A connection in a transaction that commits on success; errors mapped (see _errors)."""
-        with self._errors(op), self.engine.begin() as conn:
+        """A connection in a transaction that commits on success; errors mapped (see _errors).
+
+        On SQLite it begins with the write lock (`BEGIN IMMEDIATE`): what it reads holds until
+        it commits, and it never fails halfway on a snapshot another writer made stale.
+        """
+        with (
+            self._errors(op),
+            self.engine.connect().execution_options(**{_WRITE_OPTION: True}) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     @contextmanager
@@ -792,6 +811,10 @@ def _range_record(row: Any) -> RangeRecord:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite would BEGIN only before the first INSERT/UPDATE/DELETE, leaving a transaction's
+    # reads (a tombstone check) outside it. Turn that off and BEGIN ourselves (_sqlite_begin),
+    # SQLAlchemy's documented recipe for SQLite's own transaction semantics.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while a flush writes; busy_timeout waits for the writer lock.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -799,6 +822,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Write transactions take the write lock first (see Catalog.transaction); reads begin a
+    # deferred transaction: one consistent snapshot that never blocks the writer (WAL).
+    immediate = conn.get_execution_options().get(_WRITE_OPTION)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _brief(exc: BaseException) -> str:

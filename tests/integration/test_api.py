@@ -227,6 +227,19 @@ def test_delete_is_202_then_410_and_its_status_is_scoped(api: Api) -> None:
     assert api.get(f"/v1/deletions/{'0' * 32}").status_code == 404
     foreign = api.client.delete(f"/v1/projects/2/replays/{B}", headers=headers)
     assert foreign.status_code == 404
+    again = api.client.delete(f"/v1/projects/1/replays/{A}", headers=headers)
+    assert again.status_code == 410
+    assert (again.json()["status"], again.json()["previous_deletion_id"]) == (
+        "nothing_held",
+        deletion_id,
+    )
+    never = api.client.delete(f"/v1/projects/1/replays/{'e' * 32}", headers=headers)
+    assert (never.status_code, never.json()["status"]) == (404, "nothing_held")
+    recorded = api.get(f"/v1/deletions/{never.json()['deletion_id']}").json()
+    assert (recorded["status"], recorded["replays_deleted"]) == ("nothing_held", 0)
+    documented = api.client.get("/openapi.json").json()["paths"]
+    answers = documented["/v1/projects/{project_id}/replays/{replay_id}"]["delete"]["responses"]
+    assert {"202", "404", "410"} <= set(answers)
     assert api.get(f"/v1/projects/2/replays/{B}/recording", token="other").status_code == 200
 
 

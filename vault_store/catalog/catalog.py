@@ -18,7 +18,6 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    insert,
     select,
     text,
     tuple_,
@@ -30,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from vault_store.catalog import audit, migrate
+from vault_store.catalog.blobs import BlobIntentLost, record_uploaded
 from vault_store.catalog.models import (
     Base,
     Blob,
@@ -225,18 +225,25 @@ class Catalog:
                 inserted, live = _insert_ranges_postgresql(conn, keep, buckets)
             else:
                 inserted, live = _insert_ranges_sqlite(conn, keep, buckets)
-            conn.execute(
-                insert(Blob).values(
-                    path=blob.path,
-                    size=blob.size,
-                    frame_count=blob.frame_count,
-                    live_bytes=live,
-                    retention_days=blob.retention_days,
-                    created_at=blob.created_at,
-                    expires_at=blob.expires_at,
-                    state="live" if live else "dead",
+            # -- GC intents (issue 15): the pending intent recorded before the upload becomes
+            # this blob's record; an intent GC already took fails the flush (it is redone).
+            try:
+                record_uploaded(
+                    conn,
+                    {
+                        "path": blob.path,
+                        "size": blob.size,
+                        "frame_count": blob.frame_count,
+                        "live_bytes": live,
+                        "retention_days": blob.retention_days,
+                        "created_at": blob.created_at,
+                        "expires_at": blob.expires_at,
+                        "state": "live" if live else "dead",
+                    },
                 )
-            )
+            except BlobIntentLost as exc:
+                raise BackendUnavailable(str(exc), backend=_BACKEND, op="insert") from None
+            # -- end GC intents
         return InsertOutcome(
             inserted=inserted,
             duplicates=len(keep) - inserted,

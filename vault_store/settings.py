@@ -75,6 +75,8 @@ class Settings:
     # "typed": each segment stored as dom/console/network/timeline parts; "off": one part.
     parts: str = "typed"
     auto_migrate: bool = True
+    # A bearer token the API's /metrics requires (None: /metrics is open, as on a private port).
+    metrics_token: str | None = None
     # Where the demo and benchmarks look for real rrweb recordings (None: search, then synthesize).
     recordings: Path | None = None
 
@@ -104,6 +106,7 @@ class Settings:
             blob_url=env.get("VAULT_STORE_BLOB_URL") or base.blob_url,
             kms_url=env.get("VAULT_STORE_KMS_URL") or base.kms_url,
             kms_endpoint=env.get("VAULT_STORE_KMS_ENDPOINT") or None,
+            metrics_token=env.get("VAULT_STORE_METRICS_TOKEN") or None,
             flush=FlushPolicy(
                 max_bytes=_number(env, "VAULT_STORE_FLUSH_MAX_BYTES", int, 8 * 1024 * 1024),
                 max_segments=_number(env, "VAULT_STORE_FLUSH_MAX_SEGMENTS", int, 5000),

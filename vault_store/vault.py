@@ -26,6 +26,7 @@ from vault_store.services.ingest import (
     IngestResult,
     SealingKey,
 )
+from vault_store.services.keycheck import check_keks
 from vault_store.services.overwriter import Overwriter, OverwriteResult
 from vault_store.services.reader import KeyCacheStats, Page, Reader, ReadTotals, StoredSegment
 from vault_store.services.shredder import Shredder
@@ -95,10 +96,18 @@ class Vault:
         catalog = Catalog(settings.database_url, partition_width=settings.catalog_partition)
         if settings.auto_migrate:
             catalog.migrate()
+        # A key file is made only for a catalog that holds no wrapped key yet; then the KMS
+        # must hold every KEK the catalog needs (a lost key file is a configuration error).
+        kms = kms_from_url(
+            settings.kms_url,
+            endpoint=settings.kms_endpoint,
+            create_local=not catalog.keys.keks_in_use(),
+        )
+        check_keks(catalog, kms)
         return cls(
             catalog=catalog,
             blob_store=blob_store or blob_store_from_url(settings.blob_url),
-            kms=kms_from_url(settings.kms_url, endpoint=settings.kms_endpoint),
+            kms=kms,
             flush_policy=settings.flush,
             read_policy=settings.read,
             key_cache_policy=settings.key_cache,
@@ -334,6 +343,23 @@ class Vault:
                 "versions create --primary), then re-wrap the stored keys"
             )
         return self._kms.rotate()
+
+    @staticmethod
+    def initialize(settings: Settings) -> str:
+        """Migrate the catalog and make the local key file if the catalog holds no wrapped key
+        yet; check the KMS holds every KEK the catalog needs. Returns the primary KEK."""
+        catalog = Catalog(settings.database_url, partition_width=settings.catalog_partition)
+        try:
+            catalog.migrate()
+            kms = kms_from_url(
+                settings.kms_url,
+                endpoint=settings.kms_endpoint,
+                create_local=not catalog.keys.keks_in_use(),
+            )
+            check_keks(catalog, kms)
+            return kms.primary_kek()
+        finally:
+            catalog.dispose()
 
     @staticmethod
     def migrate_catalog(settings: Settings) -> None:

@@ -3,8 +3,9 @@
 `deletion` gains `verified_rows_left` and `verified_at` (set by the transaction that marks it
 done after finding no key-bearing row of its target) and `previous_deletion_id` (a request for
 a replay an earlier deletion already took). `kek_in_use` lists every KEK the catalog's rows and
-secrets need, so each command can check at start that the configured KMS holds them; it is
-filled here from the rows already stored.
+secrets need (with a fingerprint of the local key file's version, so a replaced key file is told
+apart from tampering), so each command can check at start that the configured KMS holds them; it
+is filled here from the rows already stored.
 
 Revision ID: 0003
 Revises: 0002
@@ -33,6 +34,7 @@ def upgrade() -> None:
         "kek_in_use",
         sa.Column("kek", sa.String(512), nullable=False),
         sa.Column("first_used_at", TIMESTAMP, nullable=False),
+        sa.Column("fingerprint", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("kek", name=op.f("pk_kek_in_use")),
     )
     op.execute(

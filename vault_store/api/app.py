@@ -25,10 +25,18 @@ __all__ = ["ApiLimits", "create_app"]
 
 
 def create_app(
-    vault_factory: Callable[[], Vault] | None = None, *, limits: ApiLimits | None = None
+    vault_factory: Callable[[], Vault] | None = None,
+    *,
+    limits: ApiLimits | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
-    """The API over a Vault (built from the environment on first use unless given)."""
+    """The API over a Vault (built from the environment on first use unless given).
+
+    `/metrics` requires `metrics_token` as a bearer token (default: VAULT_STORE_METRICS_TOKEN).
+    """
     limits = limits or ApiLimits()
+    if metrics_token is None:
+        metrics_token = Settings.from_env().metrics_token
     vaults = VaultState(vault_factory or (lambda: Vault.from_settings(Settings.from_env())))
     metrics = Metrics(vaults.counters)
     app = FastAPI(
@@ -36,7 +44,7 @@ def create_app(
         version="1",
         description="Decrypting read API of vault-store: replays, recordings, deletions.",
     )
-    app.state.api = ApiContext(vaults, limits, metrics)
+    app.state.api = ApiContext(vaults, limits, metrics, metrics_token)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_error_handlers(app, retry_after_seconds=limits.retry_after_seconds)
     app.add_middleware(Observe, metrics=metrics, limits=limits)

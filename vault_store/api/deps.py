@@ -62,6 +62,8 @@ class ApiContext:
     vaults: VaultState
     limits: ApiLimits
     metrics: Metrics
+    # Bearer token /metrics requires (None: open).
+    metrics_token: str | None = None
 
     def vault(self) -> Vault:
         """The process's Vault."""

@@ -30,6 +30,7 @@ from sqlalchemy.sql.dml import Insert
 
 from vault_store.catalog import audit, migrate
 from vault_store.catalog.blobs import BlobIntentLost, record_uploaded
+from vault_store.catalog.keys import record_keks
 from vault_store.catalog.models import (
     Base,
     Blob,
@@ -221,6 +222,8 @@ class Catalog:
             ]
             if new_subjects:
                 conn.execute(self.insert_ignoring_conflicts(ReplaySubject), new_subjects)
+            # The KEKs these rows need, so a command can check at start that the KMS has them.
+            record_keks(conn, self, {row.kek for row in keep}, blob.created_at)
             if self.dialect == "postgresql":
                 inserted, live = _insert_ranges_postgresql(conn, keep, buckets)
             else:

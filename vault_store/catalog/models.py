@@ -144,6 +144,8 @@ class KekInUse(Base):
 
     kek: Mapped[str] = mapped_column(String(512), primary_key=True)
     first_used_at: Mapped[datetime] = mapped_column(Timestamp)
+    # A keyed digest of the local key version (None for Cloud KMS): tells a replaced key file.
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Tombstone(Base):

@@ -121,9 +121,11 @@ class Settings:
                 max_uses=_number(env, "VAULT_STORE_KEY_CACHE_MAX_USES", int, 100_000),
             ),
             copies=CopyPolicy(
-                backup_retention_days=_number(env, "VAULT_STORE_BACKUP_RETENTION_DAYS", int, 30),
-                kms_destroy_days=_number(env, "VAULT_STORE_KMS_DESTROY_DAYS", int, 30),
-                soft_delete_days=_number(env, "VAULT_STORE_SOFT_DELETE_DAYS", int, 7),
+                # Unset: no such copy exists, and reports list none.
+                backup_retention_days=_number(env, "VAULT_STORE_BACKUP_RETENTION_DAYS", int, 0)
+                or None,
+                kms_destroy_days=_number(env, "VAULT_STORE_KMS_DESTROY_DAYS", int, 0) or None,
+                soft_delete_days=_number(env, "VAULT_STORE_SOFT_DELETE_DAYS", int, 0) or None,
             ),
             workers=WorkerPolicy(
                 broker_url=env.get("VAULT_STORE_BROKER_URL") or None,

@@ -297,13 +297,23 @@ class Vault:
         copies: CopyPolicy | None = None,
         now: datetime | None = None,
     ) -> dict[str, Any]:
-        """The compliance report of deletions requested in [since, until), as plain data."""
+        """The compliance report of deletions requested in [since, until), as plain data.
+
+        GCS soft delete is stated only for a gs:// store: its bucket's policy, unless `copies`
+        declares the window.
+        """
+        soft_delete: int | None = None
+        bucket_policy = getattr(self._blob_store, "soft_delete_seconds", None)
+        if callable(bucket_policy):
+            declared = copies.soft_delete_days if copies else None
+            soft_delete = declared * 86400 if declared is not None else int(bucket_policy())
         return report.build(
             self._catalog,
             self._reader,
             report.Period(since, until),
             project_id=project_id,
             copies=copies,
+            soft_delete_seconds=soft_delete,
             now=now,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.log import InstanceLogger
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
@@ -120,6 +122,7 @@ class Catalog:
         if self.dialect == "postgresql":
             options.setdefault("pool_pre_ping", True)
         self.engine: Engine = create_engine(parsed, **options)
+        _hide_result_rows(self.engine)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -832,6 +835,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+class _NoResultRows(logging.Filter):
+    """Drops SQLAlchemy's DEBUG records of result rows: rows carry wrapped keys and key checks.
+
+    hide_parameters keeps statement parameters out; with the engine logger at DEBUG SQLAlchemy
+    also logs every fetched row, which this filter on the engine's own logger stops (statements
+    are still logged).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Row %r"
+
+
+def _hide_result_rows(engine: Engine) -> None:
+    logger = engine.logger
+    target = logger.logger if isinstance(logger, InstanceLogger) else logger
+    if not any(isinstance(existing, _NoResultRows) for existing in target.filters):
+        target.addFilter(_NoResultRows())
 
 
 def _sqlite_begin(conn: Connection) -> None:

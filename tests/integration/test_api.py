@@ -322,7 +322,7 @@ def test_a_request_without_a_first_byte_in_time_is_503(
         assert reply.json()["error"] == "timeout" and reply.headers["retry-after"] == "7"
         metrics = client.get("/metrics").text
     assert (
-        'route="/v1/projects/{project_id}/replays/{replay_id}/recording",status="503"} 1.0'
+        'route="/v1/projects/{project_id}/replays/{replay_id}/recording",status="5xx"} 1.0'
         in metrics
     )
 

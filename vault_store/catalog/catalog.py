@@ -499,7 +499,8 @@ class Catalog:
                     func.count(),
                     func.coalesce(func.sum(Blob.size), 0),
                     func.coalesce(func.sum(Blob.live_bytes), 0),
-                ).where(Blob.state != "deleted")
+                    # Pending intents are not blobs yet (their rows may never come).
+                ).where(Blob.state.in_(("live", "dead")))
             ).one()
         return CatalogStats(
             replays=replay_count,

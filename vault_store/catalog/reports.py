@@ -151,7 +151,7 @@ class ReportRepository:
                     func.coalesce(func.sum(Blob.size), 0),
                     func.coalesce(func.sum(Blob.live_bytes), 0),
                 )
-                .where(Blob.state != "deleted")
+                .where(Blob.state.in_(("live", "dead")))  # not deleted, not a mere intent
                 .group_by(Blob.retention_days)
                 .order_by(Blob.retention_days)
             ).all()

@@ -110,6 +110,8 @@ class Settings:
     # "typed": each segment stored as dom/console/network/timeline parts; "off": one part.
     parts: str = "typed"
     auto_migrate: bool = True
+    # A bearer token the API's /metrics requires (None: /metrics is open, as on a private port).
+    metrics_token: str | None = None
     # Where the demo and benchmarks look for real rrweb recordings (None: search, then synthesize).
     recordings: Path | None = None
 
@@ -147,6 +149,7 @@ class Settings:
             blob_url=env.get("VAULT_STORE_BLOB_URL") or base.blob_url,
             kms_url=env.get("VAULT_STORE_KMS_URL") or base.kms_url,
             kms_endpoint=env.get("VAULT_STORE_KMS_ENDPOINT") or None,
+            metrics_token=env.get("VAULT_STORE_METRICS_TOKEN") or None,
             flush=FlushPolicy(
                 max_bytes=_number(env, "VAULT_STORE_FLUSH_MAX_BYTES", int, 8 * 1024 * 1024),
                 max_segments=_number(env, "VAULT_STORE_FLUSH_MAX_SEGMENTS", int, 5000),
@@ -161,9 +164,11 @@ class Settings:
                 max_uses=_number(env, "VAULT_STORE_KEY_CACHE_MAX_USES", int, 100_000),
             ),
             copies=CopyPolicy(
-                backup_retention_days=_number(env, "VAULT_STORE_BACKUP_RETENTION_DAYS", int, 30),
-                kms_destroy_days=_number(env, "VAULT_STORE_KMS_DESTROY_DAYS", int, 30),
-                soft_delete_days=_number(env, "VAULT_STORE_SOFT_DELETE_DAYS", int, 7),
+                # Unset: no such copy exists, and reports list none.
+                backup_retention_days=_number(env, "VAULT_STORE_BACKUP_RETENTION_DAYS", int, 0)
+                or None,
+                kms_destroy_days=_number(env, "VAULT_STORE_KMS_DESTROY_DAYS", int, 0) or None,
+                soft_delete_days=_number(env, "VAULT_STORE_SOFT_DELETE_DAYS", int, 0) or None,
             ),
             workers=WorkerPolicy(
                 broker_url=env.get("VAULT_STORE_BROKER_URL") or None,

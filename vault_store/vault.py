@@ -26,6 +26,7 @@ from vault_store.services.ingest import (
     IngestResult,
     SealingKey,
 )
+from vault_store.services.keycheck import check_keks
 from vault_store.services.overwriter import Overwriter, OverwriteResult
 from vault_store.services.reader import KeyCacheStats, Page, Reader, ReadTotals, StoredSegment
 from vault_store.services.shredder import Shredder
@@ -93,10 +94,18 @@ class Vault:
         catalog = _catalog(settings)
         if settings.auto_migrate:
             catalog.migrate()
+        # A key file is made only for a catalog that holds no wrapped key yet; then the KMS
+        # must hold every KEK the catalog needs (a lost key file is a configuration error).
+        kms = kms_from_url(
+            settings.kms_url,
+            endpoint=settings.kms_endpoint,
+            create_local=not catalog.keys.keks_in_use(),
+        )
+        check_keks(catalog, kms)
         return cls(
             catalog=catalog,
             blob_store=blob_store or blob_store_from_url(settings.blob_url),
-            kms=kms_from_url(settings.kms_url, endpoint=settings.kms_endpoint),
+            kms=kms,
             flush_policy=settings.flush,
             read_policy=settings.read,
             key_cache_policy=settings.key_cache,
@@ -313,13 +322,23 @@ class Vault:
         copies: CopyPolicy | None = None,
         now: datetime | None = None,
     ) -> dict[str, Any]:
-        """The compliance report of deletions requested in [since, until), as plain data."""
+        """The compliance report of deletions requested in [since, until), as plain data.
+
+        GCS soft delete is stated only for a gs:// store: its bucket's policy, unless `copies`
+        declares the window.
+        """
+        soft_delete: int | None = None
+        bucket_policy = getattr(self._blob_store, "soft_delete_seconds", None)
+        if callable(bucket_policy):
+            declared = copies.soft_delete_days if copies else None
+            soft_delete = declared * 86400 if declared is not None else int(bucket_policy())
         return report.build(
             self._catalog,
             self._reader,
             report.Period(since, until),
             project_id=project_id,
             copies=copies,
+            soft_delete_seconds=soft_delete,
             now=now,
         )
 
@@ -359,6 +378,23 @@ class Vault:
                 "versions create --primary), then re-wrap the stored keys"
             )
         return self._kms.rotate()
+
+    @staticmethod
+    def initialize(settings: Settings) -> str:
+        """Migrate the catalog and make the local key file if the catalog holds no wrapped key
+        yet; check the KMS holds every KEK the catalog needs. Returns the primary KEK."""
+        catalog = Catalog(settings.database_url, partition_width=settings.catalog_partition)
+        try:
+            catalog.migrate()
+            kms = kms_from_url(
+                settings.kms_url,
+                endpoint=settings.kms_endpoint,
+                create_local=not catalog.keys.keks_in_use(),
+            )
+            check_keks(catalog, kms)
+            return kms.primary_kek()
+        finally:
+            catalog.dispose()
 
     @staticmethod
     def migrate_catalog(settings: Settings) -> None:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from tests.peers.gcs import BUCKET, Fault, FaultProxy
+from vault_store import Catalog, LocalKms, Vault
 from vault_store.blobstore.gcs import EXPIRES_AT_KEY, GcsBlobStore
+from vault_store.core.message import Segment
 from vault_store.errors import (
     AlreadyExists,
     BackendError,
     BackendUnavailable,
     GenerationMismatch,
 )
+from vault_store.services.gc import collect
+from vault_store.services.shredder import Scope
 
 UPLOAD = "/upload/storage/v1/"
 
@@ -124,3 +129,47 @@ def test_objects_carry_expiry_and_custom_time_and_a_rewrite_keeps_them(
     assert rewritten is not None
     assert rewritten.custom_time == stored.custom_time
     assert rewritten.metadata == stored.metadata
+
+
+def test_gc_on_a_shared_bucket_prefix_deletes_only_its_own_orphans_and_dead(
+    store: GcsBlobStore, tmp_path: Path
+) -> None:
+    """Two catalogs writing under one bucket prefix, and a foreign object beside their blobs:
+    each GC deletes only what its catalog recorded an intent for (and its dead blobs)."""
+    catalogs = [Catalog(f"sqlite:///{tmp_path / f'{name}.sqlite3'}") for name in "ab"]
+    vaults = []
+    for n, catalog in enumerate(catalogs):
+        catalog.migrate()
+        vaults.append(
+            Vault(catalog=catalog, blob_store=store, kms=LocalKms(tmp_path / f"{n}.json"))
+        )
+    mine, theirs = vaults
+    store.put("foreign/readme.txt", b"not a blob of either store")
+    try:
+        for vault, replay in ((mine, "a" * 32), (theirs, "b" * 32)):
+            vault.ingest_segment(Segment(1, replay, 0, b'[{"type":3,"data":{}}]', 30))
+            vault.flush()
+        now = datetime.now(UTC)
+        catalogs[1].blobs.record_intent(
+            "r30d/theirs-crashed.vsb",
+            retention_days=30,
+            created_at=now,
+            expires_at=now + timedelta(days=30),
+        )
+        store.put("r30d/theirs-crashed.vsb", b"their crashed flush")
+        mine.shred(Scope.REPLAY, 1, replay_id="a" * 32, requested_by="t", reason="t")
+        before = {info.path for info in store.list()}
+        later = lambda: datetime.now(UTC) + timedelta(days=2)  # noqa: E731
+        planned = collect(catalogs[0], store, dry_run=True, clock=later)
+        done = collect(catalogs[0], store, clock=later)
+        assert (done.orphans, done.dead) == (planned.orphans, planned.dead)
+        assert (done.orphans, len(done.dead)) == ([], 1)
+        after = {info.path for info in store.list()}
+        assert before - after == set(done.dead)
+        assert {"foreign/readme.txt", "r30d/theirs-crashed.vsb"} <= after
+        assert b"".join(theirs.read_recording(1, "b" * 32)).startswith(b"[")
+    finally:
+        for vault in vaults:
+            vault._reader.close()
+        for catalog in catalogs:
+            catalog.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,19 @@ def test_delete_is_202_then_410_and_its_status_is_scoped(api: Api) -> None:
     assert api.get(f"/v1/deletions/{'0' * 32}").status_code == 404
     foreign = api.client.delete(f"/v1/projects/2/replays/{B}", headers=headers)
     assert foreign.status_code == 404
+    again = api.client.delete(f"/v1/projects/1/replays/{A}", headers=headers)
+    assert again.status_code == 410
+    assert (again.json()["status"], again.json()["previous_deletion_id"]) == (
+        "nothing_held",
+        deletion_id,
+    )
+    never = api.client.delete(f"/v1/projects/1/replays/{'e' * 32}", headers=headers)
+    assert (never.status_code, never.json()["status"]) == (404, "nothing_held")
+    recorded = api.get(f"/v1/deletions/{never.json()['deletion_id']}").json()
+    assert (recorded["status"], recorded["replays_deleted"]) == ("nothing_held", 0)
+    documented = api.client.get("/openapi.json").json()["paths"]
+    answers = documented["/v1/projects/{project_id}/replays/{replay_id}"]["delete"]["responses"]
+    assert {"202", "404", "410"} <= set(answers)
     assert api.get(f"/v1/projects/2/replays/{B}/recording", token="other").status_code == 200
 
 
@@ -249,7 +263,7 @@ def test_health_metrics_and_openapi(api: Api) -> None:
     assert metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
     assert (
-        'vault_store_http_requests_total{method="GET",route="/v1/projects/{project_id}/replays/{replay_id}/recording",status="200"} 1.0'
+        'vault_store_http_requests_total{method="GET",route="/v1/projects/{project_id}/replays/{replay_id}/recording",status="2xx"} 1.0'
         in text
     )
     assert "vault_store_kms_unwraps_total 1.0" in text
@@ -308,7 +322,7 @@ def test_a_request_without_a_first_byte_in_time_is_503(
         assert reply.json()["error"] == "timeout" and reply.headers["retry-after"] == "7"
         metrics = client.get("/metrics").text
     assert (
-        'route="/v1/projects/{project_id}/replays/{replay_id}/recording",status="503"} 1.0'
+        'route="/v1/projects/{project_id}/replays/{replay_id}/recording",status="5xx"} 1.0'
         in metrics
     )
 
@@ -359,3 +373,37 @@ def test_one_page_is_one_range_query(api: Api, range_queries: list[str]) -> None
     past = api.get(f"/v1/projects/1/replays/{A}/recording", params={"cursor": SEGMENTS})
     assert past.status_code == 200 and past.json() == [] and "x-next-cursor" not in past.headers
     assert len(range_queries) == 2
+
+
+def _series(text: str) -> set[str]:
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line and line[0] != "#"}
+
+
+def test_metrics_series_are_bounded_whatever_is_requested(api: Api) -> None:
+    """Unknown paths, made-up methods and every status fill only fixed label sets."""
+    for n in range(3):  # every kind of request once, then count the series
+        api.client.get(f"/v1/projects/1/replays/{n:032x}/recording")
+        api.client.get(f"/no/such/path/{n}")
+        api.client.request("BREW", f"/coffee/{n}")
+        api.get(f"/v1/projects/1/replays/{A}/segments")
+        api.get(f"/v1/projects/{n + 2}/replays/{A}/segments")
+        api.client.get("/metrics")
+    before = _series(api.client.get("/metrics").text)
+    for n in range(100):
+        api.client.get(f"/v1/projects/1/replays/{n + 10:032x}/recording")
+        api.client.get(f"/no/such/path/{uuid.uuid4().hex}")
+        api.client.request(f"M{n}", f"/{uuid.uuid4().hex}")
+        api.get(f"/v1/projects/{n + 2}/replays/{A}/segments")
+    after = _series(api.client.get("/metrics").text)
+    assert after == before
+    assert not any("/no/such" in series or "/coffee" in series for series in after)
+
+
+def test_metrics_can_require_a_token(make_vault: VaultFactory) -> None:
+    vault = make_vault()
+    with TestClient(create_app(lambda: vault, metrics_token="s3cret-metrics")) as client:
+        assert client.get("/metrics").status_code == 401
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = client.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics"})
+        assert right.status_code == 200 and "vault_store_http_requests_total" in right.text

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
 from tests.conftest import VaultFactory
 from vault_store import Vault
 from vault_store.catalog import audit as trail
+from vault_store.catalog.models import Deletion
 from vault_store.catalog.records import Scope
 from vault_store.core.message import Segment
 from vault_store.services.gc import collect
@@ -108,3 +111,48 @@ def test_events_are_read_a_page_at_a_time_and_from_since_on(
     assert list(history.audit_events()) == everything
     later = everything[3].at
     assert list(history.audit_events(since=later)) == [e for e in everything if e.at >= later]
+
+
+def _other(value: object, column: str) -> object:
+    """A different value of the column's type (what an edit of the row would write)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, datetime):
+        return value + timedelta(seconds=1)
+    if isinstance(value, str):
+        return {"scope": "project", "status": "running"}.get(column, value + "x")
+    python_type = Deletion.__table__.c[column].type.python_type
+    return {datetime: datetime(2026, 1, 1, tzinfo=UTC), int: 0, str: "f" * 32}[python_type]
+
+
+def test_an_edit_of_any_reported_field_of_a_deletion_is_detected(history: Vault) -> None:
+    """Each field a report prints, on a done, an overwritten, a nothing-held and a pending
+    deletion, edited in turn: verify names it, and the report shows the chain's value."""
+    history.shred(Scope.REPLAY, 1, replay_id="d" * 32, requested_by="dpo", reason="typo")
+    history.shred(
+        Scope.REPLAY, 1, replay_id="c" * 32, requested_by="dpo", reason="later", run=False
+    )
+    assert _verify(history).ok
+    with history._catalog.engine.connect() as conn:
+        rows = conn.execute(select(Deletion)).all()
+    assert sorted(row.status for row in rows) == ["done", "done", "nothing_held", "pending"]
+    edits = 0
+    for row in rows:
+        for column in trail.COVERED_FIELDS:
+            original = getattr(row, column)
+            if row.status == "pending" and column in ("status", "rows_deleted", "bytes_shredded"):
+                continue  # progress of an unfinished deletion: not audited, never reported
+            edited = _other(original, column)
+            with history._catalog.engine.begin() as conn:
+                conn.execute(update(Deletion).where(Deletion.id == row.id).values({column: edited}))
+            report = _verify(history)
+            assert not report.ok and column in (report.problem or ""), (row.status, column)
+            with history._catalog.engine.begin() as conn:
+                conn.execute(
+                    update(Deletion).where(Deletion.id == row.id).values({column: original})
+                )
+            edits += 1
+    assert edits == 4 * len(trail.COVERED_FIELDS) - 3
+    assert _verify(history).ok

@@ -65,6 +65,33 @@ def test_delete_user_finds_replays_by_identifier(home: dict[str, str], tmp_path:
     assert run(home, "read", "--project", "3", "--replay", OTHER).returncode == 0
 
 
+def test_deleting_what_is_not_held_is_recorded_and_says_so(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    _ingest(home, tmp_path)
+    never = run(home, "delete", "replay", "--project", "3", "--replay", "e" * 32, *BY, "--json")
+    assert never.returncode == 3, never.stderr  # like `read` of a replay never stored
+    recorded = json.loads(never.stdout)
+    assert (recorded["status"], recorded["replays_deleted"], recorded["rows_deleted"]) == (
+        "nothing_held",
+        0,
+        0,
+    )
+    first = json.loads(
+        run(home, "delete", "replay", "--project", "3", "--replay", REPLAY, *BY, "--json").stdout
+    )
+    again = run(home, "delete", "replay", "--project", "3", "--replay", REPLAY, *BY)
+    assert again.returncode == 4
+    assert f"already deleted by deletion {first['id']}" in again.stderr.decode()
+    for scope in (("user", "--user", "nobody@example.com"), ("project",)):
+        result = run(home, "delete", *scope[:1], "--project", "9", *scope[1:], *BY)
+        assert result.returncode == 0, result.stderr
+        assert "nothing held" in result.stderr.decode()
+    shown = json.loads(run(home, "deletion", "status", recorded["id"], "--json").stdout)
+    assert shown["status"] == "nothing_held"
+    assert run(home, "audit", "verify").returncode == 0
+
+
 def test_async_delete_is_recorded_then_resumed(home: dict[str, str], tmp_path: Path) -> None:
     _ingest(home, tmp_path)
     _ingest(home, tmp_path, project=4)

@@ -56,12 +56,9 @@ def scenario(make_vault: VaultFactory) -> tuple[Vault, dict[str, str]]:
 
 
 def _build(vault: Vault, **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("copies", CopyPolicy(backup_retention_days=35, soft_delete_days=7))
     return vault.deletion_report(
-        NOW - timedelta(days=60),
-        NOW + timedelta(days=1),
-        copies=CopyPolicy(backup_retention_days=35, soft_delete_days=7),
-        now=NOW,
-        **kwargs,
+        NOW - timedelta(days=60), NOW + timedelta(days=1), now=NOW, **kwargs
     )
 
 
@@ -94,14 +91,23 @@ def test_report_counts_and_proofs(scenario: tuple[Vault, dict[str, str]]) -> Non
     }
     assert 0 <= done["hours_to_complete"] < 1
     completed = datetime.fromisoformat(done["completed_at"])
-    assert [c["until"] for c in done["copies_may_remain"]] == [
-        (completed + timedelta(days=35)).isoformat(),
-        (completed + timedelta(days=30)).isoformat(),
+    # Only the declared backups: no KMS destruction is scheduled, and no GCS soft delete on a
+    # local-directory store (even with a window declared).
+    assert done["copies_may_remain"] == [
+        {"holder": "catalog backups", "until": (completed + timedelta(days=35)).isoformat()}
     ]
+    assert (done["verified_rows_left"], done["audit_mismatches"]) == (0, [])
+    assert done["target_label"] == f"replay {done['target']}"
     overwritten = entries[ids["overwritten"]]
     assert overwritten["method"] == "shred + null-overwrite" and overwritten["proof"]["holds"]
-    soft = datetime.fromisoformat(overwritten["overwrite_done_at"]) + timedelta(days=7)
-    assert overwritten["copies_may_remain"][-1]["until"] == soft.isoformat()
+    assert [c["holder"] for c in overwritten["copies_may_remain"]] == ["catalog backups"]
+    assert report["copy_policy"]["gcs_soft_delete_days"] is None
+    declared = _build(vault, copies=CopyPolicy(kms_destroy_days=30))
+    kms_only = next(e for e in declared["deletions"] if e["id"] == ids["done"])
+    assert kms_only["copies_may_remain"] == [
+        {"holder": "KMS key version", "until": (completed + timedelta(days=30)).isoformat()}
+    ]
+    assert entries[ids["pending"]]["rows_deleted"] is None  # progress is not in the chain
     assert entries[ids["pending"]]["status"] == "pending" and not entries[ids["pending"]]["overdue"]
     overdue = entries[ids["overdue"]]
     assert overdue["overdue"] is True and overdue["hours_to_complete"] is None
@@ -157,3 +163,45 @@ def test_html_shows_a_zero_median_as_a_number(scenario: tuple[Vault, dict[str, s
     report["summary"]["median_hours_to_complete"] = 0.0
     page = compliance.render(report, "html")
     assert "<b>0.00</b><span>median hours to complete" in page
+
+
+def test_html_names_each_target_and_lists_only_copies_that_exist(
+    scenario: tuple[Vault, dict[str, str]],
+) -> None:
+    vault, ids = scenario
+    vault.shred(Scope.USER, 5, user="Carol@Example.com", requested_by="dpo", reason="erase")
+    report = _build(vault, copies=CopyPolicy())
+    page = compliance.render(report, "html")
+    entries = {entry["id"]: entry for entry in report["deletions"]}
+    assert f"replay {entries[ids['done']]['target']}" in page
+    user = next(e for e in report["deletions"] if e["scope"] == "user")
+    assert user["status"] == "nothing_held" and user["target"] in page and "keyed hash" in page
+    assert "carol" not in page.lower()  # the identifier as requested is not kept
+    assert "GCS soft delete" not in page and "KMS key version" not in page
+    assert "catalog backups" not in page and "None: no backup" in page
+
+
+def test_the_report_prints_the_chain_s_values_and_flags_an_edited_row(
+    scenario: tuple[Vault, dict[str, str]],
+) -> None:
+    from sqlalchemy import update
+
+    from vault_store.catalog.models import Deletion
+
+    vault, ids = scenario
+    honest = next(e for e in _build(vault)["deletions"] if e["id"] == ids["done"])
+    with vault._catalog.engine.begin() as conn:
+        conn.execute(
+            update(Deletion)
+            .where(Deletion.id == ids["done"])
+            .values(requested_by="someone else", reason="edited", requested_at=NOW)
+        )
+    entry = next(e for e in _build(vault)["deletions"] if e["id"] == ids["done"])
+    assert entry["audit_mismatches"] == ["requested_by", "reason", "requested_at"]
+    assert (entry["requested_by"], entry["reason"], entry["requested_at"]) == (
+        honest["requested_by"],
+        honest["reason"],
+        honest["requested_at"],
+    )
+    assert "row edited" in compliance.render(_build(vault), "html")
+    assert not vault.verify_audit().ok

@@ -7,18 +7,20 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 
 from tests.builders import segment
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events
-from vault_store import FlushPolicy, ReplayNotFound, ReplayShredded, Vault
+from vault_store import FlushPolicy, LocalKms, ReplayNotFound, ReplayShredded, Vault
 from vault_store.blobstore import Buffers, LocalBlobStore
-from vault_store.catalog import BlobRecord, RangeRecord
+from vault_store.catalog import BlobRecord, Catalog, RangeRecord
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, ReplaySubject
 from vault_store.catalog.records import BlobState, Scope, Status
+from vault_store.errors import BackendUnavailable
 from vault_store.services.gc import collect
 from vault_store.services.overwriter import Overwriter
 from vault_store.services.retention import expire
@@ -133,16 +135,96 @@ def test_user_deletion_uses_the_keyed_subject_index(
     assert left == [Y]
 
 
-def test_shredding_twice_and_unknown_targets_are_harmless(make_vault: VaultFactory) -> None:
+def test_shredding_twice_and_unknown_targets_are_recorded_as_nothing_held(
+    make_vault: VaultFactory,
+) -> None:
     vault = make_vault()
     vault.ingest_segment(segment(X, 0, padded=True))
     vault.flush()
     first = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
+    assert (first.status, first.rows_deleted, first.verified_rows_left) == (Status.DONE, 1, 0)
+    assert first.verified_at is not None
     assert vault.resume_deletion(first.id) == vault.deletion_status(first.id)
     again = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
-    assert (again.status, again.rows_deleted) == (Status.DONE, 0)
+    assert (again.status, again.rows_deleted, again.previous_deletion_id) == (
+        Status.NOTHING_HELD,
+        0,
+        first.id,
+    )
+    never = vault.shred(Scope.REPLAY, 1, replay_id=Y, requested_by="a", reason="typo")
+    assert (never.status, never.replays_deleted, never.previous_deletion_id) == (
+        Status.NOTHING_HELD,
+        0,
+        None,
+    )
     nobody = vault.shred(Scope.USER, 1, user="nobody", requested_by="a", reason="b")
-    assert (nobody.status, nobody.replays_deleted) == (Status.DONE, 0)
+    assert (nobody.status, nobody.replays_deleted) == (Status.NOTHING_HELD, 0)
+    empty = vault.shred(Scope.PROJECT, 99, requested_by="a", reason="b")
+    assert (empty.status, empty.replays_deleted) == (Status.NOTHING_HELD, 0)
+    # Recorded with its audit event (the request and the search are the proof).
+    kinds = {
+        (event.kind, event.details["status"])
+        for event in vault.audit_events()
+        if event.details.get("deletion_id") == never.id
+    }
+    assert kinds == {("deletion.requested", "nothing_held")}
+    assert vault.verify_audit().ok
+    # No tombstone for what was never held: the replay can still be stored and read later.
+    vault.ingest_segment(segment(Y, 0, padded=True))
+    vault.flush()
+    assert len(read_events(vault, 1, Y)) == 1
+
+
+def test_a_deletion_is_done_only_once_a_finishing_check_finds_no_row(
+    make_vault: VaultFactory,
+) -> None:
+    """A row that appears after the last chunk (as a racing flush did on SQLite) keeps the
+    deletion open: finish sees it, does not mark it done, and the run deletes it."""
+    vault = make_vault()
+    for n in range(3):
+        vault.ingest_segment(segment(X, n, padded=True))
+    vault.flush()
+    catalog = vault._catalog
+    status = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b", run=False)
+    shredder = Shredder(catalog, chunk_rows=10)
+    assert shredder.run(status.id, max_chunks=1).status is Status.RUNNING
+    running = catalog.deletions.status(status.id)
+    assert catalog.deletions.delete_chunk(running, 10, now=datetime.now(UTC)) == 0
+    _slip_row(catalog, X)
+    still_open = catalog.deletions.finish(running, now=datetime.now(UTC))
+    assert (still_open.status, still_open.verified_at) == (Status.RUNNING, None)
+    done = shredder.run(status.id)
+    assert (done.status, done.verified_rows_left, done.rows_deleted) == (Status.DONE, 0, 4)
+    completed = [
+        event.details
+        for event in vault.audit_events()
+        if event.kind == "deletion.completed" and event.details["deletion_id"] == status.id
+    ]
+    assert [(d["verified_rows_left"], d["rows_deleted"]) for d in completed] == [(0, 4)]
+
+
+def _slip_row(catalog: Catalog, replay: str) -> None:
+    """One more row of `replay` straight in the table (what a racing flush used to add)."""
+    now = datetime.now(UTC)
+    bucket = catalog.replay_bucket(1, replay) or now.date()
+    with catalog.engine.begin() as conn:
+        conn.execute(
+            insert(RecordingByteRange).values(
+                project_id=1,
+                replay_id=replay,
+                segment_id=9,
+                part="recording",
+                blob_path="r30d/slipped.vsb",
+                start=0,
+                stop=10,
+                wrapped_dek=b"w",
+                kek="k",
+                key_check=b"c",
+                created_at=now,
+                expires_at=now + timedelta(days=30),
+                expiry_bucket=bucket,
+            )
+        )
 
 
 def _bulk_rows(vault: Vault, project: int, rows: int, replays: int) -> None:
@@ -336,11 +418,16 @@ def test_retention_expires_rows_and_deletes_local_blobs(
     assert len(read_events(vault, 1, Y)) == 1
 
 
-def test_gc_collects_orphans_after_the_grace_period_and_dead_blobs(
+def test_gc_collects_orphan_intents_after_the_grace_period_and_dead_blobs(
     make_vault: VaultFactory, tmp_path: Path
 ) -> None:
     vault = make_vault()
-    vault._blob_store.put("r30d/2026-01-01/00/orphan.vsb", b"left by a crashed flush")
+    crashed = _crashed_flush(vault, "r30d/2026-01-01/00/orphan.vsb", upload=True)
+    never_uploaded = _crashed_flush(vault, "r30d/2026-01-01/00/never.vsb", upload=False)
+    stray = "r30d/2026-01-01/00/stray.vsb"  # an object no flush of this catalog announced
+    vault._blob_store.put(stray, b"not ours")
+    foreign = tmp_path / "blobs" / "r30d" / "notes.txt"
+    foreign.write_text("an operator's notes beside the blobs")
     vault.ingest_segment(segment(X, 0, padded=True))
     vault.flush()
     vault.ingest_segment(segment(Y, 0, padded=True))
@@ -352,11 +439,76 @@ def test_gc_collects_orphans_after_the_grace_period_and_dead_blobs(
     assert len(fresh.dead) == 1
     later = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
     planned = collect(vault._catalog, vault._blob_store, dry_run=True, clock=later)
-    assert planned.orphans == ["r30d/2026-01-01/00/orphan.vsb"]
-    assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 3  # a dry run deletes nothing
+    assert planned.orphans == sorted([crashed, never_uploaded])
+    assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 4  # a dry run deletes nothing
 
     done = collect(vault._catalog, vault._blob_store, clock=later)
-    assert (len(done.orphans), len(done.dead)) == (1, 1)
-    assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == 1
+    assert (done.orphans, done.dead) == (planned.orphans, planned.dead)  # exactly as listed
+    root = tmp_path / "blobs"
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert stray in left and "r30d/notes.txt" in left and crashed not in left
+    assert len(left) == 3  # the stray object, the notes, Y's blob
     assert len(read_events(vault, 1, Y)) == 1
     assert collect(vault._catalog, vault._blob_store, clock=later) == type(done)()
+
+
+def test_gc_of_one_store_spares_another_sharing_its_directory(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """Two catalogs over one blob directory: each GC deletes only its own orphans and dead."""
+    other_catalog = Catalog(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    other_catalog.migrate()
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    mine = Vault(catalog=catalog, blob_store=blobs, kms=LocalKms(tmp_path / "a.json"))
+    theirs = Vault(catalog=other_catalog, blob_store=blobs, kms=LocalKms(tmp_path / "b.json"))
+    try:
+        for vault, replay in ((mine, X), (theirs, Y), (theirs, Z)):
+            vault.ingest_segment(segment(replay, 0, padded=True))
+            vault.flush()
+        theirs_orphan = _crashed_flush(theirs, "r30d/2026-01-02/00/theirs.vsb", upload=True)
+        mine.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b")
+        later = lambda: datetime.now(UTC) + timedelta(days=2)  # noqa: E731
+        done = collect(mine._catalog, blobs, clock=later)
+        assert (done.orphans, len(done.dead)) == ([], 1)
+        assert (tmp_path / "blobs" / theirs_orphan).exists()  # theirs to collect, not mine
+        assert len(read_events(theirs, 1, Y)) == len(read_events(theirs, 1, Z)) == 1
+    finally:
+        for vault in (mine, theirs):
+            vault._reader.close()
+        other_catalog.dispose()
+
+
+def _crashed_flush(vault: Vault, path: str, *, upload: bool) -> str:
+    """What a flush that died before recording its rows leaves: its intent, maybe its object."""
+    now = datetime.now(UTC)
+    vault._catalog.blobs.record_intent(
+        path, retention_days=30, created_at=now, expires_at=now + timedelta(days=30)
+    )
+    if upload:
+        vault._blob_store.put(path, b"left by a crashed flush")
+    return path
+
+
+def test_a_flush_whose_intent_gc_collected_fails_and_loses_nothing(
+    make_vault: VaultFactory,
+) -> None:
+    """A flush slower than the grace period: GC takes its intent, so recording its rows must
+    fail (they would point at a deleted object); the frames are flushed again under a new path."""
+    vault = make_vault()
+    store = vault._ingestor._blob_store
+    original = store.put
+    later = lambda: datetime.now(UTC) + timedelta(hours=2)  # noqa: E731
+
+    def slow_put(path: str, data: Any, **kwargs: Any) -> Any:
+        result = original(path, data, **kwargs)
+        collect(vault._catalog, vault._blob_store, clock=later)  # GC runs meanwhile
+        return result
+
+    store.put = slow_put  # type: ignore[method-assign]
+    vault.ingest_segment(segment(X, 0, padded=True))
+    with pytest.raises(BackendUnavailable, match="collected as an orphan"):
+        vault.flush()
+    store.put = original  # type: ignore[method-assign]
+    (result,) = vault.flush()
+    assert result.inserted == 1
+    assert len(read_events(vault, 1, X)) == 1

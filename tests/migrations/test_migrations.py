@@ -19,6 +19,7 @@ TABLES = {
     "blob",
     "catalog_secret",
     "deletion",
+    "kek_in_use",
     "overwrite_job",
     "recording_byte_range",
     "replay",
@@ -111,8 +112,10 @@ def test_upgrading_a_catalog_with_rows_keeps_them_and_partitions_them(database_u
             moved = conn.execute(
                 text("SELECT count(*), count(DISTINCT expiry_bucket) FROM recording_byte_range")
             ).one()
+            keks = conn.execute(text("SELECT kek FROM kek_in_use")).scalars().all()
         assert [str(bucket) for _, bucket in buckets] == ["2026-02-01", "2026-02-02"]
         assert tuple(moved) == (6, 2)
+        assert keks == ["k"]  # 0003 lists the KEKs the rows already stored need
         if engine.dialect.name == "postgresql":
             names = {n for n in inspect(engine).get_table_names() if is_partition(n)}
             assert names == {"recording_byte_range_p20260201", "recording_byte_range_p20260202"}

@@ -30,11 +30,21 @@ def create_app(
     *,
     limits: ApiLimits | None = None,
     policy: ApiPolicy | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """The API over a Vault (built from the environment on first use unless given), with the
-    slug mapping and CORS origins of `policy` (read from the environment unless given)."""
+    slug mapping and CORS origins of `policy` (read from the environment unless given).
+
+    `/metrics` requires `metrics_token` as a bearer token (default: VAULT_STORE_METRICS_TOKEN).
+    """
     limits = limits or ApiLimits()
-    policy = policy if policy is not None else Settings.from_env().api
+    settings = Settings.from_env() if policy is None or metrics_token is None else None
+    if policy is None:
+        assert settings is not None
+        policy = settings.api
+    if metrics_token is None:
+        assert settings is not None
+        metrics_token = settings.metrics_token
     vaults = VaultState(vault_factory or (lambda: Vault.from_settings(Settings.from_env())))
     metrics = Metrics(vaults.counters)
     app = FastAPI(
@@ -42,7 +52,7 @@ def create_app(
         version="1",
         description="Decrypting read API of vault-store: replays, recordings, deletions.",
     )
-    app.state.api = ApiContext(vaults, limits, metrics, policy)
+    app.state.api = ApiContext(vaults, limits, metrics, policy, metrics_token)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     install_error_handlers(app, retry_after_seconds=limits.retry_after_seconds)
     app.add_middleware(Observe, metrics=metrics, limits=limits)

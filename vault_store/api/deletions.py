@@ -5,20 +5,41 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Path, Query
+from fastapi.responses import JSONResponse
 
 from vault_store.api.deps import Caller, Context
 from vault_store.api.errors import ERROR_RESPONSES, ApiError
 from vault_store.api.params import ProjectId, ReplayId
 from vault_store.errors import InvalidInput
-from vault_store.services.shredder import Scope
+from vault_store.services.shredder import Scope, Status
 
 router = APIRouter(responses=ERROR_RESPONSES)
+
+
+_NOTHING_HELD = {
+    "description": "Nothing held: the request is recorded (status nothing_held, zero counts) but "
+    "there was nothing to delete. 404: the replay was never stored; 410: an earlier deletion "
+    "(previous_deletion_id) already took it.",
+    "content": {
+        "application/json": {
+            "example": {
+                "error": "not_found",
+                "message": "no data of this replay is stored; the request is recorded",
+                "deletion_id": "0" * 32,
+                "status": "nothing_held",
+                "previous_deletion_id": None,
+            }
+        }
+    },
+}
 
 
 @router.delete(
     "/v1/projects/{project_id}/replays/{replay_id}",
     summary="Delete a replay (crypto-shred); 202 with the deletion id",
     status_code=202,
+    responses={404: _NOTHING_HELD, 410: _NOTHING_HELD},
+    response_model=None,
 )
 def delete_replay(
     project_id: ProjectId,
@@ -27,7 +48,7 @@ def delete_replay(
     context: Context,
     background: BackgroundTasks,
     overwrite: Annotated[bool, Query(description="Also zero the ciphertext.")] = False,
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
     if not caller.knows(project_id):
         raise ApiError(404, "not_found", "no such replay")
     if not caller.may("delete", project_id):
@@ -42,6 +63,20 @@ def delete_replay(
         reason="API request",
         run=False,
     )
+    if status.status is Status.NOTHING_HELD:
+        previous = status.previous_deletion_id
+        return JSONResponse(
+            status_code=410 if previous else 404,
+            content={
+                "error": "shredded" if previous else "not_found",
+                "message": f"already deleted by deletion {previous}"
+                if previous
+                else "no data of this replay is stored; the request is recorded",
+                "deletion_id": status.id,
+                "status": status.status.value,
+                "previous_deletion_id": previous,
+            },
+        )
     # Recorded now (reads stop at once); the rows go after the answer. If this process
     # dies first, `vault-store deletion resume` finishes it.
     background.add_task(vault.resume_deletion, status.id)

@@ -82,6 +82,8 @@ class ApiContext:
     limits: ApiLimits
     metrics: Metrics
     policy: ApiPolicy = field(default_factory=ApiPolicy)
+    # Bearer token /metrics requires (None: open).
+    metrics_token: str | None = None
 
     def vault(self) -> Vault:
         """The process's Vault."""

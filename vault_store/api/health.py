@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from vault_store.api.deps import Context
+from vault_store.api.errors import ApiError
 from vault_store.errors import VaultError
 
 router = APIRouter()
@@ -39,7 +41,16 @@ def healthz(context: Context) -> Any:
     return {"status": "ok"}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-def prometheus(context: Context) -> Response:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (a bearer token if VAULT_STORE_METRICS_TOKEN is set)",
+    response_class=PlainTextResponse,
+)
+def prometheus(context: Context, authorization: Annotated[str | None, Header()] = None) -> Response:
+    expected = context.metrics_token
+    if expected is not None:
+        given = (authorization or "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(given, expected.encode()):
+            raise ApiError(401, "unauthorized", "/metrics needs the metrics token")
     body, content_type = context.metrics.render()
     return Response(body, media_type=content_type)

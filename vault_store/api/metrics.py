@@ -9,6 +9,19 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Label values come from these fixed sets only, so no request can add a series: a method outside
+# them is "other", a status is its class, a route is its template (or "unmatched").
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The request method, or "other" for anything a client made up."""
+    return method if method in _METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    """The status class: "2xx", "4xx", ..."""
+    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
 
 
 class _VaultCounters(Collector):
@@ -36,7 +49,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._requests = Counter(
             "vault_store_http_requests",
-            "HTTP requests by route, method and status.",
+            "HTTP requests by route template, method and status class.",
             ["route", "method", "status"],
             registry=self.registry,
         )
@@ -54,8 +67,9 @@ class Metrics:
         self.registry.register(_VaultCounters(vault_counters))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one request and its latency."""
-        self._requests.labels(route, method, str(status)).inc()
+        """Count one request and its latency; `route` must be a route template or "unmatched"
+        (never the raw path)."""
+        self._requests.labels(route, method_label(method), status_label(status)).inc()
         self._latency.labels(route).observe(seconds)
 
     def bytes_sent(self, count: int) -> None:

@@ -80,6 +80,15 @@ class GcsBlobStore:
         """The object-name prefix under which blob paths live ('' or ending in '/')."""
         return self._prefix
 
+    def soft_delete_seconds(self) -> int:
+        """The bucket's soft-delete retention (0: none), read from the bucket's metadata."""
+        try:
+            self._bucket.reload(retry=self._retry, timeout=self._timeout)
+        except Exception as exc:  # noqa: BLE001 (mapped to our errors, as every call here)
+            raise _map(exc, "soft_delete_policy", "") from None
+        policy = self._bucket.soft_delete_policy
+        return int(policy.retention_duration_seconds or 0) if policy is not None else 0
+
     def put(self, path: str, data: Buffers, *, expires_at: datetime | None = None) -> None:
         """Create-only upload; a retried upload that finds its own bytes there has succeeded."""
         blob = self._blob(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -111,16 +111,33 @@ class AuditRepository:
             after = page[-1].seq
 
     def verify(self) -> ChainReport:
-        """Recompute the chain; then check each deletion's request and completion were recorded.
+        """Recompute the chain; then check each deletion row against its events: every field a
+        report prints (target, requester, reason, times, counts, verification, status) must be
+        what the chain recorded, so an edit of any one of them is detected.
 
         The deletions are read before the events: a deletion's row and its events commit
         together, so one committed while this runs cannot look like a cut-off tail.
         """
         with self._catalog.connection("audit") as conn:
-            deletions = [
-                (str(d), str(s)) for d, s in conn.execute(select(Deletion.id, Deletion.status))
-            ]
+            deletions = list(conn.execute(select(Deletion)))
             return _verify(_events(conn), deletions)
+
+    def chained_deletions(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """What the chain records of each of these deletions, field by field (see chained)."""
+        wanted = set(ids)
+        found: dict[str, list[AuditRecord]] = {}
+        with self._catalog.connection("audit") as conn:
+            events = conn.execute(
+                select(AuditEvent)
+                .where(AuditEvent.kind.in_(_DELETION_KINDS))
+                .order_by(AuditEvent.seq)
+            )
+            for row in events.yield_per(_PAGE):
+                record = _record(row)
+                deletion_id = record.details.get("deletion_id")
+                if deletion_id in wanted:
+                    found.setdefault(str(deletion_id), []).append(record)
+        return {deletion_id: chained(events) for deletion_id, events in found.items()}
 
 
 def _events(
@@ -139,20 +156,123 @@ def _events(
     if limit is not None:
         query = query.limit(limit)
     for row in conn.execute(query).yield_per(_PAGE):
-        yield AuditRecord(
-            row.seq,
-            as_utc(row.at),
-            row.kind,
-            row.actor,
-            json.loads(row.details),
-            bytes(row.prev_hash),
-            bytes(row.hash),
-        )
+        yield _record(row)
 
 
-def _verify(events: Iterator[AuditRecord], deletions: list[tuple[str, str]]) -> ChainReport:
+def _record(row: Any) -> AuditRecord:
+    return AuditRecord(
+        row.seq,
+        as_utc(row.at),
+        row.kind,
+        row.actor,
+        json.loads(row.details),
+        bytes(row.prev_hash),
+        bytes(row.hash),
+    )
+
+
+_DELETION_KINDS = ("deletion.requested", "deletion.completed", "deletion.overwritten")
+# The deletion row's fields the chain covers (and a report prints).
+COVERED_FIELDS = (
+    "scope",
+    "project_id",
+    "target",
+    "requested_by",
+    "reason",
+    "requested_at",
+    "overwrite_requested",
+    "previous_deletion_id",
+    "status",
+    "completed_at",
+    "rows_deleted",
+    "bytes_shredded",
+    "replays_deleted",
+    "verified_rows_left",
+    "verified_at",
+    "overwrite_done_at",
+)
+
+
+def chained(events: Sequence[AuditRecord]) -> dict[str, Any]:
+    """A deletion as its events (in chain order) record it: the covered fields they fix.
+
+    Before it completes, the chain fixes the request only: chunk progress (rows and bytes so
+    far) is not audited, and a report prints it for no unfinished deletion; the status is then
+    "pending" or "running". Events written before a field was audited do not
+    fix it (an old event's details cannot be edited without breaking the chain).
+    """
+    view: dict[str, Any] = {}
+    for event in events:
+        details = event.details
+        if event.kind == "deletion.requested":
+            view.update(
+                scope=details.get("scope"),
+                project_id=details.get("project_id"),
+                target=details.get("target"),
+                requested_by=event.actor,
+                reason=details.get("reason"),
+                requested_at=event.at,
+                overwrite_requested=details.get("overwrite"),
+            )
+            if "status" in details:
+                view["previous_deletion_id"] = details.get("previous_deletion_id")
+                view["replays_deleted"] = details.get("replays_deleted")
+                if details["status"] == "nothing_held":
+                    view.update(
+                        status="nothing_held",
+                        completed_at=event.at,
+                        verified_at=event.at,
+                        verified_rows_left=0,
+                        rows_deleted=0,
+                        bytes_shredded=0,
+                        replays_deleted=0,
+                        overwrite_done_at=None,
+                    )
+        elif event.kind == "deletion.completed":
+            pending = details.get("overwrite_ranges_pending", 0)
+            view.update(
+                status=details.get("status") or ("overwrite_pending" if pending else "done"),
+                completed_at=event.at,
+                rows_deleted=details.get("rows_deleted"),
+                bytes_shredded=details.get("bytes_shredded"),
+                replays_deleted=details.get("replays_deleted"),
+                overwrite_done_at=event.at
+                if view.get("overwrite_requested") and not pending
+                else None,
+            )
+            if "verified_rows_left" in details:
+                view.update(verified_rows_left=details["verified_rows_left"], verified_at=event.at)
+        elif event.kind == "deletion.overwritten":
+            view.update(status="done", overwrite_done_at=event.at)
+    return view
+
+
+def mismatches(row: Any, view: Mapping[str, Any]) -> list[str]:
+    """The covered fields of a deletion row that differ from what its events record."""
+    completed = "status" in view
+    differ = []
+    for name in COVERED_FIELDS:
+        value = getattr(row, name)
+        if isinstance(value, datetime):
+            value = as_utc(value)
+        if not completed and name == "status":
+            # Not completed as far as the chain knows: only these states fit.
+            if value not in ("pending", "running"):
+                differ.append(name)
+        elif not completed and name in _SET_ON_COMPLETION:
+            if value is not None:
+                differ.append(name)
+        elif name in view and value != view[name]:
+            differ.append(name)
+    return differ
+
+
+_SET_ON_COMPLETION = ("completed_at", "verified_rows_left", "verified_at", "overwrite_done_at")
+
+
+def _verify(events: Iterator[AuditRecord], deletions: Sequence[Any]) -> ChainReport:
     expected_prev, expected_seq, count = GENESIS, 1, 0
-    recorded: dict[str, set[str]] = {}
+    recorded: dict[str, list[AuditRecord]] = {}
     for event in events:
         count += 1
         if event.seq != expected_seq:
@@ -165,19 +285,28 @@ def _verify(events: Iterator[AuditRecord], deletions: list[tuple[str, str]]) -> 
         if digest != event.hash:
             return _bad(count, expected_prev, event.seq, "content does not match its hash")
         deletion_id = event.details.get("deletion_id")
-        if isinstance(deletion_id, str):
-            recorded.setdefault(deletion_id, set()).add(event.kind)
+        if isinstance(deletion_id, str) and event.kind in _DELETION_KINDS:
+            recorded.setdefault(deletion_id, []).append(event)
         expected_prev, expected_seq = event.hash, expected_seq + 1
-    for deletion_id, status in deletions:
-        kinds = recorded.get(deletion_id, set())
+    for row in deletions:
+        found = recorded.get(row.id, [])
+        kinds = {event.kind for event in found}
         if "deletion.requested" not in kinds or (
-            status == "done" and "deletion.completed" not in kinds
+            row.status in ("done", "overwrite_pending") and "deletion.completed" not in kinds
         ):
             return ChainReport(
                 count,
                 expected_prev,
                 None,
-                f"deletion {deletion_id} ({status}) is missing its audit events",
+                f"deletion {row.id} ({row.status}) is missing its audit events",
+            )
+        differ = mismatches(row, chained(found))
+        if differ:
+            return ChainReport(
+                count,
+                expected_prev,
+                None,
+                f"deletion {row.id}: {', '.join(differ)} differ from its audit events",
             )
     return ChainReport(count, expected_prev)
 

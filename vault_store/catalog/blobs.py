@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, select, update
+from sqlalchemy import Connection, case, insert, select, update
 
 from vault_store.catalog import audit
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange
@@ -24,17 +24,67 @@ class BlobRepository:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
 
-    def known_paths(self) -> set[str]:
-        """Every blob path the catalog has a record of (whatever its state)."""
+    def record_intent(
+        self, path: str, *, retention_days: int, created_at: datetime, expires_at: datetime
+    ) -> None:
+        """Record, before uploading it, that this store is about to write a blob at `path`.
+
+        Committed before the upload, so a blob this store wrote always has a record: one whose
+        rows were never recorded is a pending intent, the only thing GC calls an orphan. GC never
+        looks at objects the catalog has no record of (another store's, or foreign files).
+        """
+        with self._catalog.transaction("insert") as conn:
+            conn.execute(
+                insert(Blob).values(
+                    path=path,
+                    size=0,
+                    frame_count=0,
+                    live_bytes=0,
+                    retention_days=retention_days,
+                    created_at=created_at,
+                    expires_at=expires_at,
+                    state=BlobState.PENDING.value,
+                )
+            )
+
+    def orphans(self, before: datetime) -> list[str]:
+        """Pending intents recorded before `before`: uploads whose rows were never recorded."""
         with self._catalog.connection("gc") as conn:
-            return set(conn.execute(select(Blob.path)).scalars())
+            return list(
+                conn.execute(
+                    select(Blob.path)
+                    .where(Blob.state == BlobState.PENDING.value, Blob.created_at <= before)
+                    .order_by(Blob.path)
+                ).scalars()
+            )
+
+    def claim_orphans(self, paths: Iterable[str], before: datetime) -> list[str]:
+        """Mark these intents deleted if they are still pending and older than `before`;
+        returns those marked. A flush that commits its rows first keeps its blob; one that
+        commits after finds its intent taken and fails (its segments are flushed again)."""
+        claimed = []
+        with self._catalog.transaction("gc") as conn:
+            for path in paths:
+                taken = conn.execute(
+                    update(Blob)
+                    .where(
+                        Blob.path == path,
+                        Blob.state == BlobState.PENDING.value,
+                        Blob.created_at <= before,
+                    )
+                    .values(state=BlobState.DELETED.value)
+                ).rowcount
+                if taken:
+                    claimed.append(path)
+        return claimed
 
     def dead(self) -> list[BlobSize]:
         """Blobs with no live byte left that are still in the store."""
         with self._catalog.connection("gc") as conn:
             rows = conn.execute(
                 select(Blob.path, Blob.size).where(
-                    Blob.live_bytes <= 0, Blob.state != BlobState.DELETED.value
+                    Blob.live_bytes <= 0,
+                    Blob.state.in_((BlobState.LIVE.value, BlobState.DEAD.value)),
                 )
             ).all()
         return [BlobSize(path, size) for path, size in rows]
@@ -118,3 +168,30 @@ def record_event(
     """Append one audit event by vault-store itself, in its own transaction."""
     with catalog.transaction(op) as conn:
         audit.append(conn, kind=kind, actor="vault-store", at=at, details=details)
+
+
+def record_uploaded(conn: Connection, values: Mapping[str, Any]) -> None:
+    """Turn the blob's pending intent into its record (or, with no intent, add one).
+
+    An intent GC already claimed (state deleted) means the object may be gone: the flush must
+    fail rather than record rows pointing at it.
+    """
+    path = values["path"]
+    claimed = conn.execute(
+        update(Blob)
+        .where(Blob.path == path, Blob.state == BlobState.PENDING.value)
+        .values(**values)
+    ).rowcount
+    if claimed:
+        return
+    state = conn.execute(select(Blob.state).where(Blob.path == path)).scalar_one_or_none()
+    if state is not None:
+        raise BlobIntentLost(path)
+    conn.execute(insert(Blob).values(**values))
+
+
+class BlobIntentLost(Exception):
+    """The blob's intent was collected by GC before its rows were recorded."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"blob {path} was collected as an orphan before its rows were recorded")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import threading
@@ -20,7 +21,6 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    insert,
     select,
     text,
     tuple_,
@@ -29,9 +29,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.log import InstanceLogger
 from sqlalchemy.sql.dml import Insert
 
 from vault_store.catalog import audit, migrate
+from vault_store.catalog.blobs import BlobIntentLost, record_uploaded
+from vault_store.catalog.keys import record_keks
 from vault_store.catalog.models import (
     Base,
     Blob,
@@ -85,6 +88,8 @@ _RANGE_COLUMNS = (
     "expiry_bucket",
 )
 _COPY_CHUNK = 64 * 1024
+# Execution option marking a connection of Catalog.transaction (SQLite: BEGIN IMMEDIATE).
+_WRITE_OPTION = "vault_store_write"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -143,6 +148,7 @@ class Catalog:
                 connect_args["options"] = f"{given} -c statement_timeout={milliseconds}".strip()
             options["connect_args"] = connect_args
         self.engine: Engine = create_engine(parsed, **options)
+        _hide_result_rows(self.engine)
         if self.dialect == "sqlite":
             busy_ms = max(1, round(busy_timeout * 1000))
             event.listen(
@@ -150,6 +156,7 @@ class Catalog:
                 "connect",
                 lambda connection, record: _sqlite_pragmas(connection, record, busy_ms),
             )
+            event.listen(self.engine, "begin", _sqlite_begin)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration."""
@@ -242,7 +249,7 @@ class Catalog:
         bucket = bucket_of(blob.expires_at)
         if self.dialect == "postgresql":
             self.ensure_partition(bucket)
-        with self._errors("insert"), self.engine.begin() as conn:
+        with self.transaction("insert") as conn:
             self.lock_projects(conn, {row.project_id for row in ranges}, shared=True)
             keep = self._drop_tombstoned(conn, ranges)
             # -- per-segment atomicity (issue 14): a segment is one unit, first write wins --
@@ -257,22 +264,31 @@ class Catalog:
             ]
             if new_subjects:
                 conn.execute(self.insert_ignoring_conflicts(ReplaySubject), new_subjects)
+            # The KEKs these rows need, so a command can check at start that the KMS has them.
+            record_keks(conn, self, {row.kek for row in keep}, blob.created_at)
             if self.dialect == "postgresql":
                 inserted, live = _insert_ranges_postgresql(conn, keep, buckets)
             else:
                 inserted, live = _insert_ranges_sqlite(conn, keep, buckets)
-            conn.execute(
-                insert(Blob).values(
-                    path=blob.path,
-                    size=blob.size,
-                    frame_count=blob.frame_count,
-                    live_bytes=live,
-                    retention_days=blob.retention_days,
-                    created_at=blob.created_at,
-                    expires_at=blob.expires_at,
-                    state="live" if live else "dead",
+            # -- GC intents (issue 15): the pending intent recorded before the upload becomes
+            # this blob's record; an intent GC already took fails the flush (it is redone).
+            try:
+                record_uploaded(
+                    conn,
+                    {
+                        "path": blob.path,
+                        "size": blob.size,
+                        "frame_count": blob.frame_count,
+                        "live_bytes": live,
+                        "retention_days": blob.retention_days,
+                        "created_at": blob.created_at,
+                        "expires_at": blob.expires_at,
+                        "state": "live" if live else "dead",
+                    },
                 )
-            )
+            except BlobIntentLost as exc:
+                raise BackendUnavailable(str(exc), backend=_BACKEND, op="insert") from None
+            # -- end GC intents
         return InsertOutcome(
             inserted=inserted,
             duplicates=len(keep) - inserted + already,
@@ -291,7 +307,7 @@ class Catalog:
         with self._partition_lock:
             if any(p.covers(bucket) for p in self._known_partitions):
                 return
-            with self._errors("partition"), self.engine.begin() as conn:
+            with self.transaction("partition") as conn:
                 # Serialize creators: two flushes must not race to create overlapping ranges.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITION_LOCK})
                 known = partitions(conn)
@@ -624,7 +640,8 @@ class Catalog:
                     func.count(),
                     func.coalesce(func.sum(Blob.size), 0),
                     func.coalesce(func.sum(Blob.live_bytes), 0),
-                ).where(Blob.state != "deleted")
+                    # Pending intents are not blobs yet (their rows may never come).
+                ).where(Blob.state.in_(("live", "dead")))
             ).one()
             video_parts, video_bytes = conn.execute(
                 select(func.count(), func.coalesce(func.sum(rbr.stop - rbr.start), 0)).where(
@@ -643,15 +660,23 @@ class Catalog:
         )
 
     def lock_projects(self, conn: Connection, projects: Collection[int], *, shared: bool) -> None:
-        """Order flushes and deletion requests of the same projects (PostgreSQL).
+        """Order flushes and deletion requests of the same projects.
 
         A flush holds a shared lock per project while it checks tombstones and inserts; a
         deletion request holds it exclusively while it writes the tombstone. So a flush either
         commits before the tombstone exists (its rows are then deleted by the shred, which runs
         after) or sees the tombstone and drops its rows: no row of a deleted replay can slip in
-        between. Transaction-scoped; sorted to avoid deadlocks. SQLite needs none: its writers
-        are serialized and a write on a stale snapshot fails, so the flush is retried.
+        between. Transaction-scoped; sorted to avoid deadlocks.
+
+        On PostgreSQL these are advisory locks. On SQLite the lock is already held: every
+        `transaction` starts with `BEGIN IMMEDIATE` (see _sqlite_begin), which takes the
+        database's single write lock before the first read, so the checks a flush or a deletion
+        makes hold until it commits. A `conn` that does not hold it is a bug, refused here.
         """
+        if self.dialect == "sqlite":
+            if not conn.get_execution_options().get(_WRITE_OPTION):
+                raise RuntimeError("lock_projects needs a transaction() connection on SQLite")
+            return
         if self.dialect != "postgresql":
             return
         function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
@@ -666,8 +691,16 @@ class Catalog:
 
     @contextmanager
     def transaction(self, op: str) -> Iterator[Connection]:
-        """A connection in a transaction that commits on success; errors mapped (see _errors)."""
-        with self._errors(op), self.engine.begin() as conn:
+        """A connection in a transaction that commits on success; errors mapped (see _errors).
+
+        On SQLite it begins with the write lock (`BEGIN IMMEDIATE`): what it reads holds until
+        it commits, and it never fails halfway on a snapshot another writer made stale.
+        """
+        with (
+            self._errors(op),
+            self.engine.connect().execution_options(**{_WRITE_OPTION: True}) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     @contextmanager
@@ -947,6 +980,10 @@ def _range_record(row: Any) -> RangeRecord:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
+    # pysqlite would BEGIN only before the first INSERT/UPDATE/DELETE, leaving a transaction's
+    # reads (a tombstone check) outside it. Turn that off and BEGIN ourselves (_sqlite_begin),
+    # SQLAlchemy's documented recipe for SQLite's own transaction semantics.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # busy_timeout first: setting WAL itself may wait for another process's lock.
     cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
@@ -955,6 +992,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+class _NoResultRows(logging.Filter):
+    """Drops SQLAlchemy's DEBUG records of result rows: rows carry wrapped keys and key checks.
+
+    hide_parameters keeps statement parameters out; with the engine logger at DEBUG SQLAlchemy
+    also logs every fetched row, which this filter on the engine's own logger stops (statements
+    are still logged).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Row %r"
+
+
+def _hide_result_rows(engine: Engine) -> None:
+    logger = engine.logger
+    target = logger.logger if isinstance(logger, InstanceLogger) else logger
+    if not any(isinstance(existing, _NoResultRows) for existing in target.filters):
+        target.addFilter(_NoResultRows())
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Write transactions take the write lock first (see Catalog.transaction); reads begin a
+    # deferred transaction: one consistent snapshot that never blocks the writer (WAL).
+    immediate = conn.get_execution_options().get(_WRITE_OPTION)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _brief(exc: BaseException) -> str:

@@ -59,6 +59,7 @@ class DeletionRepository:
                 return deletion_id
             # Wait for flushes of this project in progress; later ones will see the tombstone.
             self._catalog.lock_projects(conn, {project_id}, shared=False)
+            previous = _previous_deletion(conn, scope, project_id, replay_id)
             replays = _target_replays(conn, scope, project_id, replay_id, subject_hash)
             target = (
                 replay_id
@@ -76,8 +77,14 @@ class DeletionRepository:
                         .subquery()
                     )
                 ).scalar_one()
+            elif scope is Scope.REPLAY:
+                replays_deleted = int(_holds_rows(conn, project_id, replays))
             else:
                 replays_deleted = len(replays)
+            # Nothing stored for the target: the request and this search are the record, and
+            # no tombstone is written (there is nothing to delete; a later upload is stored).
+            held = replays_deleted > 0
+            status = Status.PENDING if held else Status.NOTHING_HELD
             conn.execute(
                 insert(Deletion).values(
                     id=deletion_id,
@@ -87,15 +94,19 @@ class DeletionRepository:
                     requested_by=requested_by,
                     reason=reason,
                     requested_at=now,
-                    status=Status.PENDING.value,
+                    status=status.value,
                     rows_deleted=0,
                     bytes_shredded=0,
                     replays_deleted=replays_deleted,
                     overwrite_requested=overwrite,
+                    completed_at=None if held else now,
+                    verified_rows_left=None if held else 0,
+                    verified_at=None if held else now,
+                    previous_deletion_id=previous,
                 )
             )
             tombstones = [(project_id, None)] if scope is Scope.PROJECT else replays
-            if tombstones:
+            if tombstones and held:
                 conn.execute(
                     insert(Tombstone),
                     [
@@ -120,6 +131,9 @@ class DeletionRepository:
                     "target": target,
                     "reason": reason,
                     "overwrite": overwrite,
+                    "status": status.value,
+                    "replays_deleted": replays_deleted,
+                    "previous_deletion_id": previous,
                 },
             )
         return deletion_id
@@ -179,9 +193,22 @@ class DeletionRepository:
         return len(chunk)
 
     def finish(self, deletion: DeletionStatus, *, now: datetime) -> DeletionStatus:
-        """Once no row is left: forget the target's replays and subjects, and mark the deletion
-        done (or waiting for its overwrite), audited, in one transaction."""
+        """Mark the deletion done (or waiting for its overwrite) and forget the target's replays
+        and subjects, audited, in one transaction that first counts the target's key-bearing rows
+        under the project lock: only if it finds none. Otherwise the status is returned unchanged
+        (still running) and the caller deletes again."""
         with self._catalog.transaction("shred") as conn:
+            # Flushes of this project in progress commit first (PostgreSQL; SQLite holds its write
+            # lock already): the count below then sees every row that could ever land.
+            self._catalog.lock_projects(conn, {deletion.project_id}, shared=False)
+            left = conn.execute(
+                select(func.count()).select_from(RecordingByteRange).where(_target(deletion))
+            ).scalar_one()
+            if left:
+                # Not done: rows of the target remain (they are deleted on the next round).
+                return _status(
+                    conn.execute(select(Deletion).where(Deletion.id == deletion.id)).one()
+                )
             tombstoned = select(Tombstone.replay_id).where(Tombstone.deletion_id == deletion.id)
             subjects = delete(ReplaySubject).where(ReplaySubject.project_id == deletion.project_id)
             replays = delete(Replay).where(Replay.project_id == deletion.project_id)
@@ -198,6 +225,8 @@ class DeletionRepository:
                 .values(
                     status=final.value,
                     completed_at=now,
+                    verified_rows_left=0,
+                    verified_at=now,
                     # Asked for, and nothing left to zero (none recorded, or already zeroed).
                     overwrite_done_at=now if deletion.overwrite_requested and not pending else None,
                 )
@@ -212,9 +241,11 @@ class DeletionRepository:
                 at=now,
                 details={
                     "deletion_id": deletion.id,
+                    "status": final.value,
                     "rows_deleted": current.rows_deleted,
                     "bytes_shredded": current.bytes_shredded,
                     "replays_deleted": current.replays_deleted,
+                    "verified_rows_left": 0,
                     "overwrite_ranges_pending": pending,
                 },
             )
@@ -291,6 +322,35 @@ class DeletionRepository:
                     )
 
 
+def _previous_deletion(
+    conn: Connection, scope: Scope, project_id: int, replay_id: str | None
+) -> str | None:
+    """The earlier deletion that already took this replay or project, if any."""
+    if scope is Scope.USER:
+        return None
+    query = select(Tombstone.deletion_id).where(Tombstone.project_id == project_id)
+    if scope is Scope.REPLAY:
+        query = query.where((Tombstone.replay_id == replay_id) | Tombstone.replay_id.is_(None))
+    else:
+        query = query.where(Tombstone.replay_id.is_(None))
+    found: str | None = conn.execute(query.order_by(Tombstone.id).limit(1)).scalar_one_or_none()
+    return found
+
+
+def _holds_rows(conn: Connection, project_id: int, replays: list[tuple[int, str | None]]) -> bool:
+    """Whether any of these replays has a range row."""
+    names = [replay for _, replay in replays if replay is not None]
+    found = conn.execute(
+        select(RecordingByteRange.segment_id)
+        .where(
+            RecordingByteRange.project_id == project_id,
+            RecordingByteRange.replay_id.in_(names),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def _target_replays(
     conn: Connection,
     scope: Scope,
@@ -354,4 +414,7 @@ def _status(row: Any) -> DeletionStatus:
         replays_deleted=row.replays_deleted,
         overwrite_requested=row.overwrite_requested,
         overwrite_done_at=utc(row.overwrite_done_at),
+        verified_rows_left=row.verified_rows_left,
+        verified_at=utc(row.verified_at),
+        previous_deletion_id=row.previous_deletion_id,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, tuple_, update
 
 from vault_store.catalog import audit
-from vault_store.catalog.models import CatalogSecret, RecordingByteRange
+from vault_store.catalog.models import CatalogSecret, KekInUse, RecordingByteRange
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from vault_store.catalog.catalog import Catalog
 
 
@@ -55,6 +57,32 @@ class KeyRepository:
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
+
+    def keks_in_use(self) -> dict[str, bytes | None]:
+        """Every KEK some row or secret is wrapped under, with its recorded fingerprint."""
+        with self._catalog.connection("keys") as conn:
+            found = {
+                str(kek): None if fingerprint is None else bytes(fingerprint)
+                for kek, fingerprint in conn.execute(select(KekInUse.kek, KekInUse.fingerprint))
+            }
+            for kek in conn.execute(select(CatalogSecret.kek).distinct()).scalars():
+                found.setdefault(str(kek), None)
+        return found
+
+    def record_kek(self, kek: str, fingerprint: bytes | None, *, at: datetime) -> None:
+        """Record that `kek` is (about to be) used, and its fingerprint if none is recorded."""
+        with self._catalog.transaction("keys") as conn:
+            conn.execute(
+                self._catalog.insert_ignoring_conflicts(KekInUse).values(
+                    kek=kek, first_used_at=at, fingerprint=fingerprint
+                )
+            )
+            if fingerprint is not None:
+                conn.execute(
+                    update(KekInUse)
+                    .where(KekInUse.kek == kek, KekInUse.fingerprint.is_(None))
+                    .values(fingerprint=fingerprint)
+                )
 
     def rows_by_kek(self, *, project_id: int | None = None) -> dict[str, int]:
         """Range rows (and, over all projects, catalog secrets) each key version wraps."""
@@ -120,6 +148,7 @@ class KeyRepository:
         in one transaction; how many rows changed."""
         rows = 0
         with self._catalog.transaction("keys rewrap") as conn:
+            record_keks(conn, self._catalog, {new.kek for _, new in keys}, at)
             for key, new in keys:
                 # Rows shredded meanwhile are simply gone: the update then touches nothing.
                 rows += conn.execute(
@@ -166,6 +195,7 @@ class KeyRepository:
         """Put each replacement on its secret (if still the old value), with its audit event,
         in one transaction."""
         with self._catalog.transaction("keys rewrap") as conn:
+            record_keks(conn, self._catalog, {new.kek for _, new in secrets}, at)
             for secret, new in secrets:
                 conn.execute(
                     update(CatalogSecret)
@@ -181,3 +211,12 @@ class KeyRepository:
                 at=at,
                 details={"primary": primary, "secrets": len(secrets)},
             )
+
+
+def record_keks(conn: Connection, catalog: Catalog, keks: Collection[str], at: datetime) -> None:
+    """In the caller's transaction: list these KEKs as in use (rows are about to need them)."""
+    if keks:
+        conn.execute(
+            catalog.insert_ignoring_conflicts(KekInUse),
+            [{"kek": kek, "first_used_at": at, "fingerprint": None} for kek in sorted(keks)],
+        )

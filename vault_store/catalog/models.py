@@ -126,6 +126,26 @@ class Deletion(Base):
     replays_deleted: Mapped[int] = mapped_column(BigInteger, default=0)
     overwrite_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     overwrite_done_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Rows of the target found by the transaction that marked it done (always 0), and when.
+    verified_rows_left: Mapped[int | None] = mapped_column(BigInteger)
+    verified_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # nothing_held because an earlier deletion already took the replay: that deletion.
+    previous_deletion_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class KekInUse(Base):
+    """A key-encryption key some row or secret of this catalog is wrapped under.
+
+    Recorded in the transaction that first stores such a row, so every command can check at start
+    that the configured KMS holds each one (a lost key file is a configuration error then).
+    """
+
+    __tablename__ = "kek_in_use"
+
+    kek: Mapped[str] = mapped_column(String(512), primary_key=True)
+    first_used_at: Mapped[datetime] = mapped_column(Timestamp)
+    # A keyed digest of the local key version (None for Cloud KMS): tells a replaced key file.
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Tombstone(Base):

@@ -104,8 +104,10 @@ class CatalogStats:
 
 
 class BlobState(Enum):
-    """A blob's life: some frame still live, nothing live left, or removed from the store."""
+    """A blob's life: announced before its upload (pending), some frame still live, nothing live
+    left, or removed from the store."""
 
+    PENDING = "pending"
     LIVE = "live"
     DEAD = "dead"
     DELETED = "deleted"
@@ -120,12 +122,19 @@ class Scope(Enum):
 
 
 class Status(Enum):
-    """Where a deletion is: recorded, deleting rows, waiting for its overwrite, or done."""
+    """Where a deletion is: recorded, deleting rows, waiting for its overwrite, or done; or
+    nothing_held: its target held no data when it was requested (recorded, nothing deleted)."""
 
     PENDING = "pending"
     RUNNING = "running"
     OVERWRITE_PENDING = "overwrite_pending"
     DONE = "done"
+    NOTHING_HELD = "nothing_held"
+
+    @property
+    def final(self) -> bool:
+        """Whether running the deletion again would change nothing (its rows are gone)."""
+        return self in (Status.OVERWRITE_PENDING, Status.DONE, Status.NOTHING_HELD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +155,11 @@ class DeletionStatus:
     replays_deleted: int
     overwrite_requested: bool
     overwrite_done_at: datetime | None
+    # Key-bearing rows of the target found by the transaction that marked it done (0), and when.
+    verified_rows_left: int | None = None
+    verified_at: datetime | None = None
+    # For nothing_held: the earlier deletion that already took this replay.
+    previous_deletion_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for --json and the API (enums as their values, times as ISO 8601)."""

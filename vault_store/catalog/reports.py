@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, and_, func, select
 
+from vault_store.catalog import audit
 from vault_store.catalog.models import Blob, Deletion, OverwriteJob, RecordingByteRange, Tombstone
 from vault_store.catalog.records import as_utc
 
@@ -30,9 +31,14 @@ class ReportedDeletion:
     completed_at: datetime | None
     overwrite_requested: bool
     overwrite_done_at: datetime | None
-    rows_deleted: int
-    bytes_shredded: int
+    rows_deleted: int | None
+    bytes_shredded: int | None
     replays_deleted: int
+    verified_rows_left: int | None = None
+    verified_at: datetime | None = None
+    previous_deletion_id: str | None = None
+    # Covered fields whose row value differs from the audit chain (the chain's value is shown).
+    audit_mismatches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,24 @@ class ReportRepository:
             rows = conn.execute(query.order_by(Deletion.requested_at)).all()
         return [_deletion(row) for row in rows]
 
+    def chained_deletions(
+        self, since: datetime, until: datetime, *, project_id: int | None = None
+    ) -> list[ReportedDeletion]:
+        """As `deletions`, but each field the audit chain covers has the chain's value, and the
+        fields where the row differs are named (so a report prints only what the chain proves).
+        Progress of an unfinished deletion is not in the chain: its rows and bytes are None."""
+        rows = self.deletions(since, until, project_id=project_id)
+        views = self._catalog.audit_trail.chained_deletions([row.id for row in rows])
+        chained = []
+        for row in rows:
+            view = views.get(row.id, {})
+            differ = tuple(audit.mismatches(row, view))
+            values = {name: view[name] for name in audit.COVERED_FIELDS if name in view}
+            if "status" not in view:  # unfinished as far as the chain knows
+                values.update(rows_deleted=None, bytes_shredded=None)
+            chained.append(replace(row, **values, audit_mismatches=differ))
+        return chained
+
     def remains(self, deletion: ReportedDeletion) -> DeletionRemains:
         """Range rows left of the deletion's target, and its overwrite ranges not yet done.
 
@@ -127,7 +151,7 @@ class ReportRepository:
                     func.coalesce(func.sum(Blob.size), 0),
                     func.coalesce(func.sum(Blob.live_bytes), 0),
                 )
-                .where(Blob.state != "deleted")
+                .where(Blob.state.in_(("live", "dead")))  # not deleted, not a mere intent
                 .group_by(Blob.retention_days)
                 .order_by(Blob.retention_days)
             ).all()
@@ -162,4 +186,7 @@ def _deletion(row: Row[Any]) -> ReportedDeletion:
         rows_deleted=row.rows_deleted,
         bytes_shredded=row.bytes_shredded,
         replays_deleted=row.replays_deleted,
+        verified_rows_left=row.verified_rows_left,
+        verified_at=as_utc(row.verified_at) if row.verified_at else None,
+        previous_deletion_id=row.previous_deletion_id,
     )

@@ -16,6 +16,7 @@ from vault_store.cli.delete import delete, deletion, expire, gc, overwrite
 from vault_store.cli.demo import demo
 from vault_store.cli.gcs import gcs
 from vault_store.cli.ingest import ingest
+from vault_store.cli.init import init
 from vault_store.cli.keys import keys
 from vault_store.cli.read import read
 from vault_store.cli.sample import sample
@@ -83,6 +84,7 @@ def main() -> None:
 
 
 for command in (
+    init,
     demo,
     sample,
     ingest,

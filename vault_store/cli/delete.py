@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 
 import click
 
-from vault_store.catalog.records import DeletionStatus, Scope
+from vault_store.catalog.records import DeletionStatus, Scope, Status
 from vault_store.cli.common import (
+    EXIT_NOT_FOUND,
+    EXIT_SHREDDED,
     PROJECT_ID,
     RowProgress,
     emit_json,
@@ -76,7 +79,8 @@ def delete_replay(
             overwrite=overwrite,
             run=not queue_only,
         )
-    _show(status, as_json=as_json, handed_over=_hand_over(status.id) if queue_only else None)
+    handed = _hand_over(status.id) if queue_only and not status.status.final else None
+    _show(status, as_json=as_json, handed_over=handed, unknown_exits=True)
 
 
 @delete.command("user")
@@ -95,7 +99,11 @@ def delete_user(
             user=user,
             run=not queue_only,
         )
-    _show(status, as_json=as_json, handed_over=_hand_over(status.id) if queue_only else None)
+    _show(
+        status,
+        as_json=as_json,
+        handed_over=_hand_over(status.id) if queue_only and not status.status.final else None,
+    )
 
 
 @delete.command("project")
@@ -117,7 +125,11 @@ def delete_project(
             run=not queue_only,
             progress=advance,
         )
-    _show(status, as_json=as_json, handed_over=_hand_over(status.id) if queue_only else None)
+    _show(
+        status,
+        as_json=as_json,
+        handed_over=_hand_over(status.id) if queue_only and not status.status.final else None,
+    )
 
 
 @click.group()
@@ -161,11 +173,12 @@ def overwrite(as_json: bool) -> None:
 @click.command()
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option(
-    "--grace", default=3600, show_default=True, help="Seconds before an orphan blob may go."
+    "--grace", default=3600, show_default=True, help="Seconds before an orphan intent may go."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def gc(dry_run: bool, grace: int, as_json: bool) -> None:
-    """Delete orphan blobs (no catalog record, older than --grace) and fully dead blobs."""
+    """Delete orphans (blobs this catalog announced whose rows never came, older than --grace)
+    and fully dead blobs; nothing the catalog has no record of."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
         result = vault.collect_garbage(grace=timedelta(seconds=grace), dry_run=dry_run)
     document = asdict(result)
@@ -190,11 +203,34 @@ def expire(as_json: bool) -> None:
     table_or_json(asdict(result), "retention", as_json=as_json)
 
 
-def _show(status: DeletionStatus, *, as_json: bool, handed_over: bool | None = None) -> None:
+def _show(
+    status: DeletionStatus,
+    *,
+    as_json: bool,
+    handed_over: bool | None = None,
+    unknown_exits: bool = False,
+) -> None:
+    """Print the deletion; for a request that found nothing, say so (and with `unknown_exits`,
+    a replay deletion, exit like `read`: 3 never stored, 4 already deleted)."""
     document = status.as_dict()
     if handed_over is not None:
         document["handed_to_workers"] = handed_over
     table_or_json(document, f"deletion {status.id}", as_json=as_json)
+    if status.status is not Status.NOTHING_HELD:
+        return
+    if not as_json:
+        stderr.print(_nothing_held(status), markup=False)
+    if unknown_exits:
+        sys.exit(EXIT_SHREDDED if status.previous_deletion_id else EXIT_NOT_FOUND)
+
+
+def _nothing_held(status: DeletionStatus) -> str:
+    if status.previous_deletion_id:
+        return (
+            f"nothing held: already deleted by deletion {status.previous_deletion_id}; "
+            f"this request is recorded as {status.id}"
+        )
+    return f"nothing held: no data of this {status.scope.value} is stored; request recorded"
 
 
 def _hand_over(deletion_id: str) -> bool:

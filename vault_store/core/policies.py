@@ -58,14 +58,15 @@ class KeyCachePolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CopyPolicy:
-    """How long copies outside the live catalog and store may outlive a deletion (for reports).
+    """Copies outside the live catalog and store that may outlive a deletion, as the operator
+    declares them (for reports); None: there is no such copy, and a report lists none.
 
-    Catalog backups hold wrapped keys until they expire; the KMS key version that wrapped them
-    can be destroyed after a rotation (Cloud KMS destroys 30 days after scheduling); GCS soft
-    delete keeps an overwritten object's previous generation for 7 days by default.
+    Catalog backups hold wrapped keys until they expire; a KMS key version whose destruction the
+    operator has scheduled is gone that many days after the deletion; a gs:// store's soft delete
+    window is read from the bucket, unless `soft_delete_days` states it.
     """
 
-    backup_retention_days: int = 30
-    kms_destroy_days: int = 30
-    soft_delete_days: int = 7
+    backup_retention_days: int | None = None
+    kms_destroy_days: int | None = None
+    soft_delete_days: int | None = None
     deadline_days: int = 30

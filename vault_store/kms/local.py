@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hmac
 import json
 import os
 import stat
@@ -26,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vault_store.core.crypto import KEY_BYTES, NONCE_BYTES, DataKey
-from vault_store.errors import BackendError, ConfigError, CorruptData
+from vault_store.errors import ConfigError, CorruptData
 from vault_store.kms.base import KeyContext, WrappedKey
 
 _FORMAT = 1
@@ -34,15 +35,28 @@ _VERSION = struct.Struct(">I")
 
 
 class LocalKms:
-    """A Kms over a local key file, created on first use with mode 0600."""
+    """A Kms over a local key file (mode 0600).
 
-    def __init__(self, path: Path, *, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+    With `create` (the default for a library caller) a missing file is created; the CLI, API and
+    workers pass `create` only for a catalog that holds no wrapped key yet (or `vault-store init`),
+    so a lost or mistyped key file is a configuration error naming the path, never silently
+    replaced by a new key.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        create: bool = True,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
         if not path.is_absolute():
             raise ConfigError(f"local KMS key file must be an absolute path, got {path}")
         self._path = path
         self._random_bytes = random_bytes
         self._lock = threading.Lock()
-        self._primary, self._keys = self._load_or_create()
+        self._primary, self._keys = self._load_or_create(create=create)
+        self._materials: dict[int, bytes] = {}
 
     @property
     def path(self) -> Path:
@@ -92,10 +106,47 @@ class LocalKms:
             self._primary = version
         return self._name(version)
 
+    def holds(self, kek: str) -> bool:
+        """Whether `kek` names a version in this key file."""
+        return self._version_of(kek) is not None
+
+    def fingerprint(self, kek: str) -> bytes | None:
+        """A keyed digest identifying the key material of `kek` (None if not in this file).
+
+        HMAC-SHA256 of a fixed label under the key itself: it tells one key from another and
+        reveals nothing of the key, like a KMS key check value.
+        """
+        version = self._version_of(kek)
+        if version is None:
+            return None
+        material = self._read_material(version)
+        return hmac.digest(material, b"vault-store kek fingerprint v1", "sha256")[:16]
+
+    def _version_of(self, kek: str) -> int | None:
+        prefix = f"local-kms:{self._path}#v"
+        if not kek.startswith(prefix) or not kek[len(prefix) :].isdigit():
+            return None
+        version = int(kek[len(prefix) :])
+        with self._lock:
+            return version if version in self._keys else None
+
+    def _read_material(self, version: int) -> bytes:
+        with self._lock:
+            if version not in self._materials:
+                encoded = self._read_document()["keys"][str(version)]
+                self._materials[version] = base64.b64decode(encoded, validate=True)
+            return self._materials[version]
+
     def _name(self, version: int) -> str:
         return f"local-kms:{self._path}#v{version}"
 
-    def _load_or_create(self) -> tuple[int, dict[int, AESGCM]]:
+    def _load_or_create(self, *, create: bool) -> tuple[int, dict[int, AESGCM]]:
+        if not self._path.exists() and not create:
+            raise ConfigError(
+                f"local KMS key file {self._path} does not exist, and the catalog holds keys "
+                "wrapped by a local KMS: restore the key file or correct VAULT_STORE_KMS_URL "
+                "(a new key file is made only for a catalog with no wrapped key yet)"
+            )
         if not self._path.exists():
             document: dict[str, Any] = {
                 "format": _FORMAT,
@@ -121,8 +172,12 @@ class LocalKms:
     def _read_document(self) -> dict[str, Any]:
         try:
             mode = self._path.stat().st_mode
+        except FileNotFoundError:
+            raise ConfigError(f"local KMS key file {self._path} does not exist") from None
         except OSError as exc:
-            raise BackendError(str(exc.strerror), backend="local-kms", op="read") from None
+            raise ConfigError(
+                f"local KMS key file {self._path} is unreadable ({exc.strerror})"
+            ) from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(
                 f"local KMS key file {self._path} is accessible by group or others "

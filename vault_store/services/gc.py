@@ -1,8 +1,10 @@
-"""Garbage collection: orphan blobs (no catalog record) and fully dead blobs are deleted.
+"""Garbage collection: orphan intents and fully dead blobs are deleted, nothing else.
 
-An orphan is what a flush leaves when it crashes between uploading a blob and committing its
-rows; it is only collected after a grace period, so a flush still in progress is never touched.
-A dead blob has no live byte left (every frame shredded, expired, or a duplicate).
+Every flush records its blob's intent (path, pending) before uploading it. An orphan is an intent
+still pending after the grace period: a flush that crashed between recording it and committing
+its rows (the object may or may not exist). A dead blob has no live byte left (every frame
+shredded, expired, or a duplicate). GC never lists the store: objects this catalog has no record
+of (another store's blobs in a shared directory or bucket prefix, foreign files) are never touched.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog
-from vault_store.errors import BlobNotFound, GenerationMismatch
+from vault_store.errors import BlobNotFound
 from vault_store.services.retention import forget_blob
 
 DEFAULT_GRACE = timedelta(hours=1)
@@ -38,24 +40,25 @@ def collect(
     dry_run: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> GcResult:
-    """Find orphans older than `grace` and dead blobs; delete them unless `dry_run`."""
+    """Find orphan intents older than `grace` and dead blobs; delete them unless `dry_run`.
+
+    A dry run lists exactly what a run at the same moment would delete.
+    """
     now = clock()
-    known = catalog.blobs.known_paths()
+    cutoff = now - grace
+    orphans = catalog.blobs.orphans(cutoff)
     dead = catalog.blobs.dead()
-    orphans = [
-        info
-        for info in blob_store.list()
-        if info.path not in known and info.created_at <= now - grace
-    ]
-    freed = sum(info.size for info in orphans) + sum(blob.size for blob in dead)
     if not dry_run:
-        for info in orphans:
-            # Another collector may have removed it meanwhile; the generation guard keeps a
-            # delete from removing anything written at that path after the listing.
-            with contextlib.suppress(BlobNotFound, GenerationMismatch):
-                blob_store.delete(info.path, if_generation=info.generation)
+        # Claimed in the catalog first: a flush committing its rows meanwhile keeps its blob.
+        orphans = catalog.blobs.claim_orphans(orphans, cutoff)
+        for path in orphans:
+            # The crashed flush may have died before its upload.
+            with contextlib.suppress(BlobNotFound):
+                blob_store.delete(path)
         for blob in dead:
             forget_blob(catalog, blob_store, blob.path, now)
+    freed = sum(blob.size for blob in dead)
+    if not dry_run:
         catalog.blobs.record_gc(
             at=now,
             details={
@@ -66,7 +69,7 @@ def collect(
             },
         )
     return GcResult(
-        orphans=[info.path for info in orphans],
+        orphans=list(orphans),
         dead=[blob.path for blob in dead],
         bytes_freed=freed,
         dry_run=dry_run,

@@ -287,8 +287,9 @@ class Ingestor:
     def _write_blob(self, retention_days: int, segments: list[SealedSegment]) -> FlushResult:
         """Blob first, then rows in one transaction: a row must never point at a missing blob.
 
-        A crash between upload and insert leaves an orphan blob (no rows) that GC collects; a
-        crash after the insert means redelivery, whose duplicates are ignored.
+        The blob's intent is recorded before the upload: a crash between upload and insert leaves
+        a pending intent (and maybe its object) that GC collects after its grace period; a crash
+        after the insert means redelivery, whose duplicates are ignored.
         """
         # -- per-segment atomicity (issue 14): write no blob whose every segment is stored --
         stored = self._catalog.stored_segments(
@@ -313,6 +314,12 @@ class Ingestor:
         created_at = self._clock()
         expires_at = created_at + timedelta(days=retention_days)
         path = blob_path(retention_days, created_at)
+        # -- GC intents (issue 15): on record before the upload, so GC collects only blobs this
+        # store wrote whose rows never came, never an object the catalog does not know.
+        self._catalog.blobs.record_intent(
+            path, retention_days=retention_days, created_at=created_at, expires_at=expires_at
+        )
+        # -- end GC intents
         self._blob_store.put(path, packed.chunks, expires_at=expires_at)
         rows = [
             RangeRecord(

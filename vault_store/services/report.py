@@ -42,13 +42,22 @@ def build(
     *,
     project_id: int | None = None,
     copies: CopyPolicy | None = None,
+    soft_delete_seconds: int | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The report as plain data; `reader` attempts the reads that prove a deletion."""
+    """The report as plain data; `reader` attempts the reads that prove a deletion.
+
+    Every field of a deletion is the audit chain's value (a row edited since is flagged in
+    `audit_mismatches`). A residual copy is listed only where one exists: catalog backups and a
+    scheduled KMS key version destruction as `copies` declares them, GCS soft delete only with
+    `soft_delete_seconds` (the facade reads it from a gs:// store's bucket).
+    """
     copies = copies or CopyPolicy()
     now = now or datetime.now(UTC)
-    recorded = catalog.reports.deletions(period.since, period.until, project_id=project_id)
-    deletions = [_deletion(catalog, reader, row, copies, now) for row in recorded]
+    recorded = catalog.reports.chained_deletions(period.since, period.until, project_id=project_id)
+    deletions = [
+        _deletion(catalog, reader, row, copies, soft_delete_seconds, now) for row in recorded
+    ]
     latencies = [d["hours_to_complete"] for d in deletions if d["hours_to_complete"] is not None]
     return {
         "generated_at": now.isoformat(),
@@ -58,7 +67,9 @@ def build(
         "summary": {
             "requests": len(deletions),
             "completed": sum(d["status"] == "done" for d in deletions),
-            "pending": sum(d["status"] != "done" for d in deletions),
+            "nothing_held": sum(d["status"] == "nothing_held" for d in deletions),
+            "pending": sum(d["status"] not in ("done", "nothing_held") for d in deletions),
+            "audit_mismatches": sum(bool(d["audit_mismatches"]) for d in deletions),
             "overdue": sum(d["overdue"] for d in deletions),
             "completed_late": sum(d["within_deadline"] is False for d in deletions),
             "proof_failures": sum(
@@ -66,8 +77,8 @@ def build(
             ),
             "median_hours_to_complete": _round(statistics.median(latencies)) if latencies else None,
             "max_hours_to_complete": _round(max(latencies)) if latencies else None,
-            "rows_deleted": sum(d["rows_deleted"] for d in deletions),
-            "bytes_shredded": sum(d["bytes_shredded"] for d in deletions),
+            "rows_deleted": sum(d["rows_deleted"] or 0 for d in deletions),
+            "bytes_shredded": sum(d["bytes_shredded"] or 0 for d in deletions),
         },
         "deletions": deletions,
         "storage_by_retention": _storage_by_retention(catalog),
@@ -75,13 +86,20 @@ def build(
         "copy_policy": {
             "catalog_backup_retention_days": copies.backup_retention_days,
             "kms_key_destroy_days": copies.kms_destroy_days,
-            "gcs_soft_delete_days": copies.soft_delete_days,
+            "gcs_soft_delete_days": None
+            if soft_delete_seconds is None
+            else _round(soft_delete_seconds / 86400),
         },
     }
 
 
 def _deletion(
-    catalog: Catalog, reader: Reader, row: ReportedDeletion, copies: CopyPolicy, now: datetime
+    catalog: Catalog,
+    reader: Reader,
+    row: ReportedDeletion,
+    copies: CopyPolicy,
+    soft_delete_seconds: int | None,
+    now: datetime,
 ) -> dict[str, Any]:
     requested, completed, overwritten = row.requested_at, row.completed_at, row.overwrite_done_at
     deadline = requested + timedelta(days=copies.deadline_days)
@@ -89,27 +107,22 @@ def _deletion(
     finished_at = overwritten if row.overwrite_requested and overwritten else completed
     hours = (finished_at - requested).total_seconds() / 3600 if done and finished_at else None
     residual = []
-    if completed:
-        backups_until = completed + timedelta(days=copies.backup_retention_days)
-        residual = [
-            {"holder": "catalog backups", "until": backups_until.isoformat()},
-            {
-                "holder": "KMS key version",
-                "until": (completed + timedelta(days=copies.kms_destroy_days)).isoformat(),
-            },
-        ]
-        if overwritten:
-            residual.append(
-                {
-                    "holder": "GCS soft delete",
-                    "until": (overwritten + timedelta(days=copies.soft_delete_days)).isoformat(),
-                }
-            )
+    if completed and row.status != "nothing_held":
+        if copies.backup_retention_days is not None:
+            until = completed + timedelta(days=copies.backup_retention_days)
+            residual.append({"holder": "catalog backups", "until": until.isoformat()})
+        if copies.kms_destroy_days is not None:
+            until = completed + timedelta(days=copies.kms_destroy_days)
+            residual.append({"holder": "KMS key version", "until": until.isoformat()})
+        if overwritten and soft_delete_seconds:
+            until = overwritten + timedelta(seconds=soft_delete_seconds)
+            residual.append({"holder": "GCS soft delete", "until": until.isoformat()})
     return {
         "id": row.id,
         "scope": row.scope,
         "project_id": row.project_id,
         "target": row.target,
+        "target_label": _target_label(row),
         "requested_by": row.requested_by,
         "reason": row.reason,
         "requested_at": requested.isoformat(),
@@ -124,9 +137,25 @@ def _deletion(
         "rows_deleted": row.rows_deleted,
         "bytes_shredded": row.bytes_shredded,
         "replays_deleted": row.replays_deleted,
+        "verified_rows_left": row.verified_rows_left,
+        "verified_at": row.verified_at.isoformat() if row.verified_at else None,
+        "previous_deletion_id": row.previous_deletion_id,
+        "audit_mismatches": list(row.audit_mismatches),
         "proof": _proof(catalog, reader, row) if done else {"holds": False, "checked": False},
         "copies_may_remain": residual,
     }
+
+
+def _target_label(row: ReportedDeletion) -> str:
+    """What the deletion was for, in words: the replay, the user (by keyed hash), the project."""
+    if row.scope == "replay":
+        return f"replay {row.target}"
+    if row.scope == "user":
+        return (
+            f"user with keyed hash {row.target} (HMAC-SHA256 under the catalog's subject key; "
+            "the identifier as requested is not kept)"
+        )
+    return f"every replay of project {row.project_id}"
 
 
 def _proof(catalog: Catalog, reader: Reader, row: ReportedDeletion) -> dict[str, Any]:
@@ -227,15 +256,24 @@ def _html(report: dict[str, Any]) -> str:
             cls="overdue" if d["overdue"] else ("pending" if d["status"] != "done" else ""),
             id=e(d["id"][:12]),
             scope=e(d["scope"]),
+            target=e(d["target_label"]),
             project=d["project_id"],
             by=e(d["requested_by"]),
             reason=e(d["reason"]),
             requested=e(d["requested_at"][:19].replace("T", " ")),
             completed=e((d["completed_at"] or "")[:19].replace("T", " ")),
             hours="" if d["hours_to_complete"] is None else f"{d['hours_to_complete']:.2f}",
-            status=e(d["status"] + (" (OVERDUE)" if d["overdue"] else "")),
+            status=e(
+                d["status"].replace("_", " ")
+                + (" (OVERDUE)" if d["overdue"] else "")
+                + (
+                    f" (row edited: {', '.join(d['audit_mismatches'])}; chain values shown)"
+                    if d["audit_mismatches"]
+                    else ""
+                )
+            ),
             method=e(d["method"]),
-            rows=f"{d['rows_deleted']:,}",
+            rows="in progress" if d["rows_deleted"] is None else f"{d['rows_deleted']:,}",
             proof=_proof_cell(d),
             copies="<br>".join(
                 f"{e(c['holder'])}: until {e(c['until'][:10])}" for c in d["copies_may_remain"]
@@ -254,6 +292,7 @@ def _html(report: dict[str, Any]) -> str:
             ("requests", summary["requests"]),
             ("completed", summary["completed"]),
             ("pending", summary["pending"]),
+            ("nothing held", summary["nothing_held"]),
             ("overdue", summary["overdue"]),
             ("completed late", summary["completed_late"]),
             ("proof failures", summary["proof_failures"]),
@@ -285,12 +324,35 @@ def _html(report: dict[str, Any]) -> str:
         storage_chart=_line_chart(
             [(s["date"], s["bytes_stored"] / 1e6) for s in report["storage_over_period"]], unit="MB"
         ),
-        rows=rows or "<tr><td colspan='13'>No deletion requests in this period.</td></tr>",
+        rows=rows or "<tr><td colspan='14'>No deletion requests in this period.</td></tr>",
         storage=storage or "<tr><td colspan='5'>Nothing stored.</td></tr>",
-        backup_days=report["copy_policy"]["catalog_backup_retention_days"],
-        kms_days=report["copy_policy"]["kms_key_destroy_days"],
-        soft_days=report["copy_policy"]["gcs_soft_delete_days"],
+        copies=_copies_section(report["copy_policy"]),
     )
+
+
+def _copies_section(policy: dict[str, Any]) -> str:
+    """Only the copies that exist: as the operator declared them, and a gs:// bucket's policy."""
+    items = []
+    if policy["catalog_backup_retention_days"] is not None:
+        items.append(
+            "<li><b>catalog backups</b>: backups and replicas of the catalog keep the wrapped keys "
+            f"until they expire ({policy['catalog_backup_retention_days']} days, as declared).</li>"
+        )
+    if policy["kms_key_destroy_days"] is not None:
+        items.append(
+            "<li><b>KMS key version</b>: the wrapped keys in those backups open only with the key "
+            "version that wrapped them, whose destruction is scheduled "
+            f"{policy['kms_key_destroy_days']} days on (as declared).</li>"
+        )
+    if policy["gcs_soft_delete_days"]:
+        items.append(
+            "<li><b>GCS soft delete</b>: a forced overwrite leaves the previous object generation "
+            f"in soft delete for {policy['gcs_soft_delete_days']:g} days "
+            "(the bucket's policy).</li>"
+        )
+    if not items:
+        return "<p>None: no backup, scheduled key destruction or soft delete is declared.</p>"
+    return "<ul>\n" + "\n".join(items) + "\n</ul>"
 
 
 def _proof_cell(entry: dict[str, Any]) -> str:
@@ -348,7 +410,8 @@ def _round(value: float) -> float:
 
 
 _ROW = (
-    "<tr class='{cls}'><td><code>{id}</code></td><td>{scope}</td><td>{project}</td>"
+    "<tr class='{cls}'><td><code>{id}</code></td><td>{scope}</td><td>{target}</td>"
+    "<td>{project}</td>"
     "<td>{by}</td><td>{reason}</td><td>{requested}</td><td>{completed}</td><td>{hours}</td>"
     "<td>{status}</td><td>{method}</td><td>{rows}</td><td>{proof}</td>"
     "<td class='copies'>{copies}</td></tr>"
@@ -382,7 +445,8 @@ _PAGE = """<!doctype html>
 <div class="facts">{facts}</div>
 <h2>Time to complete</h2>{latency_chart}
 <h2>Deletion requests</h2>
-<table><thead><tr><th>deletion</th><th>scope</th><th>project</th><th>requested by</th>
+<table><thead><tr><th>deletion</th><th>scope</th><th>target</th><th>project</th>
+<th>requested by</th>
 <th>reason</th><th>requested (UTC)</th><th>completed (UTC)</th><th>hours</th><th>status</th>
 <th>method</th><th>rows</th><th>proof</th><th>copies may remain</th></tr></thead>
 <tbody>{rows}</tbody></table>
@@ -391,14 +455,6 @@ _PAGE = """<!doctype html>
 <table><thead><tr><th>retention</th><th>blobs</th><th>bytes stored</th><th>live bytes</th>
 <th>dead bytes</th></tr></thead><tbody>{storage}</tbody></table></section>
 <section><h2>What may still hold a copy</h2>
-<ul>
-<li><b>catalog backups</b>: backups and replicas of the catalog keep the wrapped keys until they
-expire ({backup_days} days here).</li>
-<li><b>KMS key version</b>: those wrapped keys open only with the KMS key version that wrapped
-them; rotating and destroying that version ends them sooner (Cloud KMS destroys a version
-{kms_days} days after it is scheduled for destruction).</li>
-<li><b>GCS soft delete</b>: a forced overwrite leaves the previous object generation in GCS soft
-delete for {soft_days} days.</li>
-</ul></section>
+{copies}</section>
 </body></html>
 """

@@ -88,14 +88,18 @@ class Shredder:
         `max_chunks`, stops early (still RUNNING), as an interrupted run would.
         """
         status = self.status(deletion_id)
-        if status.status in (Status.DONE, Status.OVERWRITE_PENDING):
+        if status.status.final:
             return status
         chunks = 0
         while max_chunks is None or chunks < max_chunks:
             deleted = self._deletions.delete_chunk(status, self._chunk_rows, now=self._clock())
             chunks += 1
             if not deleted:
-                return self._deletions.finish(status, now=self._clock())
+                # Done only if the finishing transaction finds no row left; else delete again.
+                finished = self._deletions.finish(status, now=self._clock())
+                if finished.status.final:
+                    return finished
+                continue
             if progress is not None:
                 current = self.status(deletion_id)
                 progress(current.rows_deleted, current.bytes_shredded)

@@ -36,11 +36,12 @@ from typing import Any
 import psycopg2
 from sqlalchemy import delete, func, select, text
 
+from vault_store import Scope
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.catalog.partitions import partitions
 from vault_store.catalog.records import BlobRecord, RangeRecord
-from vault_store.services.shredder import Scope, Shredder
+from vault_store.services.shredder import Shredder
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FLUSH_ROWS = 5000

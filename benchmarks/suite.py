@@ -22,11 +22,20 @@ from typing import Any
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vault_store import Catalog, FlushPolicy, LocalBlobStore, LocalKms, ReadPolicy, Segment, Vault
+from vault_store import (
+    Catalog,
+    FlushPolicy,
+    LocalBlobStore,
+    LocalKms,
+    ReadPolicy,
+    Scope,
+    Segment,
+    Vault,
+)
 from vault_store.catalog import BlobRecord, RangeRecord
 from vault_store.core.rrweb import segment_bodies
 from vault_store.services.samples import recordings_or_synthetic
-from vault_store.services.shredder import Scope, Shredder
+from vault_store.services.shredder import Shredder
 
 # Prices given in the issue (USD): GCS class A and B operations, storage, KMS operations.
 PRICES = {

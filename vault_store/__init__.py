@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vault_store.blobstore import BlobStore, LocalBlobStore
     from vault_store.catalog import Catalog, ReplayState
+    from vault_store.catalog.records import DeletionStatus, Scope, Status
     from vault_store.core.crypto import DataKey, FrameIdentity
     from vault_store.core.keys import KeyContext, WrappedKey
     from vault_store.core.message import Segment, parse_message
@@ -45,6 +46,7 @@ _EXPORTS = {
     "ConfigError": "vault_store.errors",
     "CorruptData": "vault_store.errors",
     "DataKey": "vault_store.core.crypto",
+    "DeletionStatus": "vault_store.catalog.records",
     "FlushPolicy": "vault_store.core.policies",
     "FlushResult": "vault_store.services.ingest",
     "FrameIdentity": "vault_store.core.crypto",
@@ -58,8 +60,10 @@ _EXPORTS = {
     "ReplayNotFound": "vault_store.errors",
     "ReplayShredded": "vault_store.errors",
     "ReplayState": "vault_store.catalog",
+    "Scope": "vault_store.catalog.records",
     "Segment": "vault_store.core.message",
     "Settings": "vault_store.settings",
+    "Status": "vault_store.catalog.records",
     "Vault": "vault_store.vault",
     "VaultError": "vault_store.errors",
     "WrappedKey": "vault_store.core.keys",
@@ -76,6 +80,7 @@ __all__ = [
     "ConfigError",
     "CorruptData",
     "DataKey",
+    "DeletionStatus",
     "FlushPolicy",
     "FlushResult",
     "FrameIdentity",
@@ -89,8 +94,10 @@ __all__ = [
     "ReplayNotFound",
     "ReplayShredded",
     "ReplayState",
+    "Scope",
     "Segment",
     "Settings",
+    "Status",
     "Vault",
     "VaultError",
     "WrappedKey",

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest
 
+from vault_store import Scope
 from vault_store.errors import BackendUnavailable
-from vault_store.services.shredder import Scope
 from vault_store.settings import Settings, WorkerPolicy
 from vault_store.vault import Vault
 from workers import metrics

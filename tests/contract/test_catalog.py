@@ -152,7 +152,8 @@ def test_unsupported_catalog_urls(url: str) -> None:
 
 
 def test_library_operations_map_database_outages_too() -> None:
-    from vault_store.services.shredder import Scope, Shredder
+    from vault_store import Scope
+    from vault_store.services.shredder import Shredder
 
     catalog = Catalog("postgresql://postgres@127.0.0.1:1/none?connect_timeout=1")
     with pytest.raises(BackendUnavailable) as caught:

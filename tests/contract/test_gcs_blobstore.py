@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers.gcs import BUCKET, Fault, FaultProxy
-from vault_store import Catalog, LocalKms, Vault
+from vault_store import Catalog, LocalKms, Scope, Vault
 from vault_store.blobstore.gcs import EXPIRES_AT_KEY, GcsBlobStore
 from vault_store.core.message import Segment
 from vault_store.errors import (
@@ -24,7 +24,6 @@ from vault_store.errors import (
     GenerationMismatch,
 )
 from vault_store.services.gc import collect
-from vault_store.services.shredder import Scope
 
 UPLOAD = "/upload/storage/v1/"
 

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.conftest import VaultFactory
+from vault_store import Scope
 from vault_store.api import create_app
 from vault_store.catalog.models import CatalogSecret, RecordingByteRange
 from vault_store.core.message import Segment
 from vault_store.kms.base import KeyContext
-from vault_store.services.shredder import Scope
 
 MARKER = f"content-{uuid.uuid4().hex}"
 A, B = "a" * 32, "b" * 32

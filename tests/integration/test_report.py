@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import VaultFactory
-from vault_store import Vault
+from vault_store import Scope, Vault
 from vault_store.core.message import Segment
 from vault_store.services import report as compliance
-from vault_store.services.shredder import Scope, Shredder
+from vault_store.services.shredder import Shredder
 from vault_store.settings import CopyPolicy
 
 NOW = datetime.now(UTC)

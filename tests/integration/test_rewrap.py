@@ -12,9 +12,9 @@ from sqlalchemy import select
 from tests.builders import segment
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events
+from vault_store import Scope
 from vault_store.catalog.models import AuditEvent, CatalogSecret
 from vault_store.services.rewrap import KeyStatus
-from vault_store.services.shredder import Scope
 
 REPLAYS = [f"{n:032x}" for n in range(1, 8)]
 

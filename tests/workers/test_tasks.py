@@ -26,10 +26,10 @@ from tests.workers.harness import (
     vault_over,
     wait_for,
 )
+from vault_store import Scope
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import AuditEvent, Deletion
 from vault_store.errors import ReplayShredded
-from vault_store.services.shredder import Scope
 
 
 def test_shred_tasks_run_once_per_task_id_even_when_delivered_twice(

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Path, Query
 from fastapi.responses import JSONResponse
 
+from vault_store import Scope, Status
 from vault_store.api.deps import Caller, Context
 from vault_store.api.errors import ERROR_RESPONSES, ApiError
 from vault_store.api.params import ProjectId, ReplayId
 from vault_store.errors import InvalidInput
-from vault_store.services.shredder import Scope, Status
 
 router = APIRouter(responses=ERROR_RESPONSES)
 

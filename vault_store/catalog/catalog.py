@@ -47,6 +47,7 @@ from vault_store.catalog.partitions import bucket_of, ensure, partitions
 from vault_store.catalog.records import (
     MAX_STORED_ID,
     BlobRecord,
+    BlobState,
     CatalogStats,
     InsertOutcome,
     Partition,
@@ -283,7 +284,7 @@ class Catalog:
                         "retention_days": blob.retention_days,
                         "created_at": blob.created_at,
                         "expires_at": blob.expires_at,
-                        "state": "live" if live else "dead",
+                        "state": (BlobState.LIVE if live else BlobState.DEAD).value,
                     },
                 )
             except BlobIntentLost as exc:
@@ -641,7 +642,7 @@ class Catalog:
                     func.coalesce(func.sum(Blob.size), 0),
                     func.coalesce(func.sum(Blob.live_bytes), 0),
                     # Pending intents are not blobs yet (their rows may never come).
-                ).where(Blob.state.in_(("live", "dead")))
+                ).where(Blob.state.in_((BlobState.LIVE.value, BlobState.DEAD.value)))
             ).one()
             video_parts, video_bytes = conn.execute(
                 select(func.count(), func.coalesce(func.sum(rbr.stop - rbr.start), 0)).where(

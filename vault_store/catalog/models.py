@@ -19,6 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from vault_store.catalog.records import BlobState
+
 # Explicit constraint names: migrations then name things identically on both databases.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -104,7 +106,7 @@ class Blob(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
     # live | dead (no live bytes) | deleted (object removed from the store)
-    state: Mapped[str] = mapped_column(String(16), default="live", index=True)
+    state: Mapped[str] = mapped_column(String(16), default=BlobState.LIVE.value, index=True)
 
 
 class Deletion(Base):

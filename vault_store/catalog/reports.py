@@ -10,7 +10,7 @@ from sqlalchemy import Row, and_, func, select
 
 from vault_store.catalog import audit
 from vault_store.catalog.models import Blob, Deletion, OverwriteJob, RecordingByteRange, Tombstone
-from vault_store.catalog.records import as_utc
+from vault_store.catalog.records import BlobState, as_utc
 
 if TYPE_CHECKING:
     from vault_store.catalog.catalog import Catalog
@@ -151,7 +151,9 @@ class ReportRepository:
                     func.coalesce(func.sum(Blob.size), 0),
                     func.coalesce(func.sum(Blob.live_bytes), 0),
                 )
-                .where(Blob.state.in_(("live", "dead")))  # not deleted, not a mere intent
+                .where(
+                    Blob.state.in_((BlobState.LIVE.value, BlobState.DEAD.value))
+                )  # not deleted, not a mere intent
                 .group_by(Blob.retention_days)
                 .order_by(Blob.retention_days)
             ).all()

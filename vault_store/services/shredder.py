@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from vault_store.catalog import Catalog
-from vault_store.catalog.records import DeletionStatus, Scope, Status
+from vault_store.catalog.records import DeletionStatus, Scope
 from vault_store.errors import InvalidInput
 
 # Where these names were first defined; callers still import them from here.
-__all__ = ["DEFAULT_CHUNK_ROWS", "DeletionStatus", "Scope", "Shredder", "Status"]
+__all__ = ["DEFAULT_CHUNK_ROWS", "Shredder"]
 
 DEFAULT_CHUNK_ROWS = 5000
 

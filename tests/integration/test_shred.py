@@ -169,10 +169,14 @@ def test_shredding_twice_and_unknown_targets_are_recorded_as_nothing_held(
     }
     assert kinds == {("deletion.requested", "nothing_held")}
     assert vault.verify_audit().ok
-    # No tombstone for what was never held: the replay can still be stored and read later.
-    vault.ingest_segment(segment(Y, 0, padded=True))
-    vault.flush()
-    assert len(read_events(vault, 1, Y)) == 1
+    # Nothing was held, but the request still stands: a segment of the replay that was still in
+    # a worker's buffer or on the queue when it was asked for is dropped, never stored after the
+    # answer "nothing held".
+    late = vault.ingest_segment(segment(Y, 0, padded=True))
+    assert late.dropped_deleted
+    assert vault.flush() == []
+    with pytest.raises(ReplayShredded):
+        read_events(vault, 1, Y)
 
 
 def test_a_deletion_is_done_only_once_a_finishing_check_finds_no_row(

@@ -81,8 +81,10 @@ class DeletionRepository:
                 replays_deleted = int(_holds_rows(conn, project_id, replays))
             else:
                 replays_deleted = len(replays)
-            # Nothing stored for the target: the request and this search are the record, and
-            # no tombstone is written (there is nothing to delete; a later upload is stored).
+            # Nothing stored for the target: the request and this search are the record. The
+            # tombstone is written all the same: segments of the replay may still be in a
+            # worker's buffer or on the queue, and they must be dropped, not stored after the
+            # answer "nothing held".
             held = replays_deleted > 0
             status = Status.PENDING if held else Status.NOTHING_HELD
             conn.execute(
@@ -106,7 +108,7 @@ class DeletionRepository:
                 )
             )
             tombstones = [(project_id, None)] if scope is Scope.PROJECT else replays
-            if tombstones and held:
+            if tombstones:
                 conn.execute(
                     insert(Tombstone),
                     [

@@ -173,3 +173,25 @@ def test_audit_verify_fails_on_tampering_and_report_is_written(
     catalog.dispose()
     broken = run(home, "audit", "verify")
     assert broken.returncode == 1 and b"event 1" in broken.stdout
+
+
+def test_audit_report_checks_its_output_path_before_any_work_and_writes_atomically(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    window = ("audit", "report", "--since", "2020-01-01", "--until", "2100-01-01")
+    missing = Path("/nonexistent/dir/r.html")
+    refused = run(home, *window, "-o", str(missing))
+    assert refused.returncode == 2, refused.stderr
+    assert str(missing.parent).encode() in refused.stderr and b"--output" in refused.stderr
+    assert b"Traceback" not in refused.stderr
+    # Refused before the vault was even opened: the (never used) home was not created.
+    assert not Path(home["VAULT_STORE_HOME"]).exists()
+
+    _ingest(home, tmp_path)
+    report = tmp_path / "out" / "report.csv"
+    report.parent.mkdir()
+    report.write_text("old\n")
+    made = run(home, *window, "--format", "csv", "-o", str(report))
+    assert made.returncode == 0, made.stderr
+    assert not report.read_text().startswith("old") and report.read_text().count("\n") == 1
+    assert sorted(path.name for path in report.parent.iterdir()) == ["report.csv"]

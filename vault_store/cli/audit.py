@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from vault_store.cli.common import PROJECT_ID, emit_json, open_vault, reporting_errors, stdout
+from vault_store.cli.common import (
+    PROJECT_ID,
+    atomic_output,
+    check_output_path,
+    emit_json,
+    open_vault,
+    reporting_errors,
+    stdout,
+)
 from vault_store.services import report as compliance
 from vault_store.settings import Settings
 
@@ -60,6 +68,9 @@ def report(since: datetime, until: datetime, project: int | None, fmt: str, outp
     deadline, method, counts, proof, and what may still hold a copy until when."""
     if until <= since:
         raise click.BadParameter("must be after --since", param_hint="--until")
+    with reporting_errors(as_json=False):
+        # Before the report is computed: a bad path costs nothing and is exit 2 naming it.
+        check_output_path(output, "--output")
     with reporting_errors(as_json=False), open_vault() as vault:
         document = vault.deletion_report(
             _day(since.date()),
@@ -67,7 +78,9 @@ def report(since: datetime, until: datetime, project: int | None, fmt: str, outp
             project_id=project,
             copies=Settings.from_env().copies,
         )
-    output.write_text(compliance.render(document, fmt), encoding="utf-8")
+    rendered = compliance.render(document, fmt).encode("utf-8")
+    with atomic_output(output) as handle:
+        handle.write(rendered)
     summary = document["summary"]
     stdout.print(
         f"{output}: {summary['requests']} request(s), {summary['completed']} completed, "

@@ -172,7 +172,8 @@ def test_audit_verify_fails_on_tampering_and_report_is_written(
         conn.execute(text("UPDATE audit_event SET actor = 'mallory' WHERE seq = 1"))
     catalog.dispose()
     broken = run(home, "audit", "verify")
-    assert broken.returncode == 1 and b"event 1" in broken.stdout
+    # 5, integrity failure: 1 is "some input rejected" in the exit-code table.
+    assert broken.returncode == 5 and b"event 1" in broken.stdout
 
 
 def test_audit_report_checks_its_output_path_before_any_work_and_writes_atomically(

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vault_store.cli.common import (
+    EXIT_INTEGRITY,
     PROJECT_ID,
     atomic_output,
     check_output_path,
@@ -20,8 +21,6 @@ from vault_store.cli.common import (
 from vault_store.services import report as compliance
 from vault_store.settings import Settings
 
-EXIT_TAMPERED = 1
-
 
 @click.group()
 def audit() -> None:
@@ -31,8 +30,8 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify(as_json: bool) -> None:
-    """Check the chain; exit 1 and name the first bad event if any was edited, removed or
-    reordered, or if a deletion lacks its events."""
+    """Check the chain; exit 5 (integrity failure) and name the first bad event if any was
+    edited, removed or reordered, or if a deletion lacks its events."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
         report = vault.verify_audit()
     if as_json:
@@ -50,7 +49,7 @@ def verify(as_json: bool) -> None:
     else:
         stdout.print(f"[bold red]audit trail broken:[/] {report.problem}")
     if not report.ok:
-        sys.exit(EXIT_TAMPERED)
+        sys.exit(EXIT_INTEGRITY)
 
 
 @audit.command("report")

@@ -173,7 +173,11 @@ def overwrite(as_json: bool) -> None:
 @click.command()
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option(
-    "--grace", default=3600, show_default=True, help="Seconds before an orphan intent may go."
+    "--grace",
+    type=click.IntRange(min=0),
+    default=3600,
+    show_default=True,
+    help="Seconds before an orphan intent may go.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def gc(dry_run: bool, grace: int, as_json: bool) -> None:

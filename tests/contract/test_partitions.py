@@ -248,3 +248,23 @@ def test_maintain_reports_the_exact_rows_of_a_fresh_partition(
     shown = run(env, "catalog", "maintain", "--dry-run")
     assert re.search(rf"{holding[0]['name']}\s.*\s7 rows\s", shown.stdout.decode()), shown.stdout
     assert b"~0 rows" not in shown.stdout
+
+
+def test_gc_and_expire_report_progress_per_blob(make_vault: VaultFactory) -> None:
+    clock = Clock(DAY)
+    vault = make_vault(clock=clock)
+    for project in (5, 6):
+        for n in range(3):
+            vault.ingest_segment(segment(f"{project:032x}", n, project=project))
+        vault.flush()
+    vault.shred(Scope.PROJECT, 5, requested_by="dpo", reason="closed")
+    steps: list[tuple[str, int, int | None]] = []
+    gone = vault.collect_garbage(progress=lambda *step: steps.append(step))
+    assert steps == [("dead blobs", 1, 1)] and len(gone.dead) == 1
+    steps.clear()
+    clock.now = DAY + timedelta(days=400)  # past every retention class
+    expired = vault.expire(progress=lambda *step: steps.append(step))
+    assert expired.blobs_deleted == 1
+    assert ("expired blobs", 1, 1) in steps
+    rows = [done for step, done, _ in steps if step == "expired rows"]
+    assert rows == sorted(rows) and (not rows or rows[-1] == expired.rows_expired)

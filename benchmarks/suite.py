@@ -457,6 +457,8 @@ def run(
     try:
         results: dict[str, Any] = {
             "quick": quick,
+            # --quick measures too little data and too few rounds to compare with anything.
+            "representative": not quick,
             "recordings_from": bench.origin,
             "machine": machine(),
         }

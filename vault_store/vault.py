@@ -415,25 +415,39 @@ class Vault:
         """How many range rows a project has: what deleting it will remove."""
         return self._catalog.deletions.project_rows(project_id)
 
-    def run_overwrites(self, *, deletion_id: str | None = None) -> OverwriteResult:
-        """Zero every pending overwrite range (or only one deletion's) in its blob."""
-        return self._overwriter.run(deletion_id=deletion_id)
+    def run_overwrites(
+        self, *, deletion_id: str | None = None, progress: retention.StepProgress | None = None
+    ) -> OverwriteResult:
+        """Zero every pending overwrite range (or only one deletion's) in its blob; `progress`
+        is told (step, done, total) after each blob."""
+        return self._overwriter.run(deletion_id=deletion_id, progress=progress)
 
     def collect_garbage(
-        self, *, grace: timedelta | None = None, dry_run: bool = False
+        self,
+        *,
+        grace: timedelta | None = None,
+        dry_run: bool = False,
+        progress: retention.StepProgress | None = None,
     ) -> gc.GcResult:
-        """Delete orphan blobs older than `grace` and fully dead blobs (or, dry, list them)."""
+        """Delete orphan blobs older than `grace` and fully dead blobs (or, dry, list them);
+        `progress` is told (step, done, total) after each blob deleted."""
         return gc.collect(
             self._catalog,
             self._blob_store,
             grace=gc.DEFAULT_GRACE if grace is None else grace,
             dry_run=dry_run,
             clock=self._clock,
+            progress=progress,
         )
 
-    def expire(self) -> retention.RetentionResult:
-        """Delete rows and blobs past their retention (on GCS the lifecycle rules do blobs)."""
-        return retention.expire(self._catalog, self._blob_store, clock=self._clock)
+    def expire(
+        self, *, progress: retention.StepProgress | None = None
+    ) -> retention.RetentionResult:
+        """Delete rows, then blobs (from every store, GCS included), past their retention;
+        `progress` is told (step, done, total) after each chunk of rows and each blob."""
+        return retention.expire(
+            self._catalog, self._blob_store, clock=self._clock, progress=progress
+        )
 
     def maintain_catalog(
         self, *, ahead_days: int = maintenance.DEFAULT_AHEAD_DAYS, dry_run: bool = False

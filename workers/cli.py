@@ -28,6 +28,22 @@ def _app() -> Any:
     return app.create_app(Settings.from_env())
 
 
+def _help(context: click.Context, command: str) -> bool:
+    """`--help` for a Celery passthrough command: ours, then Celery's own options. Printed
+    before the app is built, so help needs no broker URL (or any other setting)."""
+    args = list(context.args)
+    if "--help" not in args and "-h" not in args:
+        return False
+    with reporting_errors(as_json=False):
+        celery = import_extra("celery", extra="workers", feature="the Celery workers")
+    click.echo(context.get_help())
+    click.echo()
+    # A bare app: Celery's help lists the options without connecting anywhere.
+    bare = celery.Celery("vault_store", set_as_current=False)
+    bare.start([command, "--help"])  # prints and exits (0) like click's --help
+    return True
+
+
 @contextmanager
 def _broker_errors(app: Any, op: str) -> Iterator[None]:
     """A broker that refuses or cannot be reached is one line naming it, not a traceback."""
@@ -47,13 +63,10 @@ def worker(context: click.Context) -> None:
     """
     from workers.options import run_worker
 
+    if _help(context, "worker"):
+        return
     with reporting_errors(as_json=False):
-        app = _app()
-        args = list(context.args)
-        if "--help" in args or "-h" in args:
-            click.echo(context.get_help())
-            click.echo()
-        run_worker(app, args)
+        run_worker(_app(), list(context.args))
 
 
 @click.command(context_settings=_PASSTHROUGH)
@@ -66,6 +79,8 @@ def beat(context: click.Context) -> None:
     """
     from workers.options import with_defaults
 
+    if _help(context, "beat"):
+        return
     with reporting_errors(as_json=False):
         app = _app()
         home = app.vault_store_settings.home

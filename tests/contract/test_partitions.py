@@ -14,7 +14,7 @@ from sqlalchemy import event, func, select
 from tests.builders import segment
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events, run
-from vault_store import LocalBlobStore, LocalKms, Vault
+from vault_store import LocalBlobStore, LocalKms, Settings, Vault
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.catalog.partitions import partitions
@@ -223,3 +223,48 @@ def test_a_chunked_shred_across_partitions_deletes_only_its_rows(
     assert dict(left) == {6: 12}
     for day in range(3):
         assert read_events(vault, 6, f"{6:016x}{day:016x}") == [[0], [1], [2], [3]]
+
+
+def test_maintain_reports_the_exact_rows_of_a_fresh_partition(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Before ANALYZE PostgreSQL has no estimate (reltuples -1, shown as "~0 rows" before): a
+    small partition is counted, so the one holding every row says how many."""
+    import os
+
+    env = {
+        **os.environ,
+        "VAULT_STORE_HOME": str(tmp_path),
+        "VAULT_STORE_DATABASE_URL": postgres_url,
+    }
+    with Vault.from_settings(Settings.from_env(env)) as vault:
+        for n in range(7):
+            vault.ingest_segment(segment("c" * 32, n, project=3))
+        vault.flush()
+    done = run(env, "catalog", "maintain", "--json")
+    assert done.returncode == 0, done.stderr
+    holding = [p for p in json.loads(done.stdout)["partitions"] if p["rows_estimate"]]
+    assert [(p["rows_estimate"], p["rows_exact"]) for p in holding] == [(7, True)]
+    shown = run(env, "catalog", "maintain", "--dry-run")
+    assert re.search(rf"{holding[0]['name']}\s.*\s7 rows\s", shown.stdout.decode()), shown.stdout
+    assert b"~0 rows" not in shown.stdout
+
+
+def test_gc_and_expire_report_progress_per_blob(make_vault: VaultFactory) -> None:
+    clock = Clock(DAY)
+    vault = make_vault(clock=clock)
+    for project in (5, 6):
+        for n in range(3):
+            vault.ingest_segment(segment(f"{project:032x}", n, project=project))
+        vault.flush()
+    vault.shred(Scope.PROJECT, 5, requested_by="dpo", reason="closed")
+    steps: list[tuple[str, int, int | None]] = []
+    gone = vault.collect_garbage(progress=lambda *step: steps.append(step))
+    assert steps == [("dead blobs", 1, 1)] and len(gone.dead) == 1
+    steps.clear()
+    clock.now = DAY + timedelta(days=400)  # past every retention class
+    expired = vault.expire(progress=lambda *step: steps.append(step))
+    assert expired.blobs_deleted == 1
+    assert ("expired blobs", 1, 1) in steps
+    rows = [done for step, done, _ in steps if step == "expired rows"]
+    assert rows == sorted(rows) and (not rows or rows[-1] == expired.rows_expired)

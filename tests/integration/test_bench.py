@@ -6,10 +6,15 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.integration.helpers import run
+from vault_store.cli.bench import show
 
 
-def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
+def test_quick_bench_reports_every_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     empty = tmp_path / "no-recordings"
     empty.mkdir()  # nothing here: the bench falls back to small synthetic sessions
     env = {"VAULT_STORE_HOME": str(tmp_path / "home"), "VAULT_STORE_RECORDINGS": str(empty)}
@@ -19,6 +24,7 @@ def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     report = json.loads(result.stdout)
     assert report["quick"] is True and report["recordings_from"].startswith("synthetic")
+    assert report["representative"] is False
     assert set(report) >= {"ingest", "writes", "reads", "deletes", "cost", "machine", "plots"}
     variants = report["ingest"]["variants"]
     assert set(variants) == {"raw zstd+AES-GCM", "library (packed)", "one object per segment"}
@@ -43,3 +49,8 @@ def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
     assert all(c["total"] < naive["total"] for c in costs if c["layout"] == "packed")
     for name in ("throughput_vs_flush_size.png", "cost_vs_flush_size.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The tables of the same results say so too, and a full run's do not.
+    show(report)
+    assert "NOT representative" in capsys.readouterr().out
+    show({**report, "representative": True})
+    assert "representative" not in capsys.readouterr().out

@@ -172,4 +172,75 @@ def test_audit_verify_fails_on_tampering_and_report_is_written(
         conn.execute(text("UPDATE audit_event SET actor = 'mallory' WHERE seq = 1"))
     catalog.dispose()
     broken = run(home, "audit", "verify")
-    assert broken.returncode == 1 and b"event 1" in broken.stdout
+    # 5, integrity failure: 1 is "some input rejected" in the exit-code table.
+    assert broken.returncode == 5 and b"event 1" in broken.stdout
+
+
+def test_audit_report_checks_its_output_path_before_any_work_and_writes_atomically(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    window = ("audit", "report", "--since", "2020-01-01", "--until", "2100-01-01")
+    missing = Path("/nonexistent/dir/r.html")
+    refused = run(home, *window, "-o", str(missing))
+    assert refused.returncode == 2, refused.stderr
+    assert str(missing.parent).encode() in refused.stderr and b"--output" in refused.stderr
+    assert b"Traceback" not in refused.stderr
+    # Refused before the vault was even opened: the (never used) home was not created.
+    assert not Path(home["VAULT_STORE_HOME"]).exists()
+
+    _ingest(home, tmp_path)
+    report = tmp_path / "out" / "report.csv"
+    report.parent.mkdir()
+    report.write_text("old\n")
+    made = run(home, *window, "--format", "csv", "-o", str(report))
+    assert made.returncode == 0, made.stderr
+    assert not report.read_text().startswith("old") and report.read_text().count("\n") == 1
+    assert sorted(path.name for path in report.parent.iterdir()) == ["report.csv"]
+
+
+def _stderr_on_a_terminal(env: dict[str, str], *args: str) -> tuple[int, bytes]:
+    """`vault-store ARGS` with standard error on a pseudo-terminal (stdout a pipe): the exit
+    code and what the terminal received."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "vault_store", *args],
+            env={**env, "TERM": "xterm", "COLUMNS": "120"},
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        received = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(leader)
+    return process.returncode, received
+
+
+def test_gc_shows_progress_on_a_terminal_and_never_with_json(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    _ingest(home, tmp_path)
+    _ingest(home, tmp_path, project=4)
+    assert run(home, "delete", "project", "--project", "3", *BY).returncode == 0
+    code, shown = _stderr_on_a_terminal(home, "gc", "--json")
+    assert code == 0 and b"dead blobs" not in shown
+    assert run(home, "delete", "project", "--project", "4", *BY).returncode == 0
+    code, shown = _stderr_on_a_terminal(home, "gc")
+    assert code == 0 and b"dead blobs" in shown, shown
+    # Off a terminal (stderr a pipe) nothing but errors goes there.
+    assert run(home, "expire").stderr == b"" and run(home, "overwrite").stderr == b""

@@ -283,3 +283,22 @@ def test_healthz_names_the_backend_that_is_down(
     reply = TestClient(create_app(broken)).get("/healthz")
     assert reply.status_code == 503 and reply.json()["down"] == ["configuration"]
     assert "nope" not in reply.text
+
+
+def test_gc_refuses_a_negative_grace(home: dict[str, str]) -> None:
+    result = run(home, "gc", "--grace", "-5")
+    assert result.returncode == 2 and b"--grace" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "celery_option"), [("worker", "--concurrency"), ("beat", "--schedule")]
+)
+def test_worker_and_beat_help_need_no_broker_url(
+    home: dict[str, str], command: str, celery_option: str
+) -> None:
+    env = {key: value for key, value in home.items() if key != "VAULT_STORE_BROKER_URL"}
+    result = run(env, command, "--help")
+    assert result.returncode == 0, result.stderr
+    # Ours first, then Celery's own options.
+    assert f"vault_store {command} [OPTIONS]".encode() in result.stdout
+    assert celery_option.encode() in result.stdout

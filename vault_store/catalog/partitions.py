@@ -49,7 +49,7 @@ def partitions(conn: Connection) -> list[Partition]:
     found = conn.execute(
         text(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), "
-            "greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid) "
+            "c.reltuples::bigint, pg_total_relation_size(c.oid) "
             "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = CAST(:table AS regclass)"
         ),
@@ -61,7 +61,11 @@ def partitions(conn: Connection) -> list[Partition]:
         if match is None:
             continue  # not one of ours (a DEFAULT partition someone added)
         first, end = (date.fromisoformat(value) for value in match.groups())
-        listed.append(Partition(str(name), first, end, int(rows), int(size)))
+        # reltuples is -1 until the first ANALYZE (or VACUUM): no estimate at all yet.
+        analyzed = int(rows) >= 0
+        listed.append(
+            Partition(str(name), first, end, max(int(rows), 0), int(size), analyzed=analyzed)
+        )
     return sorted(listed, key=lambda p: p.first)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, func, select, text
+from sqlalchemy import Connection, and_, delete, exists, func, select, text
 
 from vault_store.catalog.blobs import record_event
 from vault_store.catalog.models import RecordingByteRange, Replay
@@ -15,6 +16,10 @@ from vault_store.catalog.records import CatalogSize, Partition
 
 if TYPE_CHECKING:
     from vault_store.catalog.catalog import Catalog
+
+# Partitions up to this size are counted exactly for the size report (a count(*) of 64 MiB takes
+# milliseconds); bigger ones report the planner's estimate, kept current by autovacuum.
+EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
 
 
 class PartitionRepository:
@@ -91,7 +96,7 @@ class PartitionRepository:
         """The partitions and the range table's bytes (on SQLite the whole file's)."""
         with self._catalog.connection("maintain") as conn:
             if self._catalog.dialect == "postgresql":
-                found = partitions(conn)
+                found = [_counted(conn, p) for p in partitions(conn)]
                 return CatalogSize(found, sum(p.total_bytes for p in found))
             pages = conn.execute(text("PRAGMA page_count")).scalar_one()
             page_size = conn.execute(text("PRAGMA page_size")).scalar_one()
@@ -100,3 +105,13 @@ class PartitionRepository:
     def record_maintenance(self, *, at: datetime, details: Mapping[str, Any]) -> None:
         """Audit one maintenance run."""
         record_event(self._catalog, "maintain", kind="catalog.maintain", at=at, details=details)
+
+
+def _counted(conn: Connection, partition: Partition) -> Partition:
+    """`partition` with its exact row count when it is small enough to count in milliseconds;
+    the planner's estimate otherwise (which is -1, no estimate, before the first ANALYZE: a
+    fresh partition holding every row would read "0 rows")."""
+    if partition.total_bytes > EXACT_COUNT_MAX_BYTES:
+        return partition
+    rows = exact_rows(conn, partition)
+    return dataclasses.replace(partition, rows_estimate=rows, rows_exact=True, analyzed=True)

@@ -209,13 +209,19 @@ class BlobSize:
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """One partition: its name, its range of buckets [first, end), and its size."""
+    """One partition: its name, its range of buckets [first, end), and its size.
+
+    `rows_estimate` is PostgreSQL's estimate (reltuples), or the exact count when `rows_exact`;
+    `analyzed` is False while there is no estimate yet (before the first ANALYZE or VACUUM).
+    """
 
     name: str
     first: date
     end: date
     rows_estimate: int
     total_bytes: int
+    rows_exact: bool = False
+    analyzed: bool = True
 
     def covers(self, day: date) -> bool:
         """Whether bucket `day` falls in this partition's range."""

@@ -8,11 +8,18 @@ from pathlib import Path
 
 import click
 
-from vault_store.cli.common import PROJECT_ID, emit_json, open_vault, reporting_errors, stdout
+from vault_store.cli.common import (
+    EXIT_INTEGRITY,
+    PROJECT_ID,
+    atomic_output,
+    check_output_path,
+    emit_json,
+    open_vault,
+    reporting_errors,
+    stdout,
+)
 from vault_store.services import report as compliance
 from vault_store.settings import Settings
-
-EXIT_TAMPERED = 1
 
 
 @click.group()
@@ -23,8 +30,8 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify(as_json: bool) -> None:
-    """Check the chain; exit 1 and name the first bad event if any was edited, removed or
-    reordered, or if a deletion lacks its events."""
+    """Check the chain; exit 5 (integrity failure) and name the first bad event if any was
+    edited, removed or reordered, or if a deletion lacks its events."""
     with reporting_errors(as_json=as_json), open_vault() as vault:
         report = vault.verify_audit()
     if as_json:
@@ -42,7 +49,7 @@ def verify(as_json: bool) -> None:
     else:
         stdout.print(f"[bold red]audit trail broken:[/] {report.problem}")
     if not report.ok:
-        sys.exit(EXIT_TAMPERED)
+        sys.exit(EXIT_INTEGRITY)
 
 
 @audit.command("report")
@@ -60,6 +67,9 @@ def report(since: datetime, until: datetime, project: int | None, fmt: str, outp
     deadline, method, counts, proof, and what may still hold a copy until when."""
     if until <= since:
         raise click.BadParameter("must be after --since", param_hint="--until")
+    with reporting_errors(as_json=False):
+        # Before the report is computed: a bad path costs nothing and is exit 2 naming it.
+        check_output_path(output, "--output")
     with reporting_errors(as_json=False), open_vault() as vault:
         document = vault.deletion_report(
             _day(since.date()),
@@ -67,7 +77,9 @@ def report(since: datetime, until: datetime, project: int | None, fmt: str, outp
             project_id=project,
             copies=Settings.from_env().copies,
         )
-    output.write_text(compliance.render(document, fmt), encoding="utf-8")
+    rendered = compliance.render(document, fmt).encode("utf-8")
+    with atomic_output(output) as handle:
+        handle.write(rendered)
     summary = document["summary"]
     stdout.print(
         f"{output}: {summary['requests']} request(s), {summary['completed']} completed, "

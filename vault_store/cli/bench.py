@@ -16,6 +16,11 @@ from vault_store.settings import Settings
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
+NOT_REPRESENTATIVE = (
+    "--quick: small data and few rounds; these numbers are NOT representative (run without "
+    "--quick to measure)"
+)
+
 
 def load_suite() -> ModuleType:
     """benchmarks/suite.py from the wheel (vault_store/_benchmarks) or the source checkout."""
@@ -60,10 +65,14 @@ def bench(quick: bool, pg_url: str | None, plots: Path | None, as_json: bool) ->
         emit_json(results)
         return
     show(results)
+    if not results.get("representative", True):
+        stdout.print(NOT_REPRESENTATIVE, style="bold yellow")  # again: the tables scroll it away
 
 
 def show(results: dict[str, Any]) -> None:
     """The results as tables."""
+    if not results.get("representative", True):
+        stdout.print(NOT_REPRESENTATIVE, style="bold yellow")
     ingest = results["ingest"]
     _table(
         f"ingest: {ingest['segments']} segments, {ingest['megabytes']} MB",

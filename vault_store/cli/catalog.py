@@ -7,7 +7,7 @@ from dataclasses import asdict
 import click
 
 from vault_store.cli.common import emit_json, open_vault, reporting_errors, stdout
-from vault_store.services.maintenance import DEFAULT_AHEAD_DAYS
+from vault_store.services.maintenance import DEFAULT_AHEAD_DAYS, PartitionInfo
 
 
 @click.group()
@@ -49,9 +49,18 @@ def catalog_maintain(dry_run: bool, ahead_days: int, as_json: bool) -> None:
         stdout.print(f"{len(report.partitions)} partition(s), {report.table_bytes:,} bytes:")
         for part in report.partitions:
             stdout.print(
-                f"  {part.name}  [{part.first}, {part.end})  ~{part.rows_estimate:,} rows  "
+                f"  {part.name}  [{part.first}, {part.end})  {_rows(part)}  "
                 f"{part.total_bytes:,} bytes",
                 markup=False,
             )
     else:
         stdout.print(f"SQLite catalog (not partitioned): {report.table_bytes:,} bytes")
+
+
+def _rows(part: PartitionInfo) -> str:
+    """Exact, estimated, or not known yet: never a bare estimate that reads as a count."""
+    if part.rows_exact:
+        return f"{part.rows_estimate:,} rows"
+    if part.analyzed:
+        return f"~{part.rows_estimate:,} rows (estimate)"
+    return "rows: no estimate (before ANALYZE)"

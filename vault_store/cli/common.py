@@ -13,7 +13,14 @@ from typing import Any, BinaryIO, NoReturn
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from vault_store.core.message import MAX_STORED_ID
@@ -178,6 +185,35 @@ class RowProgress:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.stop()
+
+
+class StepBar:
+    """A rich progress bar on standard error fed a (step, done, total) callback by gc, expire
+    and overwrite; off with --json (`enabled` False) or off a terminal."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+            disable=not (enabled and show_progress()),
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> Callable[[str, int, int | None], None]:
+        self._bar.start()
+        return self._update
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def _update(self, step: str, done: int, total: int | None) -> None:
+        if step not in self._tasks:
+            self._tasks[step] = self._bar.add_task(step, total=total)
+        self._bar.update(self._tasks[step], completed=done, total=total)
 
 
 def table_or_json(document: dict[str, Any], title: str, *, as_json: bool) -> None:

@@ -15,6 +15,7 @@ from vault_store.cli.common import (
     EXIT_SHREDDED,
     PROJECT_ID,
     RowProgress,
+    StepBar,
     emit_json,
     open_vault,
     reporting_errors,
@@ -165,22 +166,36 @@ def deletion_resume(deletion_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def overwrite(as_json: bool) -> None:
     """Zero every pending overwrite range (blobs rewritten with a generation precondition)."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
-        result = vault.run_overwrites()
+    with (
+        reporting_errors(as_json=as_json),
+        open_vault() as vault,
+        StepBar(enabled=not as_json) as progress,
+    ):
+        result = vault.run_overwrites(progress=progress)
     table_or_json(asdict(result), "overwrite", as_json=as_json)
 
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option(
-    "--grace", default=3600, show_default=True, help="Seconds before an orphan intent may go."
+    "--grace",
+    type=click.IntRange(min=0),
+    default=3600,
+    show_default=True,
+    help="Seconds before an orphan intent may go.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def gc(dry_run: bool, grace: int, as_json: bool) -> None:
     """Delete orphans (blobs this catalog announced whose rows never came, older than --grace)
     and fully dead blobs; nothing the catalog has no record of."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
-        result = vault.collect_garbage(grace=timedelta(seconds=grace), dry_run=dry_run)
+    with (
+        reporting_errors(as_json=as_json),
+        open_vault() as vault,
+        StepBar(enabled=not as_json) as progress,
+    ):
+        result = vault.collect_garbage(
+            grace=timedelta(seconds=grace), dry_run=dry_run, progress=progress
+        )
     document = asdict(result)
     if as_json:
         emit_json(document)
@@ -197,9 +212,13 @@ def gc(dry_run: bool, grace: int, as_json: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def expire(as_json: bool) -> None:
-    """Delete rows and blobs past their retention (the local store deletes its own files)."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
-        result = vault.expire()
+    """Delete rows, then blobs (from any store, GCS included), past their retention."""
+    with (
+        reporting_errors(as_json=as_json),
+        open_vault() as vault,
+        StepBar(enabled=not as_json) as progress,
+    ):
+        result = vault.expire(progress=progress)
     table_or_json(asdict(result), "retention", as_json=as_json)
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog
 from vault_store.errors import BlobNotFound
-from vault_store.services.retention import forget_blob
+from vault_store.services.retention import StepProgress, forget_blob, quiet
 
 DEFAULT_GRACE = timedelta(hours=1)
 
@@ -39,11 +39,14 @@ def collect(
     grace: timedelta = DEFAULT_GRACE,
     dry_run: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: StepProgress | None = None,
 ) -> GcResult:
     """Find orphan intents older than `grace` and dead blobs; delete them unless `dry_run`.
 
-    A dry run lists exactly what a run at the same moment would delete.
+    A dry run lists exactly what a run at the same moment would delete. `progress` is told
+    (step, done, total) after each blob deleted.
     """
+    report = progress or quiet
     now = clock()
     cutoff = now - grace
     orphans = catalog.blobs.orphans(cutoff)
@@ -51,12 +54,14 @@ def collect(
     if not dry_run:
         # Claimed in the catalog first: a flush committing its rows meanwhile keeps its blob.
         orphans = catalog.blobs.claim_orphans(orphans, cutoff)
-        for path in orphans:
+        for done, path in enumerate(orphans, 1):
             # The crashed flush may have died before its upload.
             with contextlib.suppress(BlobNotFound):
                 blob_store.delete(path)
-        for blob in dead:
+            report("orphan blobs", done, len(orphans))
+        for done, blob in enumerate(dead, 1):
             forget_blob(catalog, blob_store, blob.path, now)
+            report("dead blobs", done, len(dead))
     freed = sum(blob.size for blob in dead)
     if not dry_run:
         catalog.blobs.record_gc(

@@ -21,13 +21,19 @@ DEFAULT_AHEAD_DAYS = 7
 
 @dataclass(frozen=True, slots=True)
 class PartitionInfo:
-    """One partition as reported: name, range of buckets, estimated rows, bytes on disk."""
+    """One partition as reported: name, range of buckets, rows, bytes on disk.
+
+    `rows_estimate` is exact when `rows_exact` (small partitions are counted), else PostgreSQL's
+    estimate; `analyzed` False means there is no estimate yet (before the first ANALYZE).
+    """
 
     name: str
     first: str
     end: str
     rows_estimate: int
     total_bytes: int
+    rows_exact: bool
+    analyzed: bool
 
 
 @dataclass(slots=True)
@@ -66,7 +72,13 @@ def maintain(
     size = admin.size()
     report.partitions = [
         PartitionInfo(
-            p.name, p.first.isoformat(), p.end.isoformat(), p.rows_estimate, p.total_bytes
+            p.name,
+            p.first.isoformat(),
+            p.end.isoformat(),
+            p.rows_estimate,
+            p.total_bytes,
+            p.rows_exact,
+            p.analyzed,
         )
         for p in size.partitions
     ]

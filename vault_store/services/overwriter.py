@@ -18,6 +18,7 @@ from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog
 from vault_store.catalog.records import OverwriteJobRecord
 from vault_store.errors import BlobNotFound, CorruptData, GenerationMismatch
+from vault_store.services.retention import StepProgress, quiet
 
 MAX_ATTEMPTS = 8
 
@@ -48,15 +49,20 @@ class Overwriter:
         self._store = blob_store
         self._clock = clock
 
-    def run(self, *, deletion_id: str | None = None) -> OverwriteResult:
-        """Zero every pending range (or only one deletion's) and record it."""
+    def run(
+        self, *, deletion_id: str | None = None, progress: StepProgress | None = None
+    ) -> OverwriteResult:
+        """Zero every pending range (or only one deletion's) and record it; `progress` is told
+        (step, done, total) after each blob rewritten."""
+        report = progress or quiet
         by_blob: dict[str, list[OverwriteJobRecord]] = defaultdict(list)
         for job in self._deletions.pending_overwrites(deletion_id=deletion_id):
             by_blob[job.blob_path].append(job)
         totals = [0, 0, 0, 0, 0]
-        for path, blob_jobs in by_blob.items():
+        for done, (path, blob_jobs) in enumerate(by_blob.items(), 1):
             for index, value in enumerate(self._rewrite(path, blob_jobs)):
                 totals[index] += value
+            report("blobs rewritten", done, len(by_blob))
         return OverwriteResult(*totals)
 
     def _rewrite(self, path: str, jobs: list[OverwriteJobRecord]) -> tuple[int, int, int, int, int]:

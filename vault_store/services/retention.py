@@ -1,9 +1,9 @@
 """Retention: rows past their expiry are deleted in chunks; expired blobs leave a local store.
 
 Every frame of a blob shares its expiry (one buffer per retention class), so a blob expires
-whole. On PostgreSQL whole partitions of expired rows are dropped first (see maintenance). On
-the local store this deletes the expired files; on GCS the lifecycle rules delete the objects
-and this only updates the catalog.
+whole. On PostgreSQL whole partitions of expired rows are dropped first (see maintenance). Then
+the expired blobs are deleted from the store, local or GCS alike (GCS lifecycle rules, a day
+later, are only the backstop).
 """
 
 from __future__ import annotations
@@ -17,6 +17,13 @@ from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog
 from vault_store.errors import BlobNotFound
 from vault_store.services.maintenance import drop_expired_partitions
+
+# A long job's progress: (step, done, total or None when not known ahead), after each unit.
+StepProgress = Callable[[str, int, "int | None"], None]
+
+
+def quiet(_step: str, _done: int, _total: int | None) -> None:
+    """The progress callback of a caller that shows none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +43,25 @@ def expire(
     chunk_rows: int = 5000,
     delete_blobs: bool = True,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    progress: StepProgress | None = None,
 ) -> RetentionResult:
     """Drop fully expired partitions (PostgreSQL), delete the other expired rows chunk by
-    chunk, then expired blobs (if this store must do it)."""
+    chunk, then expired blobs (if this store must do it). `progress` is told (step, done,
+    total) after each chunk of rows and each blob."""
+    report = progress or quiet
     now = now or clock()
     _dropped, rows_expired = drop_expired_partitions(catalog, now)
     while chunk := catalog.blobs.expire_rows(now, chunk_rows):
         rows_expired += chunk
+        report("expired rows", rows_expired, None)
     blobs_deleted = bytes_deleted = 0
     if delete_blobs:
-        for blob in catalog.blobs.expired(now):
+        expired = catalog.blobs.expired(now)
+        for blob in expired:
             forget_blob(catalog, blob_store, blob.path, now)
             blobs_deleted += 1
             bytes_deleted += blob.size
+            report("expired blobs", blobs_deleted, len(expired))
     catalog.blobs.record_expiry(
         at=clock(),
         details={

@@ -14,7 +14,7 @@ from sqlalchemy import event, func, select
 from tests.builders import segment
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events, run
-from vault_store import LocalBlobStore, LocalKms, Settings, Vault
+from vault_store import FlushPolicy, LocalBlobStore, LocalKms, Settings, Vault
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.catalog.partitions import partitions
@@ -268,3 +268,24 @@ def test_gc_and_expire_report_progress_per_blob(make_vault: VaultFactory) -> Non
     assert ("expired blobs", 1, 1) in steps
     rows = [done for step, done, _ in steps if step == "expired rows"]
     assert rows == sorted(rows) and (not rows or rows[-1] == expired.rows_expired)
+
+
+def test_overwrite_reports_progress_per_blob_rewritten(make_vault: VaultFactory) -> None:
+    vault = make_vault(flush=FlushPolicy(max_segments=2))
+    for n in range(4):  # two blobs of two segments each
+        vault.ingest_segment(segment("e" * 32, n, project=3))
+    vault.flush()
+    status = vault.shred(
+        Scope.REPLAY,
+        3,
+        replay_id="e" * 32,
+        requested_by="dpo",
+        reason="r",
+        overwrite=True,
+        run=False,
+    )
+    vault._shredder.run(status.id)  # rows deleted, ranges on record, nothing zeroed yet
+    steps: list[tuple[str, int, int | None]] = []
+    result = vault.run_overwrites(progress=lambda *step: steps.append(step))
+    assert steps == [("blobs rewritten", 1, 2), ("blobs rewritten", 2, 2)]
+    assert result.blobs_rewritten == 2

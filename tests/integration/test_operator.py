@@ -117,6 +117,18 @@ def test_read_only_commands_on_a_missing_home_exit_2_and_create_nothing(tmp_path
         ("read", "--project", "1", "--replay", REPLAY),
         ("keys", "status"),
         ("token", "list"),
+        ("audit", "verify"),
+        (
+            "audit",
+            "report",
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2026-02-01",
+            "-o",
+            str(tmp_path / "r.html"),
+        ),
+        ("deletion", "status", "0" * 32),
     ):
         result = run(env, *args)
         assert result.returncode == 2, (args, result.stderr)

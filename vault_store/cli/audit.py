@@ -32,7 +32,7 @@ def audit() -> None:
 def verify(as_json: bool) -> None:
     """Check the chain; exit 5 (integrity failure) and name the first bad event if any was
     edited, removed or reordered, or if a deletion lacks its events."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
+    with reporting_errors(as_json=as_json), open_vault(read_only=True) as vault:
         report = vault.verify_audit()
     if as_json:
         emit_json(
@@ -70,7 +70,7 @@ def report(since: datetime, until: datetime, project: int | None, fmt: str, outp
     with reporting_errors(as_json=False):
         # Before the report is computed: a bad path costs nothing and is exit 2 naming it.
         check_output_path(output, "--output")
-    with reporting_errors(as_json=False), open_vault() as vault:
+    with reporting_errors(as_json=False), open_vault(read_only=True) as vault:
         document = vault.deletion_report(
             _day(since.date()),
             _day(until.date()),

@@ -143,7 +143,7 @@ def deletion() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def deletion_status(deletion_id: str, as_json: bool) -> None:
     """Show a deletion's status and counts."""
-    with reporting_errors(as_json=as_json), open_vault() as vault:
+    with reporting_errors(as_json=as_json), open_vault(read_only=True) as vault:
         status = vault.deletion_status(deletion_id)
     _show(status, as_json=as_json)
 

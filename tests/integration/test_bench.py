@@ -54,3 +54,15 @@ def test_quick_bench_reports_every_section(
     assert "NOT representative" in capsys.readouterr().out
     show({**report, "representative": True})
     assert "representative" not in capsys.readouterr().out
+
+
+def test_a_plots_directory_that_cannot_be_made_is_refused_before_measuring(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = {**os.environ, "VAULT_STORE_HOME": str(tmp_path / "home")}
+    result = run(env, "bench", "--quick", "--plots", str(blocker / "plots"))
+    assert result.returncode == 2, result.stderr
+    assert b"--plots" in result.stderr and str(blocker).encode() in result.stderr
+    assert b"measuring" not in result.stderr and b"Traceback" not in result.stderr

@@ -11,7 +11,15 @@ from typing import Any
 import click
 from rich.table import Table
 
-from vault_store.cli.common import EXIT_USAGE, emit_json, show_progress, stderr, stdout
+from vault_store.cli.common import (
+    EXIT_USAGE,
+    check_output_dir,
+    emit_json,
+    reporting_errors,
+    show_progress,
+    stderr,
+    stdout,
+)
 from vault_store.settings import Settings
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -49,6 +57,8 @@ def bench(quick: bool, pg_url: str | None, plots: Path | None, as_json: bool) ->
         except ImportError:
             stderr.print("--plots needs matplotlib: pip install 'vault-store[bench]'")
             sys.exit(EXIT_USAGE)
+        with reporting_errors(as_json=as_json):
+            check_output_dir(plots, "--plots")  # before minutes of measuring, not after
     suite = load_suite()
     settings = Settings.from_env()
 

@@ -141,6 +141,21 @@ def check_output_path(path: Path, option: str) -> Path:
     return path
 
 
+def check_output_dir(path: Path, option: str) -> Path:
+    """Refuse, before any work, an output directory that cannot be made or written
+    (InvalidInput naming the option and the path, exit 2)."""
+    if path.exists() and not path.is_dir():
+        raise InvalidInput(option, f"{path} is not a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInput(option, f"{existing} is not a directory, so {path} cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInput(option, f"directory {existing} is not writable")
+    return path
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[BinaryIO]:
     """A file written next to `path` and renamed onto it on success: a failure (or an

@@ -303,7 +303,7 @@ class Vault:
         """Catalog totals."""
         return self._catalog.stats()
 
-    # -- reports ------------------------------------------------------------------------------
+    # -- audit, reports and keys ---------------------------------------------------------
 
     def verify_audit(self) -> ChainReport:
         """Recompute the audit chain and check every deletion has its events."""
@@ -405,7 +405,7 @@ class Vault:
         finally:
             catalog.dispose()
 
-    # -- deletions ------------------------------------------------------------------------
+    # -- deletion status, overwrite, gc, retention, catalog maintenance -----------------
 
     def deletion_status(self, deletion_id: str) -> DeletionStatus:
         """A recorded deletion's status and counts (InvalidInput if there is none)."""
@@ -481,7 +481,7 @@ class Vault:
             apply=apply,
         )
 
-    # -- api ------------------------------------------------------------------------------
+    # -- pages, counters and tokens (the read API) ---------------------------------------
 
     def replay_page(
         self,

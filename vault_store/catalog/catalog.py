@@ -173,7 +173,7 @@ class Catalog:
         """Close pooled connections (after a fork, or at exit)."""
         self.engine.dispose()
 
-    # -- reports repositories --
+    # -- repositories, one per aggregate (built on first use) ----------------------------
     @functools.cached_property
     def audit_trail(self) -> AuditRepository:
         """The audit trail's reading side: events and verification."""
@@ -202,7 +202,6 @@ class Catalog:
 
         return SecretRepository(self)
 
-    # -- deletions repositories --
     @functools.cached_property
     def deletions(self) -> DeletionRepository:
         """Deletion requests, their tombstones, chunked row deletion and overwrite jobs."""
@@ -224,7 +223,6 @@ class Catalog:
 
         return PartitionRepository(self)
 
-    # -- api repositories --
     @functools.cached_property
     def tokens(self) -> TokenRepository:
         """API tokens."""
@@ -253,9 +251,8 @@ class Catalog:
         with self.transaction("insert") as conn:
             self.lock_projects(conn, {row.project_id for row in ranges}, shared=True)
             keep = self._drop_tombstoned(conn, ranges)
-            # -- per-segment atomicity (issue 14): a segment is one unit, first write wins --
+            # A segment is one unit: a later delivery of a stored segment id is ignored whole.
             keep, already = self._drop_stored_segments(conn, keep)
-            # -- end per-segment atomicity --
             live_replays = {(row.project_id, row.replay_id) for row in keep}
             buckets = self._replay_buckets(conn, live_replays, bucket, blob.created_at)
             new_subjects = [
@@ -271,8 +268,8 @@ class Catalog:
                 inserted, live = _insert_ranges_postgresql(conn, keep, buckets)
             else:
                 inserted, live = _insert_ranges_sqlite(conn, keep, buckets)
-            # -- GC intents (issue 15): the pending intent recorded before the upload becomes
-            # this blob's record; an intent GC already took fails the flush (it is redone).
+            # The pending intent recorded before the upload becomes this blob's record; an
+            # intent GC already took fails the flush (it is redone under a new path).
             try:
                 record_uploaded(
                     conn,
@@ -289,7 +286,6 @@ class Catalog:
                 )
             except BlobIntentLost as exc:
                 raise BackendUnavailable(str(exc), backend=_BACKEND, op="insert") from None
-            # -- end GC intents
         return InsertOutcome(
             inserted=inserted,
             duplicates=len(keep) - inserted + already,

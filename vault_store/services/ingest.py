@@ -291,7 +291,8 @@ class Ingestor:
         a pending intent (and maybe its object) that GC collects after its grace period; a crash
         after the insert means redelivery, whose duplicates are ignored.
         """
-        # -- per-segment atomicity (issue 14): write no blob whose every segment is stored --
+        # A segment is one unit and the first complete write wins: segments already stored are
+        # not uploaded again, and a blob of nothing but such segments is not written at all.
         stored = self._catalog.stored_segments(
             {(s.identity.project_id, s.identity.replay_id, s.identity.segment_id) for s in segments}
         )
@@ -309,17 +310,15 @@ class Ingestor:
                     duplicates=len(everything),
                     dropped_deleted=0,
                 )
-        # -- end per-segment atomicity --
         packed = pack(segments)
         created_at = self._clock()
         expires_at = created_at + timedelta(days=retention_days)
         path = blob_path(retention_days, created_at)
-        # -- GC intents (issue 15): on record before the upload, so GC collects only blobs this
-        # store wrote whose rows never came, never an object the catalog does not know.
+        # On record before the upload, so GC collects only blobs this store wrote whose rows
+        # never came, never an object the catalog does not know.
         self._catalog.blobs.record_intent(
             path, retention_days=retention_days, created_at=created_at, expires_at=expires_at
         )
-        # -- end GC intents
         self._blob_store.put(path, packed.chunks, expires_at=expires_at)
         rows = [
             RangeRecord(

@@ -222,19 +222,8 @@ def shred_replay(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Delete one replay (idempotent under retries: the task id is the deletion id)."""
-    return (
-        runtime()
-        .vault()
-        .shred(
-            Scope.REPLAY,
-            project_id,
-            replay_id=replay_id,
-            requested_by=requested_by,
-            reason=reason,
-            overwrite=overwrite,
-            deletion_id=_deletion_id(task),
-        )
-        .as_dict()
+    return _shred(
+        task, Scope.REPLAY, project_id, requested_by, reason, overwrite, replay_id=replay_id
     )
 
 
@@ -248,20 +237,7 @@ def shred_user(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Delete every replay of a user of one project."""
-    return (
-        runtime()
-        .vault()
-        .shred(
-            Scope.USER,
-            project_id,
-            user=user,
-            requested_by=requested_by,
-            reason=reason,
-            overwrite=overwrite,
-            deletion_id=_deletion_id(task),
-        )
-        .as_dict()
-    )
+    return _shred(task, Scope.USER, project_id, requested_by, reason, overwrite, user=user)
 
 
 @_task(SHRED_PROJECT_TASK, queue=TASKS_QUEUE, bind=True, **_RETRYING)
@@ -269,19 +245,7 @@ def shred_project(
     task: Task, project_id: int, requested_by: str, reason: str, overwrite: bool = False
 ) -> dict[str, Any]:
     """Delete a whole project, in resumable chunks."""
-    return (
-        runtime()
-        .vault()
-        .shred(
-            Scope.PROJECT,
-            project_id,
-            requested_by=requested_by,
-            reason=reason,
-            overwrite=overwrite,
-            deletion_id=_deletion_id(task),
-        )
-        .as_dict()
-    )
+    return _shred(task, Scope.PROJECT, project_id, requested_by, reason, overwrite)
 
 
 @_task(RESUME_DELETION_TASK, queue=TASKS_QUEUE, **_RETRYING)
@@ -312,6 +276,32 @@ def expire() -> dict[str, Any]:
 def catalog_maintain() -> dict[str, Any]:
     """Create partitions ahead and drop fully expired ones."""
     return asdict(runtime().vault().maintain_catalog())
+
+
+def _shred(
+    task: Task,
+    scope: Scope,
+    project_id: int,
+    requested_by: str,
+    reason: str,
+    overwrite: bool,
+    **target: str,
+) -> dict[str, Any]:
+    """One shred task's body: the facade call under the task's own id as the deletion id."""
+    status = (
+        runtime()
+        .vault()
+        .shred(
+            scope,
+            project_id,
+            requested_by=requested_by,
+            reason=reason,
+            overwrite=overwrite,
+            deletion_id=_deletion_id(task),
+            **target,  # type: ignore[arg-type]
+        )
+    )
+    return status.as_dict()
 
 
 def _deletion_id(task: Task) -> str:

@@ -100,29 +100,48 @@ def split(body: bytes, scan: Scan | None = None) -> dict[str, bytes]:
     """
     if scan is None:
         scan = scan_array(body)
-    if not scan.spans:
+    count = len(scan.starts)
+    if not count:
         # An empty segment still exists: keep it as an empty drawing part.
         return {DOM: body}
-    owners = [classify_head(head) for head in scan.heads]
-    if len(set(owners)) == 1:
+    # One byte per event (the part's index), classifying each distinct head once: heads are
+    # interned by the scanner, so this costs no object per event.
+    codes: dict[int, int] = {}
+    owners = bytearray(count)
+    for index, head in enumerate(scan.heads):
+        code = codes.get(id(head))
+        if code is None:
+            code = codes[id(head)] = TYPED_PARTS.index(classify_head(head))
+        owners[index] = code
+    present = sorted(set(codes.values()))
+    if len(present) == 1:
         # One part holds everything, in order: store the original bytes.
-        return {owners[0]: body}
-    chunks: dict[str, list[tuple[int, int, int, int]]] = {}
+        return {TYPED_PARTS[present[0]]: body}
+    # Chunks tile the body: each runs from the previous event's end to this event's end (the
+    # last one to the end of the body, closing bracket included). Headers and chunks are
+    # written straight into one buffer per part, never as an object per event.
+    headers = {code: bytearray() for code in present}
+    pieces = {code: bytearray() for code in present}
+    view = memoryview(body)
+    starts, stops = scan.starts, scan.stops
     previous = 0
-    last = len(scan.spans) - 1
-    for index, ((start, stop), part) in enumerate(zip(scan.spans, owners, strict=True)):
-        # Chunks tile the body: each runs from the previous event's end to this event's end
-        # (the last one to the end of the body, closing bracket included).
+    last = count - 1
+    for index in range(count):
+        code = owners[index]
+        start, stop = starts[index], stops[index]
         chunk_stop = len(body) if index == last else stop
-        chunks.setdefault(part, []).append((previous, start - previous, stop - start, chunk_stop))
+        headers[code] += b"[%d,%d,%d]," % (previous, start - previous, stop - start)
+        pieces[code] += view[previous:chunk_stop]
         previous = chunk_stop
     bodies = {}
-    for part in TYPED_PARTS:
-        if part in chunks:
-            spans = [(offset, separator, length) for offset, separator, length, _ in chunks[part]]
-            header = orjson.dumps({"spans": spans, "size": len(body)})
-            pieces = [body[offset:stop] for offset, _s, _l, stop in chunks[part]]
-            bodies[part] = b"".join([header, b"\n", *pieces])
+    size = b'],"size":%d}\n' % len(body)
+    for code in present:
+        # The header is what orjson.dumps({"spans": [...], "size": N}) writes.
+        header, chunk_bytes = headers.pop(code), pieces.pop(code)
+        bodies[TYPED_PARTS[code]] = b"".join(
+            [_SPANS_HEADER, b"[", memoryview(header)[:-1], size, chunk_bytes]
+        )
+        del header, chunk_bytes
     return bodies
 
 
@@ -146,7 +165,7 @@ def merge(parts: Sequence[tuple[str, bytes]], wanted: Iterable[str] | None = Non
         scan = scan_array(body, field=RECORDING)
         kept = [
             body[start:stop]
-            for (start, stop), head in zip(scan.spans, scan.heads, strict=True)
+            for start, stop, head in zip(scan.starts, scan.stops, scan.heads, strict=True)
             if classify_head(head) in chosen
         ]
         return b"[" + b",".join(kept) + b"]"

@@ -115,6 +115,8 @@ def ingest_batch(
         outcome.stored += result.inserted
         outcome.duplicates += result.duplicates
         outcome.dropped_deleted += result.dropped_deleted
+        if not result.blob_path:
+            continue  # every segment was already stored: no blob was written
         outcome.blobs.append(result.blob_path)
         metrics.FLUSH_SEGMENTS.observe(result.frames)
         metrics.FLUSH_BYTES.observe(result.blob_bytes)

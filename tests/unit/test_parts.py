@@ -39,9 +39,37 @@ SAMPLES: list[tuple[dict[str, Any], str]] = [
     ({"type": 5, "data": {"tag": "breadcrumb", "payload": {"category": "navigation"}}}, TIMELINE),
     ({"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "resource.fetch"}}}, NETWORK),
     ({"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "resource.xhr"}}}, NETWORK),
+    # Sentry's network tab: every navigation.* and resource.* span, and the options frame.
     (
         {"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "navigation.navigate"}}},
-        TIMELINE,
+        NETWORK,
+    ),
+    (
+        {"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "navigation.push"}}},
+        NETWORK,
+    ),
+    ({"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "resource.img"}}}, NETWORK),
+    (
+        {"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "resource.script"}}},
+        NETWORK,
+    ),
+    ({"type": 5, "data": {"tag": "options", "payload": {"networkDetailHasUrls": True}}}, NETWORK),
+    # Spans the network tab does not show.
+    ({"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "memory"}}}, TIMELINE),
+    ({"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "web-vital"}}}, TIMELINE),
+    ({"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "resource"}}}, TIMELINE),
+    ({"type": 5, "data": {"tag": "performanceSpan", "payload": {"op": "paint"}}}, TIMELINE),
+    # Sentry's console tab: breadcrumbs of category console only (a custom category is not).
+    ({"type": 5, "data": {"tag": "breadcrumb", "payload": {"category": "my.custom"}}}, TIMELINE),
+    ({"type": 5, "data": {"tag": "breadcrumb", "payload": {"category": "fetch"}}}, TIMELINE),
+    # Sentry reads data.tag whatever the type; what the player draws always stays in dom.
+    (
+        {"type": 6, "data": {"tag": "breadcrumb", "payload": {"category": "console"}}},
+        CONSOLE,
+    ),
+    (
+        {"type": 3, "data": {"tag": "breadcrumb", "payload": {"category": "console"}}},
+        DOM,
     ),
     ({"type": 6, "data": {"plugin": "rrweb/console@1", "payload": {"level": "log"}}}, CONSOLE),
     ({"type": 6, "data": {"plugin": "rrweb/network@1", "payload": {}}}, NETWORK),

@@ -3,11 +3,17 @@
 Parts (pure, no I/O):
 
 - ``dom``: meta, full snapshot and incremental snapshot events (what the player draws);
-- ``console``: rrweb console plugin events and Sentry breadcrumbs of category ``console``;
-- ``network``: rrweb network plugin events and Sentry performance spans ``resource.fetch`` /
-  ``resource.xhr``;
+- ``console``: what Sentry's console tab lists (breadcrumbs of category ``console``), and rrweb
+  console plugin events;
+- ``network``: what Sentry's network tab shows (every ``navigation.*`` and ``resource.*``
+  performance span, fetch and xhr included, and the SDK's ``options`` frame, whose
+  ``networkDetailHasUrls`` the tab reads), and rrweb network plugin events;
 - ``timeline``: everything else small a timeline needs (load events, other breadcrumbs such as
-  clicks and navigations, other custom and plugin events).
+  clicks and navigations, other spans such as memory and web vitals, other custom and plugin
+  events).
+
+The mapping to Sentry's tabs, and where in Sentry's frontend each rule comes from, is in
+docs/parts.md.
 
 A part is a set of byte spans of the original segment, never a re-serialization: the segment's
 bytes are cut into consecutive chunks (each chunk is the separator before an event, then the
@@ -37,8 +43,9 @@ TYPED_PARTS = (DOM, CONSOLE, NETWORK, TIMELINE)
 ALL_PARTS = (RECORDING, *TYPED_PARTS, VIDEO)
 
 _DRAWN = {2, 3, 4}  # full snapshot, incremental snapshot, meta
-_CUSTOM, _PLUGIN = 5, 6
-_NETWORK_OPS = {"resource.fetch", "resource.xhr"}
+_PLUGIN = 6
+# Sentry's network tab: spans whose op starts with one of these (replayReader getNetworkFrames).
+_NETWORK_OP_PREFIXES = ("navigation.", "resource.")
 _SPANS_HEADER = b'{"spans":'
 
 
@@ -71,19 +78,25 @@ def classify_head(head: Head) -> str:
         return DOM
     if not head.data_is_object:
         return TIMELINE
+    # Sentry's frontend sorts frames by data.tag alone, whatever the type (hydrateFrames); only
+    # what the player draws (above) is never moved out of dom.
+    category = head.category if head.payload_is_object else None
+    op = head.op if head.payload_is_object else None
+    if head.tag == "breadcrumb" and category == "console":
+        return CONSOLE
+    if (
+        head.tag == "performanceSpan"
+        and isinstance(op, str)
+        and op.startswith(_NETWORK_OP_PREFIXES)
+    ):
+        return NETWORK
+    if head.tag == "options":
+        return NETWORK
     if _is_number(kind) and kind == _PLUGIN:
         plugin = head.plugin if isinstance(head.plugin, str) else ""
         if plugin.startswith("rrweb/console"):
             return CONSOLE
         if plugin.startswith("rrweb/network"):
-            return NETWORK
-        return TIMELINE
-    if _is_number(kind) and kind == _CUSTOM:
-        category = head.category if head.payload_is_object else None
-        op = head.op if head.payload_is_object else None
-        if head.tag == "breadcrumb" and category == "console":
-            return CONSOLE
-        if head.tag == "performanceSpan" and isinstance(op, str) and op in _NETWORK_OPS:
             return NETWORK
     return TIMELINE
 

@@ -43,6 +43,9 @@ class ApiPolicy:
     project_slugs: Mapping[tuple[str, str], int] = field(default_factory=dict)
     # Origins whose pages may call the API from a browser (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    # The replay viewer's player: an npm-installed rrweb-player package directory served
+    # by the API itself (None: the page loads the pinned version from a CDN).
+    viewer_assets: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,7 @@ class Settings:
             api=ApiPolicy(
                 project_slugs=_project_slugs(env, "VAULT_STORE_API_PROJECT_SLUGS"),
                 cors_origins=_origins(env, "VAULT_STORE_API_CORS_ORIGINS"),
+                viewer_assets=_viewer_assets(env, "VAULT_STORE_VIEWER_ASSETS"),
             ),
             zstd_level=level,
             parts=_choice(env, "VAULT_STORE_PARTS", ("typed", "off"), "typed"),
@@ -289,6 +293,25 @@ def _project_slugs(env: Mapping[str, str], name: str) -> dict[tuple[str, str], i
             raise ConfigError(f"{name}: {organization}/{project} is mapped twice")
         found[(organization, project)] = int(number)
     return found
+
+
+# The files of the rrweb-player package the viewer page loads (the paths the CDN serves too).
+VIEWER_ASSET_FILES = ("umd/rrweb-player.js", "dist/style.css")
+
+
+def _viewer_assets(env: Mapping[str, str], name: str) -> Path | None:
+    """An rrweb-player package directory holding the files the viewer loads, or None."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    folder = Path(value).absolute()
+    missing = [file for file in VIEWER_ASSET_FILES if not (folder / file).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{name}: {folder} is not an rrweb-player package directory (no {missing[0]}); "
+            "point it at node_modules/rrweb-player after npm ci in viewer/"
+        )
+    return folder
 
 
 def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:

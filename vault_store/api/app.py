@@ -3,7 +3,8 @@
 Stateless: every replica builds its own Vault from the environment on first use, so any number
 can run behind a load balancer. Errors are JSON ``{"error", "message"}``; a replay of a project
 the token does not cover answers 404 exactly like one that never existed. The routes live in
-their routers (health, recordings, deletions); this module only assembles them.
+their routers (health, recordings, deletions, the Sentry-shaped routes, the viewer page); this
+module only assembles them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
-from vault_store.api import deletions, health, recordings, sentry
+from vault_store.api import deletions, health, recordings, sentry, viewer
 from vault_store.api.deps import ApiContext, ApiLimits, VaultState
 from vault_store.api.errors import install_error_handlers
 from vault_store.api.metrics import Metrics
@@ -72,4 +73,6 @@ def create_app(
     # Included in this order so the OpenAPI paths keep their order.
     for router in (health.router, recordings.router, deletions.router, sentry.router):
         app.include_router(router)
+    # The replay viewer page (outside the OpenAPI schema): plays a replay through the routes above.
+    app.include_router(viewer.router)
     return app

@@ -37,12 +37,14 @@ CHROMIUM_FLAGS = [
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
-def player_package() -> Path:
-    """node_modules/rrweb-player of viewer/, installed by `npm ci` when missing."""
-    package = VIEWER_DIR / "node_modules" / "rrweb-player"
-    if not (package / "umd" / "rrweb-player.js").is_file():
+def node_modules() -> Path:
+    """viewer/node_modules (rrweb-player, and Sentry's browser SDK for the tests), installed by
+    `npm ci` from viewer/package-lock.json when missing."""
+    modules = VIEWER_DIR / "node_modules"
+    wanted = [modules / "rrweb-player" / "umd" / "rrweb-player.js", modules / "@sentry" / "browser"]
+    if not all(path.exists() for path in wanted):
         npm = shutil.which("npm")
-        need(npm is not None, "npm not found (needed to install rrweb-player for the viewer)")
+        need(npm is not None, "npm not found (needed to install viewer/package-lock.json)")
         assert npm is not None
         done = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"],
@@ -52,7 +54,12 @@ def player_package() -> Path:
             check=False,
         )
         assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
-    return package
+    return modules
+
+
+def player_package() -> Path:
+    """node_modules/rrweb-player of viewer/."""
+    return node_modules() / "rrweb-player"
 
 
 @contextmanager

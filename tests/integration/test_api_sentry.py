@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -170,6 +171,51 @@ def test_the_frontends_parallel_offset_pages_give_back_the_recording(
     assert [event for body in bodies for segment in body for event in segment] == served.events
     nexts = [_links(r.headers["link"])["next"]["results"] for r in replies]
     assert nexts == ["true"] * (pages - 1) + ["false"]
+
+
+def test_the_frontends_flow_starts_at_the_replay_details(served: Served) -> None:
+    # useFetchReplayData: the details first, then count_segments sizes the parallel pages.
+    details = served.get(f"/api/0/organizations/acme/replays/{DASHED}/")
+    assert details.status_code == 200, details.text
+    record = details.json()["data"]
+    assert record["id"] == REPLAY
+    assert record["project_id"] == str(PROJECT)
+    assert record["count_segments"] == len(served.bodies)
+    started = datetime.fromisoformat(record["started_at"])
+    finished = datetime.fromisoformat(record["finished_at"])
+    assert started.tzinfo is not None and started <= finished <= datetime.now(UTC)
+    assert record["duration"] == round((finished - started).total_seconds())
+    assert record["is_archived"] is False and isinstance(record["user"], dict)
+    per_page = 17
+    cursors = [f"0:{n}:0" for n in range(0, record["count_segments"], per_page)]
+    path = f"/api/0/projects/acme/{record['project_id']}/replays/{record['id']}/recording-segments/"
+    with ThreadPoolExecutor(len(cursors)) as pool:
+        replies = list(
+            pool.map(
+                lambda cursor: served.get(path, download="true", per_page=per_page, cursor=cursor),
+                cursors,
+            )
+        )
+    assert [segment for reply in replies for segment in reply.json()] == served.bodies
+    # The video-only replay has one segment; unknown ids and shredded replays answer as reads do.
+    other = served.get(f"/api/0/organizations/acme/replays/{OTHER}/").json()["data"]
+    assert other["count_segments"] == 1
+    assert served.get(f"/api/0/organizations/acme/replays/{'e' * 32}/").status_code == 404
+    tombstone(served.catalog, PROJECT, REPLAY)
+    assert served.get(f"/api/0/organizations/acme/replays/{REPLAY}/").status_code == 410
+
+
+def test_replay_details_look_only_in_the_tokens_projects(served: Served) -> None:
+    elsewhere = served.vault.issue_token([PROJECT + 1], ["read"]).token
+    no_read = served.vault.issue_token([PROJECT], ["delete"]).token
+    for token in (elsewhere, no_read):
+        reply = httpx.get(
+            f"{served.base}/api/0/organizations/acme/replays/{REPLAY}/",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert reply.status_code == 404
+    assert httpx.get(f"{served.base}/api/0/organizations/acme/replays/{REPLAY}/").status_code == 401
 
 
 def test_link_header_is_sentrys(served: Served) -> None:

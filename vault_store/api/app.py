@@ -71,7 +71,13 @@ def create_app(
             max_age=600,
         )
     # Included in this order so the OpenAPI paths keep their order.
-    for router in (health.router, recordings.router, deletions.router, sentry.router):
+    for router in (
+        health.router,
+        recordings.router,
+        deletions.router,
+        sentry.router,
+        sentry.organizations,
+    ):
         app.include_router(router)
     # The replay viewer page (outside the OpenAPI schema): plays a replay through the routes above.
     app.include_router(viewer.router)

@@ -13,7 +13,8 @@ answer ``[]`` once the data is gone; a viewer needs to say "deleted"), and error
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
@@ -24,10 +25,15 @@ from vault_store.api.errors import ERROR_RESPONSES, ApiError
 from vault_store.api.params import MAX_ID, MAX_PER_PAGE
 from vault_store.api.recordings import counted, first_chunk
 from vault_store.errors import ReplayNotFound
+from vault_store.vault import Vault
 
 router = APIRouter(
     prefix="/api/0/projects/{organization_slug}/{project_id_or_slug}/replays",
     responses=ERROR_RESPONSES,
+)
+# The replay details route Sentry's frontend reads first (its count_segments sizes the pages).
+organizations = APIRouter(
+    prefix="/api/0/organizations/{organization_slug}/replays", responses=ERROR_RESPONSES
 )
 
 SLUG_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
@@ -156,6 +162,97 @@ def video(
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{replay}-{segment_id}.video"'},
     )
+
+
+@organizations.get(
+    "/{replay_id}/",
+    summary="Sentry's replay details, minimal: where the replay is and how many segments it has",
+)
+def replay_details(
+    organization_slug: OrganizationSlug,
+    replay_id: SentryReplayId,
+    caller: Caller,
+    context: Context,
+) -> dict[str, Any]:
+    """``{"data": {...}}`` with the fields Sentry's frontend needs to load a replay: ``id``,
+    ``project_id`` (a string, as Sentry sends it), ``count_segments``, ``started_at``,
+    ``finished_at`` and ``duration``; the rest empty. Stored rows only (nothing is decrypted):
+    the times are when the first and last segment were stored, so the frontend, which widens
+    them to the events it reads, starts at the first event. The replay is looked for in every
+    project the token may read (numeric order); 404 if none holds it, 410 if it was shredded."""
+    replay = _replay(replay_id)
+    vault = context.vault()
+    for project_id in sorted(caller.projects):
+        if not caller.may("read", project_id):
+            continue
+        try:
+            count, first, last = _stored(vault, project_id, replay)
+        except ReplayNotFound:
+            continue
+        return {"data": _record(replay, project_id, count, first, last)}
+    raise ApiError(404, "not_found", "no such replay")
+
+
+def _stored(vault: Vault, project_id: int, replay: str) -> tuple[int, datetime, datetime]:
+    """A replay's number of stored segments and when its first and last row were stored, a
+    planned page at a time (ReplayNotFound / ReplayShredded)."""
+    count = 0
+    times: list[datetime] = []
+    more = True
+    while more:
+        page, more = vault.replay_page_at(project_id, replay, offset=count, segments=MAX_PER_PAGE)
+        if not page.segment_ids:
+            break
+        count += len(page.segment_ids)
+        stored = [row.created_at for row in page.rows]
+        times += [min(stored), max(stored)]
+    if not times:
+        raise ReplayNotFound("no such replay")
+    return count, min(times), max(times)
+
+
+def _record(
+    replay: str, project_id: int, count: int, first: datetime, last: datetime
+) -> dict[str, Any]:
+    """A ReplayRecord as Sentry's frontend maps it (mapResponseToReplayRecord)."""
+    return {
+        "id": replay,
+        "project_id": str(project_id),
+        "count_segments": count,
+        "started_at": _iso(first),
+        "finished_at": _iso(last),
+        "duration": max(0, round((last - first).total_seconds())),
+        "is_archived": False,
+        "replay_type": "session",
+        "count_errors": 0,
+        "count_warnings": 0,
+        "count_infos": 0,
+        "count_urls": 0,
+        "count_dead_clicks": 0,
+        "count_rage_clicks": 0,
+        "urls": [],
+        "error_ids": [],
+        "warning_ids": [],
+        "info_ids": [],
+        "trace_ids": [],
+        "releases": [],
+        "tags": {},
+        "user": {"id": None, "username": None, "email": None, "ip": None, "display_name": None},
+        "platform": None,
+        "environment": None,
+        "dist": None,
+        "sdk": {"name": None, "version": None},
+        "os": {"name": None, "version": None},
+        "browser": {"name": None, "version": None},
+        "device": {"name": None, "brand": None, "model": None, "family": None},
+        "has_viewed": False,
+        "activity": 0,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _project_id(context: ApiContext, organization: str, project: str) -> int:

@@ -44,6 +44,8 @@ from vault_store.vault import Vault
 PROJECT = 7
 REPLAY = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 GONE = "f" * 32
+# The same events one per segment: 282 segments, so the viewer reads three pages of 100.
+LONG = "1" * 32
 DEMO = RECORDINGS_DIR / "rrweb" / "rrweb-player-demo-events.json"
 # Instants (ms from the start) to compare: before any mutation, mid-run, after the first
 # structural mutation, and after the 352-node rewrite at 71 s.
@@ -132,12 +134,22 @@ def _segments(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 class _Page(http.server.BaseHTTPRequestHandler):
-    """A page of another origin that asks the API for a replay (the token in a header)."""
+    """A site of another origin: a plain page at /, and the viewer page (its files fetched from
+    the vault server, as a site hosting the viewer itself would) under /viewer."""
+
+    api = ""  # the vault server, set once it listens
 
     def do_GET(self) -> None:
-        body = b"<!doctype html><title>other origin</title><p>another site</p>"
+        if self.path.startswith("/viewer"):
+            got = httpx.get(self.api + self.path, timeout=30)
+            body, kind = got.content, got.headers["content-type"]
+        else:
+            body, kind = (
+                b"<!doctype html><title>other origin</title><p>another site</p>",
+                "text/html",
+            )
         self.send_response(200)
-        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -174,13 +186,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     }
     events = _recording()
     messages = root / "replays.msgpack"
+    cuts = {REPLAY: _segments(events), GONE: _segments(events), LONG: [[e] for e in events]}
     messages.write_bytes(
         b"".join(
             build_message(
                 project_id=PROJECT, replay_id=replay, segment_id=n, body=orjson.dumps(segment)
             )
-            for replay in (REPLAY, GONE)
-            for n, segment in enumerate(_segments(events))
+            for replay, segments in cuts.items()
+            for n, segment in enumerate(segments)
         )
     )
     assert run(env, "ingest", str(messages)).returncode == 0
@@ -196,6 +209,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
+    _Page.api = base
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -434,6 +448,32 @@ def test_another_origin_reads_only_when_allowed(site: Site, page: Page) -> None:
     page.goto(site.denied)
     denied = page.evaluate(_CROSS_ORIGIN_READ, [url, site.token])
     assert denied["ok"] is False and "Failed to fetch" in denied["error"]
+
+
+def test_the_viewer_on_another_origin_plays_only_when_that_origin_is_allowed(
+    site: Site, page: Page
+) -> None:
+    """The viewer hosted elsewhere, its API field naming the vault server: CORS decides."""
+
+    def play_from(origin: str) -> str:
+        page.goto(f"{origin}/viewer")
+        page.fill("#api", site.base)
+        page.fill("#project", str(PROJECT))
+        page.fill("#replay", LONG)
+        page.fill("#token", site.token)
+        page.click("#go")
+        page.wait_for_function("!['idle', 'loading'].includes(window.vaultViewer.state)")
+        state: str = page.evaluate("window.vaultViewer.state")
+        return state
+
+    assert play_from(site.allowed) == "ready"
+    # Three pages each for the recording, console and network: the page read X-Next-Cursor
+    # across origins (the API exposes it to allowed origins).
+    assert page.evaluate("window.vaultViewer.requests") == 9
+    assert page.evaluate("window.vaultViewer.events.length") == len(site.events)
+    assert page.locator("#console li").count() == 3
+    assert play_from(site.denied) == "error"
+    assert "Failed to fetch" in page.locator("#status").inner_text()
 
 
 # -- the page and its settings, without a browser ----------------------------------------------

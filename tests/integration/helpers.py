@@ -1,14 +1,22 @@
-"""Helpers for end-to-end tests: reading replays back, tombstoning by hand, running the CLI."""
+"""Helpers for end-to-end tests: reading replays back, tombstoning by hand, running the CLI,
+serving an app over real HTTP."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Connection, insert
 
 from vault_store import Vault
@@ -65,3 +73,23 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
         timeout=120,
         check=False,
     )
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """The app on a real socket (uvicorn in a thread), its base URL while the block runs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)

@@ -3,12 +3,8 @@ frontend makes, on SQLite and PostgreSQL; CORS; video; the settings they read.""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,11 +12,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from tests.conftest import VaultFactory
-from tests.integration.helpers import tombstone
+from tests.integration.helpers import serving, tombstone
 from vault_store import FlushPolicy, ReadPolicy, Vault
 from vault_store.api import create_app
 from vault_store.catalog import Catalog
@@ -36,26 +30,6 @@ PROJECT = 42
 # Segment ids with gaps (0, 3, 6, ...): an offset is a count of stored segments, never an id.
 STRIDE = 3
 ALLOWED = "http://viewer.example:5173"
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """The app on a real socket (uvicorn in a thread), its base URL while the block runs."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 @dataclass

@@ -27,7 +27,10 @@ from playwright.sync_api import BrowserContext
 
 from tests.conftest import VaultFactory
 from tests.integration.browser import chromium, node_modules
+from tests.integration.helpers import serving
+from vault_store.api import create_app
 from vault_store.core.parts import CONSOLE, DOM, NETWORK, TIMELINE
+from vault_store.settings import ApiPolicy
 from vault_store.vault import Vault
 
 PROJECT = 5
@@ -204,9 +207,18 @@ def _network_tab(event: Any) -> bool:
     return isinstance(op, str) and op.startswith(("navigation.", "resource."))
 
 
+@dataclass
+class Recorded:
+    """A real replay recorded by Sentry's browser SDK (two segments or more), and the browser
+    that recorded it (for the viewer test)."""
+
+    items: list[tuple[str, bytes]]
+    browser: BrowserContext
+
+
 @pytest.fixture(scope="module")
-def sdk_recording() -> Iterator[list[tuple[str, bytes]]]:
-    """A real replay recorded by Sentry's browser SDK: two segments or more."""
+def recorded() -> Iterator[Recorded]:
+    """Sentry's browser SDK records a page in headless Chromium."""
     modules = node_modules()
     endpoint = Endpoint()
     page = _PAGE.format(import_map=json.dumps(_import_map(modules))).encode()
@@ -215,7 +227,7 @@ def sdk_recording() -> Iterator[list[tuple[str, bytes]]]:
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         with chromium() as context:
-            yield _record(context, origin, endpoint)
+            yield Recorded(_record(context, origin, endpoint), context)
     finally:
         server.shutdown()
         server.server_close()
@@ -268,14 +280,19 @@ def typed(make_vault: VaultFactory) -> Vault:
     return make_vault(typed_parts=True)
 
 
+def _store(vault: Vault, recorded: Recorded) -> tuple[str, list[list[Any]]]:
+    """The recording ingested as relay messages: its replay id and its segments' events."""
+    (replay_id,) = {replay for replay, _payload in recorded.items}
+    for _replay, payload in recorded.items:
+        vault.ingest_message(_message(replay_id, payload))
+    vault.flush()
+    return replay_id, [_events(payload) for _replay, payload in recorded.items]
+
+
 def test_parts_hold_what_sentrys_tabs_show_on_a_real_sdk_recording(
-    sdk_recording: list[tuple[str, bytes]], typed: Vault
+    recorded: Recorded, typed: Vault
 ) -> None:
-    (replay_id,) = {replay for replay, _payload in sdk_recording}
-    segments = [_events(payload) for _replay, payload in sdk_recording]
-    for _replay, payload in sdk_recording:
-        typed.ingest_message(_message(replay_id, payload))
-    typed.flush()
+    replay_id, segments = _store(typed, recorded)
 
     def read(*parts: str) -> list[list[Any]]:
         only = frozenset(parts) if parts else None
@@ -309,3 +326,46 @@ def test_parts_hold_what_sentrys_tabs_show_on_a_real_sdk_recording(
     )
     timeline = [e for s in read(TIMELINE) for e in s]
     assert any(e.get("data", {}).get("payload", {}).get("category") == "ui.click" for e in timeline)
+
+
+def test_the_viewer_lists_what_the_sdk_recorded(recorded: Recorded, typed: Vault) -> None:
+    """The viewer's console and network lists, read through the API from the SDK's own
+    breadcrumbs and spans: every console call and every request the page made is listed."""
+    replay_id, segments = _store(typed, recorded)
+    token = typed.issue_token([PROJECT], ["read"]).token
+    policy = ApiPolicy(viewer_assets=node_modules() / "rrweb-player")
+    with serving(create_app(lambda: typed, policy=policy, metrics_token="")) as base:
+        page = recorded.browser.new_page()
+        try:
+            page.goto(f"{base}/viewer")
+            page.fill("#project", str(PROJECT))
+            page.fill("#replay", replay_id)
+            page.fill("#token", token)
+            page.click("#go")
+            page.wait_for_function("!['idle', 'loading'].includes(window.vaultViewer.state)")
+            assert page.evaluate("window.vaultViewer.state") == "ready"
+            console = page.locator("#console li").all_inner_texts()
+            network = page.locator("#network li").all_inner_texts()
+            played = page.evaluate("window.vaultViewer.events.length")
+            total = page.evaluate("window.vaultViewer.player.getReplayer().getMetaData().totalTime")
+        finally:
+            page.close()
+    # The player gets rrweb's events only (Sentry's frames carry seconds, not milliseconds), so
+    # the replay lasts the few seconds the page was recorded, and every row is within them.
+    frames = ("breadcrumb", "performanceSpan", "options")
+    assert played == sum(1 for s in segments for e in s if e["data"].get("tag") not in frames)
+    assert 0 < total < 60_000
+    assert all(row.startswith("00:") for row in console + network)
+    expected_console = sum(1 for s in segments for e in s if _console_tab(e))
+    expected_network = sum(1 for s in segments for e in s if _network_tab(e))
+    assert len(console) == expected_console == 3
+    assert any("[log] cart loaded 3" in row for row in console)
+    assert any("slow total" in row for row in console)
+    assert any("[error] payment failed" in row for row in console)
+    assert len(network) == expected_network
+    assert any(
+        row.startswith("00:") and "POST 200 fetch" in row and "via=fetch" in row for row in network
+    )
+    assert any("xhr" in row and "via=xhr" in row for row in network)
+    assert any("img" in row and "pixel.png" in row for row in network)
+    assert any("push" in row and "/checkout" in row for row in network)

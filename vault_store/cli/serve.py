@@ -30,7 +30,8 @@ from vault_store.vault import Vault
     "--workers", type=click.IntRange(1), default=1, show_default=True, help="Worker processes."
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the decrypting read API (OpenAPI at /openapi.json, metrics at /metrics).
+    """Serve the decrypting read API (OpenAPI at /openapi.json, metrics at /metrics, the replay
+    viewer at /viewer).
 
     Before listening it checks the catalog, the blob store and the KMS and refuses to start,
     saying why: exit 2 for configuration (a missing home, a key file others can read, an address

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("stop", sa.BigInteger(), nullable=False),
         sa.Column("compacted_into", sa.String(255), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("collected_at", TIMESTAMP, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_superseded_range")),
     )
     op.create_index(
@@ -49,9 +50,7 @@ def upgrade() -> None:
         "superseded_range",
         ["project_id", "replay_id"],
     )
-    op.create_index(
-        op.f("ix_superseded_range_blob_path"), "superseded_range", ["blob_path"]
-    )
+    op.create_index(op.f("ix_superseded_range_blob_path"), "superseded_range", ["blob_path"])
 
 
 def downgrade() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, case, delete, insert, select, update
@@ -16,6 +16,10 @@ from vault_store.catalog.records import BlobSize, BlobState, ByteRange, as_utc
 
 if TYPE_CHECKING:
     from vault_store.catalog.catalog import Catalog
+
+# How long the record of a collected superseded copy is kept: GCS soft delete keeps a deleted
+# object at most 90 days, and reports list such a copy until its window ends.
+SUPERSEDED_KEPT_DAYS = 90
 
 
 class BlobRepository:
@@ -136,7 +140,7 @@ class BlobRepository:
                 .where(OverwriteJob.blob_path == path, OverwriteJob.done_at.is_(None))
                 .values(done_at=now)
             )
-            forget_superseded(conn, path)
+            forget_superseded(conn, path, now)
 
     def record_gc(self, *, at: datetime, details: Mapping[str, Any]) -> None:
         """Audit one garbage collection."""
@@ -166,9 +170,20 @@ def lower_live_bytes(conn: Connection, rows: Iterable[ByteRange]) -> int:
     return sum(per_blob.values())
 
 
-def forget_superseded(conn: Connection, path: str) -> None:
-    """The blob is deleted from the store: compaction's old copies in it are gone with it."""
-    conn.execute(delete(SupersededRange).where(SupersededRange.blob_path == path))
+def forget_superseded(conn: Connection, path: str, now: datetime) -> None:
+    """The blob is deleted from the store: compaction's old copies in it are collected (a GCS
+    soft delete may keep them a while; reports say until when). Records collected more than
+    90 days ago (the longest GCS soft delete window) are dropped."""
+    conn.execute(
+        update(SupersededRange)
+        .where(SupersededRange.blob_path == path, SupersededRange.collected_at.is_(None))
+        .values(collected_at=now)
+    )
+    conn.execute(
+        delete(SupersededRange).where(
+            SupersededRange.collected_at < now - timedelta(days=SUPERSEDED_KEPT_DAYS)
+        )
+    )
 
 
 def recently_superseded(conn: Connection, since: datetime) -> set[str]:

@@ -114,6 +114,17 @@ class CompactionStats:
     blobs_waiting_for_gc: int
 
 
+@dataclass(frozen=True, slots=True)
+class SupersededCopies:
+    """Copies compaction left of a deletion's target (for its report)."""
+
+    in_store: int
+    bytes_in_store: int
+    blob_expiry: datetime | None
+    collected: int
+    last_collected_at: datetime | None
+
+
 class CompactionRaced(Exception):
     """A replay of the compaction was deleted (tombstoned) while its frames were copied."""
 
@@ -342,7 +353,7 @@ class CompactionRepository:
                     func.count(),
                     func.coalesce(func.sum(SupersededRange.stop - SupersededRange.start), 0),
                     func.count(func.distinct(SupersededRange.blob_path)),
-                )
+                ).where(SupersededRange.collected_at.is_(None))
             ).one()
         return CompactionStats(
             compacted_blobs=int(blobs),
@@ -354,24 +365,36 @@ class CompactionRepository:
 
     def superseded_copies(
         self, project_id: int, scope: str, replays: Collection[str]
-    ) -> tuple[int, int, datetime | None]:
-        """For a report: superseded copies of a deletion's target still in the store, their
-        bytes, and the latest expiry of the blobs holding them (they go at GC, at the latest
-        with their blob)."""
-        target = SupersededRange.project_id == project_id
+    ) -> SupersededCopies:
+        """For a report: copies compaction left of a deletion's target: those still in a
+        source blob (they go at GC, at the latest when their blob expires), and those whose
+        blob was deleted (a GCS soft delete may keep them for its window)."""
+        sr = SupersededRange
+        target = sr.project_id == project_id
         if scope != Scope.PROJECT.value:
-            target = and_(target, SupersededRange.replay_id.in_(sorted(replays)))
+            target = and_(target, sr.replay_id.in_(sorted(replays)))
         with self._catalog.connection("report") as conn:
-            count, size, latest = conn.execute(
+            held, size, latest = conn.execute(
                 select(
                     func.count(),
-                    func.coalesce(func.sum(SupersededRange.stop - SupersededRange.start), 0),
+                    func.coalesce(func.sum(sr.stop - sr.start), 0),
                     func.max(Blob.expires_at),
                 )
-                .join(Blob, Blob.path == SupersededRange.blob_path)
-                .where(target, Blob.state != BlobState.DELETED.value)
+                .join(Blob, Blob.path == sr.blob_path)
+                .where(target, sr.collected_at.is_(None))
             ).one()
-        return int(count), int(size), as_utc(latest) if latest is not None else None
+            collected, last_collected = conn.execute(
+                select(func.count(), func.max(sr.collected_at)).where(
+                    target, sr.collected_at.is_not(None)
+                )
+            ).one()
+        return SupersededCopies(
+            in_store=int(held),
+            bytes_in_store=int(size),
+            blob_expiry=as_utc(latest) if latest is not None else None,
+            collected=int(collected),
+            last_collected_at=as_utc(last_collected) if last_collected is not None else None,
+        )
 
 
 def record_superseded_overwrites(

@@ -196,8 +196,9 @@ class OverwriteJob(Base):
 
 
 class SupersededRange(Base):
-    """Where compaction copied a frame from: the old copy, kept on record until its blob is
-    deleted, so a forced overwrite of the replay zeroes it too and reports count it.
+    """Where compaction copied a frame from: the old copy, on record while its blob exists (and
+    a while after, for a soft delete window), so a forced overwrite of the replay zeroes it too
+    and reports count it.
 
     Holds no key: only the replay it belongs to and the byte range in the source blob.
     """
@@ -214,6 +215,8 @@ class SupersededRange(Base):
     # The compacted blob the frame was copied into, and when.
     compacted_into: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # When GC or expiry deleted the source blob (a GCS soft delete may keep it a while more).
+    collected_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class CatalogSecret(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from sqlalchemy import select
 from tests.builders import replay_id, segment
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events
+from tests.peers.gcs import BUCKET, FaultProxy
 from vault_store import Vault
 from vault_store.blobstore import Buffers, LocalBlobStore
+from vault_store.blobstore.gcs import GcsBlobStore
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, SupersededRange
 from vault_store.catalog.records import BlobState, RangeRecord, Scope
@@ -339,3 +342,34 @@ def test_the_report_counts_superseded_copies_until_gc_removes_them(
     assert held["ranges"] == SEGMENTS
     vault.collect_garbage(grace=timedelta(0))
     assert copies() == []
+
+
+def test_on_gcs_the_compacted_object_counts_its_retention_from_its_sources(
+    make_vault: VaultFactory, catalog: Catalog, gcs_proxy: FaultProxy
+) -> None:
+    """GCS lifecycle rules delete by days since custom time: a compacted object's is its
+    earliest row's creation (as its sources'), never the compaction's, so the backstop rule
+    never keeps a frame past its own expiry plus the margin."""
+    store = GcsBlobStore(BUCKET, f"compact-{uuid.uuid4().hex}/")
+    now = [datetime(2026, 12, 7, 8, 0, tzinfo=UTC)]
+    vault = make_vault(
+        flush=FlushPolicy(max_bytes=1 << 30, max_segments=None, max_age_seconds=None),
+        blob_store=store,
+        clock=lambda: now[0],
+    )
+    ids = []
+    for step in range(3):
+        ids += _spread(vault, replays=1, segments=2, first=step)
+        now[0] += timedelta(hours=1)
+    before = {replay: b"".join(vault.read_recording(1, replay)) for replay in ids}
+    first_created = min(r.created_at for r in _rows(catalog))
+    now[0] += timedelta(hours=5)
+    result = vault.compact()
+    (path,) = result.blob_paths
+    stored = store.bucket.get_blob(store.prefix + path)
+    assert stored is not None
+    assert stored.custom_time == first_created
+    last_expiry = max(r.expires_at for r in _rows(catalog))
+    assert stored.metadata == {"vault-store-expires-at": last_expiry.isoformat()}
+    for replay in ids:
+        assert b"".join(vault.read_recording(1, replay)) == before[replay]

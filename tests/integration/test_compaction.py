@@ -373,3 +373,29 @@ def test_on_gcs_the_compacted_object_counts_its_retention_from_its_sources(
     assert stored.metadata == {"vault-store-expires-at": last_expiry.isoformat()}
     for replay in ids:
         assert b"".join(vault.read_recording(1, replay)) == before[replay]
+
+
+def test_a_copy_that_outlasts_the_gc_grace_leaves_no_object_behind(
+    make_vault: VaultFactory, catalog: Catalog, tmp_path: Path
+) -> None:
+    vault = make_vault(
+        flush=FlushPolicy(max_bytes=1 << 30, max_segments=None, max_age_seconds=None)
+    )
+
+    class SlowStore(LocalBlobStore):
+        def put(self, path: str, data: Buffers, **kwargs: datetime | None) -> None:
+            # GC runs while this upload is under way and takes the (pending) intent.
+            vault.collect_garbage(grace=timedelta(0))
+            super().put(path, data, **kwargs)
+
+    ids = _spread(vault, replays=2, segments=4)
+    before = {replay: b"".join(vault.read_recording(1, replay)) for replay in ids}
+    rows_before = _rows(catalog)
+    files_before = set(_store_files(tmp_path / "blobs"))
+    vault._compactor._store = SlowStore(tmp_path / "blobs")
+    with pytest.raises(BackendUnavailable):
+        vault.compact(idle_seconds=0)
+    assert _rows(catalog) == rows_before
+    assert set(_store_files(tmp_path / "blobs")) == files_before
+    for replay in ids:
+        assert b"".join(vault.read_recording(1, replay)) == before[replay]

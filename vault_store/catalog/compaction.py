@@ -133,6 +133,11 @@ class CompactionRaced(Exception):
         self.replays = frozenset(replays)
 
 
+class CompactionIntentLost(BackendUnavailable):
+    """GC took the compacted blob's intent (the copy outlasted its grace): nothing was written,
+    and the object, if uploaded after GC looked, is the caller's to delete."""
+
+
 class CompactionRepository:
     """What compaction reads and writes in the catalog."""
 
@@ -233,8 +238,10 @@ class CompactionRepository:
         transaction with the blob's record, the superseded ranges and the live bytes.
 
         Raises CompactionRaced (nothing written) if a replay of `moves` was deleted meanwhile,
-        and BackendUnavailable if GC took the blob's intent (the copy took longer than the
-        grace period): the caller deletes the object either way.
+        and CompactionIntentLost if GC took the blob's intent (the copy took longer than the
+        grace period): the caller deletes the object either way. Any other failure leaves the
+        intent pending for GC: the object must not be deleted then, since a commit whose answer
+        was lost may have succeeded.
         """
         replays = sorted({(m.row.project_id, m.row.replay_id) for m in moves})
         with self._catalog.transaction("compact") as conn:
@@ -307,7 +314,7 @@ class CompactionRepository:
                     },
                 )
             except BlobIntentLost as exc:
-                raise BackendUnavailable(str(exc), backend="catalog", op="compact") from None
+                raise CompactionIntentLost(str(exc), backend="catalog", op="compact") from None
             outcome = CommitOutcome(
                 rows_moved=len(moved),
                 bytes_moved=live,

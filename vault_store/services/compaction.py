@@ -31,7 +31,12 @@ from datetime import UTC, datetime, timedelta
 
 from vault_store.blobstore import BlobStore, blob_path
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord
-from vault_store.catalog.compaction import CompactionRaced, FinishedReplay, Move
+from vault_store.catalog.compaction import (
+    CompactionIntentLost,
+    CompactionRaced,
+    FinishedReplay,
+    Move,
+)
 from vault_store.core.coalesce import plan_fetches
 from vault_store.core.policies import CompactionPolicy, ReadPolicy
 from vault_store.errors import BlobNotFound, CorruptData
@@ -211,6 +216,12 @@ class Compactor:
         )
         try:
             outcome = self._catalog.compaction.commit(record, moves, now=now)
+        except CompactionIntentLost:
+            # GC collected the intent while this copy ran: nothing points at the object, and
+            # GC, having deleted it before this upload, will not look again.
+            with contextlib.suppress(BlobNotFound):
+                self._store.delete(path)
+            raise
         except CompactionRaced as raced:
             # A replay was deleted during the copy: its frames must not stay readable or
             # stored in a new place. The whole blob goes; the rest is compacted next run.

@@ -7,12 +7,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import select
 
 from tests.builders import replay_id, segment
 from tests.conftest import VaultFactory
-from tests.integration.helpers import read_events
+from tests.integration.helpers import read_events, run
 from tests.peers.gcs import BUCKET, FaultProxy
 from vault_store import Vault
 from vault_store.blobstore import Buffers, LocalBlobStore
@@ -22,6 +23,7 @@ from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, S
 from vault_store.catalog.records import BlobState, RangeRecord, Scope
 from vault_store.core.policies import FlushPolicy
 from vault_store.errors import BackendUnavailable
+from vault_store.settings import Settings
 
 REPLAYS = 3
 SEGMENTS = 30
@@ -399,3 +401,27 @@ def test_a_copy_that_outlasts_the_gc_grace_leaves_no_object_behind(
     assert set(_store_files(tmp_path / "blobs")) == files_before
     for replay in ids:
         assert b"".join(vault.read_recording(1, replay)) == before[replay]
+
+
+def test_the_compact_command_dry_run_then_for_real(home: dict[str, str]) -> None:
+    settings = Settings.from_env(home)
+    with Vault.from_settings(settings, pipeline_flushes=False) as vault:
+        ids = _spread(vault, replays=2, segments=5)
+        before = {replay: b"".join(vault.read_recording(1, replay)) for replay in ids}
+    dry = run(home, "compact", "--idle-seconds", "0", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    planned = orjson.loads(dry.stdout)
+    assert (planned["dry_run"], planned["blobs_written"], planned["rows_moved"]) == (True, 1, 10)
+    assert dry.stderr == b""  # no progress with --json
+    assert orjson.loads(run(home, "stats", "--json").stdout)["compacted_blobs"] == 0
+    # Not finished yet under the default idle time.
+    waiting = orjson.loads(run(home, "compact", "--json").stdout)
+    assert waiting["replays_finished"] == 0
+    done = run(home, "compact", "--idle-seconds", "0")
+    assert done.returncode == 0, done.stderr
+    assert b"compacted 2 of 2 finished replay(s) into 1 blob(s)" in done.stdout
+    stats = orjson.loads(run(home, "stats", "--json").stdout)
+    assert (stats["compacted_blobs"], stats["superseded_ranges"]) == (1, 10)
+    with Vault.from_settings(settings) as vault:
+        for replay in ids:
+            assert b"".join(vault.read_recording(1, replay)) == before[replay]

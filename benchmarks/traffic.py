@@ -500,6 +500,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--soft-delete-days", type=float, default=defaults.soft_delete_days)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--min-seconds", type=float, default=defaults.min_seconds, help="Pareto scale of lengths"
+    )
+    parser.add_argument(
+        "--routing", choices=("random", "by-replay", "both"), default="both", help="segment routing"
+    )
     parser.add_argument("--plot", type=Path, help="write the GETs-per-read plot (PNG) here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -510,17 +516,22 @@ def main(argv: list[str] | None = None) -> None:
         ttfb_seconds=args.ttfb_ms / 1000,
         bandwidth_bytes_per_second=args.mb_per_second * 1e6,
         soft_delete_days=args.soft_delete_days,
+        min_seconds=args.min_seconds,
         seed=args.seed,
     )
-    results = run(model, progress=lambda line: print(line, file=sys.stderr))
+    routings = (
+        ("random", "by replay") if args.routing == "both" else (args.routing.replace("-", " "),)
+    )
+    results = run(model, routings=routings, progress=lambda line: print(line, file=sys.stderr))
     if args.plot:
         plot(results, args.plot)
+    keys = [key for key in ("random", "by_replay") if key in results]
     if args.json:
-        for key in ("random", "by_replay"):
+        for key in keys:
             results[key].pop("points", None)
         print(json.dumps(results, indent=2))
         return
-    for key in ("random", "by_replay"):
+    for key in keys:
         section = results[key]
         section.pop("points", None)
         print(f"\n== routed {key.replace('_', ' ')} ==")

@@ -21,7 +21,7 @@ from vault_store.blobstore.gcs import GcsBlobStore
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, SupersededRange
 from vault_store.catalog.records import BlobState, RangeRecord, Scope
-from vault_store.core.policies import FlushPolicy
+from vault_store.core.policies import CompactionPolicy, FlushPolicy
 from vault_store.errors import BackendUnavailable
 from vault_store.settings import Settings
 
@@ -425,3 +425,51 @@ def test_the_compact_command_dry_run_then_for_real(home: dict[str, str]) -> None
     with Vault.from_settings(settings) as vault:
         for replay in ids:
             assert b"".join(vault.read_recording(1, replay)) == before[replay]
+
+
+def test_compacted_blobs_stop_at_the_target_size_and_never_split_a_replay(
+    make_vault: VaultFactory, catalog: Catalog
+) -> None:
+    vault = make_vault(
+        flush=FlushPolicy(max_bytes=1 << 30, max_segments=None, max_age_seconds=None),
+        compaction_policy=CompactionPolicy(target_bytes=1),  # every replay is over the target
+    )
+    ids = _spread(vault, replays=3, segments=4)
+    other_class = replay_id(50)
+    for n in range(4):
+        vault.ingest_segment(segment(other_class, n, days=90, padded=True))
+    vault.flush()
+    result = vault.compact(idle_seconds=0)
+    assert (result.replays_compacted, result.blobs_written) == (4, 4)
+    paths = {replay: {r.blob_path for r in _rows_of(catalog, replay)} for replay in ids}
+    assert all(len(p) == 1 for p in paths.values())
+    assert len(set.union(*paths.values())) == 3
+    (ninety,) = {r.blob_path for r in _rows_of(catalog, other_class)}
+    assert ninety.startswith("r90d/")
+    # With room for everything, one blob per retention class.
+    for replay in [*ids, other_class]:
+        vault.ingest_segment(
+            segment(replay, 9, days=90 if replay == other_class else 30, padded=True)
+        )
+    vault.flush()
+    roomy = make_vault(compaction_policy=CompactionPolicy())
+    again = roomy.compact(idle_seconds=0)
+    assert (again.replays_compacted, again.blobs_written) == (4, 2)
+
+
+def test_a_forced_project_deletion_zeroes_every_copy_compaction_left(
+    spread_vault: Vault, catalog: Catalog, tmp_path: Path
+) -> None:
+    vault = spread_vault
+    ids = _spread(vault, replays=2, segments=5)
+    store = LocalBlobStore(tmp_path / "blobs")
+    frames = [
+        store.get_range(r.blob_path, r.start, r.stop)
+        for replay in ids
+        for r in _rows_of(catalog, replay)
+    ]
+    assert vault.compact(idle_seconds=0).replays_compacted == 2
+    status = vault.shred(Scope.PROJECT, 1, requested_by="t", reason="t", overwrite=True)
+    assert status.status.value == "done"
+    everything = b"".join(_store_files(tmp_path / "blobs").values())
+    assert frames and not any(frame in everything for frame in frames)

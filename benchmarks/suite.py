@@ -445,6 +445,37 @@ def cost(ingested: dict[str, Any], written: dict[str, Any], read: dict[str, Any]
     }
 
 
+def traffic(bench: Bench) -> dict[str, Any]:
+    """Replays live at once through the real flush and compaction (benchmarks/traffic.py): a
+    small model in --quick, half an hour of arrivals at one a second otherwise."""
+    module = _sibling("traffic")
+    model = (
+        module.TrafficModel(hours=0.05, arrivals_per_minute=6.0)
+        if bench.quick
+        else module.TrafficModel(hours=0.5, arrivals_per_minute=60.0)
+    )
+    results: dict[str, Any] = module.run(model, bodies=bench.bodies)
+    results["recordings_from"] = bench.origin
+    return results
+
+
+def _sibling(name: str) -> Any:
+    """A module beside this file (the source checkout's benchmarks/, or the wheel's copy)."""
+    import importlib.util
+
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"vault_store_bench_{name}", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"benchmark module {path} is missing")
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class is being made.
+    import sys
+
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def run(
     *,
     quick: bool,
@@ -472,6 +503,8 @@ def run(
             results[name] = section(bench)
         progress("cost")
         results["cost"] = cost(results["ingest"], results["writes"], results["reads"])
+        progress("traffic")
+        results["traffic"] = traffic(bench)
         return results
     finally:
         bench.close()

@@ -11,7 +11,13 @@ from typing import TypeVar
 
 import platformdirs
 
-from vault_store.core.policies import CopyPolicy, FlushPolicy, KeyCachePolicy, ReadPolicy
+from vault_store.core.policies import (
+    CompactionPolicy,
+    CopyPolicy,
+    FlushPolicy,
+    KeyCachePolicy,
+    ReadPolicy,
+)
 from vault_store.errors import ConfigError
 
 __all__ = [
@@ -84,6 +90,7 @@ class WorkerPolicy:
     expire_interval_seconds: float = 3600.0
     overwrite_interval_seconds: float = 600.0
     maintain_interval_seconds: float = 3600.0
+    compact_interval_seconds: float = 900.0
 
     def queue(self, name: str) -> str:
         """The full name of queue `name` (ingest, tasks, dead_letter)."""
@@ -107,6 +114,7 @@ class Settings:
     workers: WorkerPolicy = field(default_factory=WorkerPolicy)
     catalog_timeouts: CatalogTimeouts = field(default_factory=CatalogTimeouts)
     api: ApiPolicy = field(default_factory=ApiPolicy)
+    compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
     zstd_level: int = 3
     # PostgreSQL range partitions of the catalog: one per "day" or per "week" of expiry.
     catalog_partition: str = "day"
@@ -202,7 +210,11 @@ class Settings:
                 maintain_interval_seconds=_number(
                     env, "VAULT_STORE_MAINTAIN_INTERVAL", float, workers.maintain_interval_seconds
                 ),
+                compact_interval_seconds=_number(
+                    env, "VAULT_STORE_COMPACT_INTERVAL", float, workers.compact_interval_seconds
+                ),
             ),
+            compaction=_compaction(env),
             catalog_timeouts=CatalogTimeouts(
                 connect_seconds=_number(
                     env, "VAULT_STORE_DB_CONNECT_TIMEOUT", float, timeouts.connect_seconds
@@ -231,6 +243,18 @@ class Settings:
             if env.get("VAULT_STORE_RECORDINGS")
             else None,
         )
+
+
+def _compaction(env: Mapping[str, str]) -> CompactionPolicy:
+    """Replay compaction: when a replay is finished, and the size of a compacted blob."""
+    policy = CompactionPolicy()  # the defaults of what the environment leaves unset
+    return CompactionPolicy(
+        idle_seconds=_number(env, "VAULT_STORE_COMPACT_IDLE_SECONDS", float, policy.idle_seconds),
+        max_replay_seconds=_number(
+            env, "VAULT_STORE_COMPACT_MAX_REPLAY_SECONDS", float, policy.max_replay_seconds
+        ),
+        target_bytes=_number(env, "VAULT_STORE_COMPACT_TARGET_BYTES", int, policy.target_bytes),
+    )
 
 
 def _number(

@@ -11,14 +11,22 @@ from typing import Any
 from vault_store.blobstore import BlobStore, blob_store_from_url
 from vault_store.catalog import Catalog, CatalogStats
 from vault_store.catalog.audit import AuditRecord, ChainReport
+from vault_store.catalog.compaction import CompactionStats
 from vault_store.catalog.records import DeletionStatus, Scope
 from vault_store.core.crypto import DataKey
 from vault_store.core.keycache import KeyCache
 from vault_store.core.message import Segment, parse_message
-from vault_store.core.policies import CopyPolicy, FlushPolicy, KeyCachePolicy, ReadPolicy
+from vault_store.core.policies import (
+    CompactionPolicy,
+    CopyPolicy,
+    FlushPolicy,
+    KeyCachePolicy,
+    ReadPolicy,
+)
 from vault_store.errors import BlobNotFound, ConfigError, VaultError
 from vault_store.kms import Kms, LocalKms, kms_from_url
 from vault_store.services import gc, lifecycle, maintenance, report, retention, rewrap
+from vault_store.services.compaction import CompactionResult, Compactor
 from vault_store.services.ingest import (
     Admission,
     FlushResult,
@@ -52,6 +60,7 @@ class Vault:
         zstd_level: int = 3,
         typed_parts: bool = False,
         pipeline_flushes: bool = True,
+        compaction_policy: CompactionPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -80,6 +89,13 @@ class Vault:
         )
         self._shredder = Shredder(catalog, clock=clock)
         self._overwriter = Overwriter(catalog, blob_store, clock=clock)
+        self._compactor = Compactor(
+            catalog,
+            blob_store,
+            policy=compaction_policy or CompactionPolicy(),
+            read_policy=read_policy or ReadPolicy(),
+            clock=clock,
+        )
 
     @classmethod
     def from_settings(
@@ -112,6 +128,7 @@ class Vault:
             zstd_level=settings.zstd_level,
             typed_parts=settings.parts == "typed",
             pipeline_flushes=pipeline_flushes,
+            compaction_policy=settings.compaction,
         )
 
     def close(self) -> None:
@@ -448,6 +465,24 @@ class Vault:
         return retention.expire(
             self._catalog, self._blob_store, clock=self._clock, progress=progress
         )
+
+    # -- compaction -------------------------------------------------------------------------
+
+    def compact(
+        self,
+        *,
+        idle_seconds: float | None = None,
+        dry_run: bool = False,
+        progress: retention.StepProgress | None = None,
+    ) -> CompactionResult:
+        """Copy finished replays (idle past `idle_seconds`, default the setting's) unchanged into
+        compacted blobs and repoint their rows; `progress` is told (step, done, total) after
+        each blob. The sources are deleted by `collect_garbage` once nothing live is left."""
+        return self._compactor.run(idle_seconds=idle_seconds, dry_run=dry_run, progress=progress)
+
+    def compaction_stats(self) -> CompactionStats:
+        """Compacted blobs, and superseded copies still waiting for GC."""
+        return self._catalog.compaction.stats()
 
     def maintain_catalog(
         self, *, ahead_days: int = maintenance.DEFAULT_AHEAD_DAYS, dry_run: bool = False

@@ -25,6 +25,7 @@ from vault_store.vault import Vault
 from workers import tasks
 from workers.broker import REDIS_INGEST_REFUSED, is_amqp, is_redis
 from workers.tasks import (
+    COMPACT_TASK,
     DEAD_LETTER_TASK,
     EXPIRE_TASK,
     GC_TASK,
@@ -150,6 +151,7 @@ def _beat_schedule(policy: WorkerPolicy) -> dict[str, dict[str, Any]]:
         EXPIRE_TASK: policy.expire_interval_seconds,
         OVERWRITE_TASK: policy.overwrite_interval_seconds,
         MAINTAIN_TASK: policy.maintain_interval_seconds,
+        COMPACT_TASK: policy.compact_interval_seconds,
     }
     return {
         name: {"task": name, "schedule": timedelta(seconds=seconds)}

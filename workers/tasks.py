@@ -41,6 +41,7 @@ OVERWRITE_TASK = "vault_store.overwrite_ranges"
 GC_TASK = "vault_store.gc"
 EXPIRE_TASK = "vault_store.expire"
 MAINTAIN_TASK = "vault_store.catalog_maintain"
+COMPACT_TASK = "vault_store.compact"
 
 # Retry settings of the non-ingest tasks: only a transient backend failure is worth another go.
 _RETRYING: dict[str, Any] = {
@@ -276,6 +277,15 @@ def expire() -> dict[str, Any]:
 def catalog_maintain() -> dict[str, Any]:
     """Create partitions ahead and drop fully expired ones."""
     return asdict(runtime().vault().maintain_catalog())
+
+
+@_task(COMPACT_TASK, queue=TASKS_QUEUE, **_RETRYING)
+def compact() -> dict[str, Any]:
+    """Copy finished replays into compacted blobs (the sources go at the next gc)."""
+    vault = runtime().vault()
+    result = vault.compact()
+    metrics.record_compaction(result, vault.compaction_stats(), vault.stats().dead_bytes)
+    return asdict(result)
 
 
 def _shred(

@@ -25,7 +25,16 @@ def test_quick_bench_reports_every_section(
     report = json.loads(result.stdout)
     assert report["quick"] is True and report["recordings_from"].startswith("synthetic")
     assert report["representative"] is False
-    assert set(report) >= {"ingest", "writes", "reads", "deletes", "cost", "machine", "plots"}
+    assert set(report) >= {
+        "ingest",
+        "writes",
+        "reads",
+        "deletes",
+        "cost",
+        "traffic",
+        "machine",
+        "plots",
+    }
     variants = report["ingest"]["variants"]
     assert set(variants) == {"raw zstd+AES-GCM", "library (packed)", "one object per segment"}
     assert variants["raw zstd+AES-GCM"]["ratio_to_raw"] == 1.0
@@ -47,7 +56,19 @@ def test_quick_bench_reports_every_section(
     naive = next(c for c in costs if c["layout"] == "one object per segment")
     assert naive["writes"] == 5.0  # a million class A operations at $0.005 per 1,000
     assert all(c["total"] < naive["total"] for c in costs if c["layout"] == "packed")
-    for name in ("throughput_vs_flush_size.png", "cost_vs_flush_size.png"):
+    for routing in ("random", "by_replay"):
+        traffic = report["traffic"][routing]
+        assert traffic["kms"]["calls_by_compaction"] == 0
+        # Compacted, every replay reads in one ranged GET; spread, longer ones needed more.
+        assert {gets_after for _n, _before, gets_after in traffic["points"]} == {1}
+        assert max(before for _n, before, _after in traffic["points"]) > 1
+        cost = traffic["cost"]
+        assert cost["packed_and_compacted"]["reads"] < cost["packed"]["reads"]
+    for name in (
+        "throughput_vs_flush_size.png",
+        "cost_vs_flush_size.png",
+        "gets_vs_replay_length.png",
+    ):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The tables of the same results say so too, and a full run's do not.
     show(report)

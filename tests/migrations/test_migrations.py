@@ -24,6 +24,7 @@ TABLES = {
     "recording_byte_range",
     "replay",
     "replay_subject",
+    "superseded_range",
     "tombstone",
 }
 

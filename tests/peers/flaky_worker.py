@@ -32,8 +32,15 @@ class LosesAnswers(LocalBlobStore):
         super().__init__(root)
         self._every = every
 
-    def put(self, path: str, data: Buffers, *, expires_at: datetime | None = None) -> None:
-        super().put(path, data, expires_at=expires_at)
+    def put(
+        self,
+        path: str,
+        data: Buffers,
+        *,
+        expires_at: datetime | None = None,
+        custom_time: datetime | None = None,
+    ) -> None:
+        super().put(path, data, expires_at=expires_at, custom_time=custom_time)
         with LosesAnswers._lock:
             LosesAnswers._count += 1
             lose = LosesAnswers._count % self._every == 0

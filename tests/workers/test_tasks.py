@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from tests.conftest import need
 from tests.integration.helpers import run
+from tests.peers.gcs import free_port
 from tests.workers.conftest import EnvFactory
 from tests.workers.harness import (
     Workers,
@@ -23,6 +24,7 @@ from tests.workers.harness import (
     producer_app,
     queued,
     row_count,
+    scrape,
     vault_over,
     wait_for,
 )
@@ -208,6 +210,7 @@ def test_beat_schedules_every_periodic_task() -> None:
             {
                 "VAULT_STORE_BROKER_URL": "redis://127.0.0.1:6379/0",
                 "VAULT_STORE_MAINTAIN_INTERVAL": "120",
+                "VAULT_STORE_COMPACT_INTERVAL": "45",
             }
         )
     )
@@ -217,8 +220,10 @@ def test_beat_schedules_every_periodic_task() -> None:
         "vault_store.expire",
         "vault_store.overwrite_ranges",
         "vault_store.catalog_maintain",
+        "vault_store.compact",
     }
     assert schedule["vault_store.catalog_maintain"]["schedule"].total_seconds() == 120
+    assert schedule["vault_store.compact"]["schedule"].total_seconds() == 45
     assert all(entry["task"] in app.tasks for entry in schedule.values())
 
 
@@ -313,3 +318,48 @@ def test_enqueue_reports_a_message_the_broker_refused(
     confirmed = int(said.split("; ")[-1].split(" message(s) were confirmed")[0])
     assert 2 <= confirmed < 5
     assert queued(producer_app(env), "ingest") == confirmed
+
+
+def test_the_compact_task_compacts_finished_replays_and_counts_them(
+    redis_url: str,
+    worker_catalog: Catalog,
+    tmp_path: Path,
+    workers: Workers,
+    worker_env: EnvFactory,
+) -> None:
+    port = free_port()
+    env = worker_env(
+        redis_url,
+        VAULT_STORE_WORKER_METRICS_PORT=str(port),
+        VAULT_STORE_COMPACT_IDLE_SECONDS="0.001",
+    )
+    vault = vault_over(worker_catalog, tmp_path)
+    for n in range(5):  # one blob per flush, each holding one segment of both replays
+        for raw in messages(2, 5)[2 * n : 2 * n + 2]:
+            vault.ingest_message(raw)
+        vault.flush()
+    before = {r: b"".join(vault.read_recording(3, f"{r:032x}")) for r in (1, 2)}
+    worker = workers.start(env)
+    producer_app(env).send_task("vault_store.compact")
+
+    def compacted() -> bool:
+        with worker_catalog.connection("test") as conn:
+            return "compaction.blob" in set(conn.execute(select(AuditEvent.kind)).scalars())
+
+    wait_for(compacted, timeout=60, what="the compact task", workers=(worker,))
+    for r in (1, 2):
+        gets = vault.read_counters().gets
+        assert b"".join(vault.read_recording(3, f"{r:032x}")) == before[r]
+        assert vault.read_counters().gets - gets == 1
+    wait_for(
+        lambda: scrape(port).get("vault_store_worker_replays_compacted_total") == 2,
+        timeout=30,
+        what="the compaction metrics",
+        workers=(worker,),
+    )
+    metrics = scrape(port)
+    assert metrics["vault_store_worker_compacted_blobs_written_total"] == 1
+    stats = vault.compaction_stats()
+    assert metrics["vault_store_worker_compaction_bytes_copied_total"] == stats.compacted_bytes
+    assert metrics["vault_store_worker_superseded_bytes"] == stats.superseded_bytes > 0
+    assert metrics["vault_store_worker_dead_bytes_waiting_for_gc"] >= stats.superseded_bytes

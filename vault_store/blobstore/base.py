@@ -27,8 +27,19 @@ Buffers = bytes | Sequence[bytes]
 class BlobStore(Protocol):
     """Create-only object storage with ranged reads."""
 
-    def put(self, path: str, data: Buffers, *, expires_at: datetime | None = None) -> None:
-        """Store `data` at `path`; AlreadyExists if an object is there. Never overwrites."""
+    def put(
+        self,
+        path: str,
+        data: Buffers,
+        *,
+        expires_at: datetime | None = None,
+        custom_time: datetime | None = None,
+    ) -> None:
+        """Store `data` at `path`; AlreadyExists if an object is there. Never overwrites.
+
+        `custom_time` is the moment retention counts from (GCS lifecycle rules count days since
+        it); None is now. Compaction passes its sources' so a copy never outlives them.
+        """
         ...
 
     def get_range(self, path: str, start: int, stop: int) -> bytes:

@@ -89,10 +89,17 @@ class GcsBlobStore:
         policy = self._bucket.soft_delete_policy
         return int(policy.retention_duration_seconds or 0) if policy is not None else 0
 
-    def put(self, path: str, data: Buffers, *, expires_at: datetime | None = None) -> None:
+    def put(
+        self,
+        path: str,
+        data: Buffers,
+        *,
+        expires_at: datetime | None = None,
+        custom_time: datetime | None = None,
+    ) -> None:
         """Create-only upload; a retried upload that finds its own bytes there has succeeded."""
         blob = self._blob(path)
-        _describe(blob, created_at=datetime.now(UTC), expires_at=expires_at)
+        _describe(blob, created_at=custom_time or datetime.now(UTC), expires_at=expires_at)
         stream = ChunkStream(data)
         try:
             self._upload(blob, stream, if_generation_match=0)

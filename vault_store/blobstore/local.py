@@ -42,11 +42,18 @@ class LocalBlobStore:
         """The directory holding the blobs."""
         return self._root
 
-    def put(self, path: str, data: Buffers, *, expires_at: datetime | None = None) -> None:
+    def put(
+        self,
+        path: str,
+        data: Buffers,
+        *,
+        expires_at: datetime | None = None,
+        custom_time: datetime | None = None,
+    ) -> None:
         """Write to a temporary file, fsync, then link into place (atomic and create-only).
 
-        `expires_at` is not recorded: the path names the retention class and day, which is
-        all the local store needs to expire its own files.
+        `expires_at` and `custom_time` are not recorded: the catalog's expiry job deletes
+        local blobs (no lifecycle rules count from a custom time here).
         """
         target = self._resolve(path)
         target.parent.mkdir(parents=True, exist_ok=True)

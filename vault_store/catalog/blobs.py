@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, select, update
 
 from vault_store.catalog import audit
-from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange
+from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, SupersededRange
 from vault_store.catalog.partitions import delete_rows
 from vault_store.catalog.records import BlobSize, BlobState, ByteRange, as_utc
 
 if TYPE_CHECKING:
     from vault_store.catalog.catalog import Catalog
+
+# How long the record of a collected superseded copy is kept: GCS soft delete keeps a deleted
+# object at most 90 days, and reports list such a copy until its window ends.
+SUPERSEDED_KEPT_DAYS = 90
 
 
 class BlobRepository:
@@ -78,8 +82,10 @@ class BlobRepository:
                     claimed.append(path)
         return claimed
 
-    def dead(self) -> list[BlobSize]:
-        """Blobs with no live byte left that are still in the store."""
+    def dead(self, *, settled_before: datetime | None = None) -> list[BlobSize]:
+        """Blobs with no live byte left that are still in the store; with `settled_before`,
+        not those compaction superseded a range of after it (a read that listed the rows just
+        before they were repointed may still fetch from them)."""
         with self._catalog.connection("gc") as conn:
             rows = conn.execute(
                 select(Blob.path, Blob.size).where(
@@ -87,7 +93,8 @@ class BlobRepository:
                     Blob.state.in_((BlobState.LIVE.value, BlobState.DEAD.value)),
                 )
             ).all()
-        return [BlobSize(path, size) for path, size in rows]
+            recent = recently_superseded(conn, settled_before) if settled_before else set()
+        return [BlobSize(path, size) for path, size in rows if path not in recent]
 
     def expired(self, now: datetime) -> list[BlobSize]:
         """Blobs whose content has expired by `now` that are still in the store."""
@@ -133,6 +140,7 @@ class BlobRepository:
                 .where(OverwriteJob.blob_path == path, OverwriteJob.done_at.is_(None))
                 .values(done_at=now)
             )
+            forget_superseded(conn, path, now)
 
     def record_gc(self, *, at: datetime, details: Mapping[str, Any]) -> None:
         """Audit one garbage collection."""
@@ -160,6 +168,32 @@ def lower_live_bytes(conn: Connection, rows: Iterable[ByteRange]) -> int:
             )
         )
     return sum(per_blob.values())
+
+
+def forget_superseded(conn: Connection, path: str, now: datetime) -> None:
+    """The blob is deleted from the store: compaction's old copies in it are collected (a GCS
+    soft delete may keep them a while; reports say until when). Records collected more than
+    90 days ago (the longest GCS soft delete window) are dropped."""
+    conn.execute(
+        update(SupersededRange)
+        .where(SupersededRange.blob_path == path, SupersededRange.collected_at.is_(None))
+        .values(collected_at=now)
+    )
+    conn.execute(
+        delete(SupersededRange).where(
+            SupersededRange.collected_at < now - timedelta(days=SUPERSEDED_KEPT_DAYS)
+        )
+    )
+
+
+def recently_superseded(conn: Connection, since: datetime) -> set[str]:
+    """Source blobs compaction superseded a range of after `since`: readers that listed the
+    old rows just before the repoint may still fetch from them, so GC waits its grace."""
+    return set(
+        conn.execute(
+            select(SupersededRange.blob_path).where(SupersededRange.created_at > since).distinct()
+        ).scalars()
+    )
 
 
 def record_event(

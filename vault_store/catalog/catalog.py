@@ -60,6 +60,7 @@ from vault_store.errors import BackendError, BackendUnavailable, ConfigError
 if TYPE_CHECKING:
     from vault_store.catalog.audit import AuditRepository
     from vault_store.catalog.blobs import BlobRepository
+    from vault_store.catalog.compaction import CompactionRepository
     from vault_store.catalog.deletions import DeletionRepository
     from vault_store.catalog.keys import KeyRepository
     from vault_store.catalog.partitions_admin import PartitionRepository
@@ -215,6 +216,13 @@ class Catalog:
         from vault_store.catalog.blobs import BlobRepository
 
         return BlobRepository(self)
+
+    @functools.cached_property
+    def compaction(self) -> CompactionRepository:
+        """Finished replays, repointing their rows to a compacted blob, superseded copies."""
+        from vault_store.catalog.compaction import CompactionRepository
+
+        return CompactionRepository(self)
 
     @functools.cached_property
     def partitions_admin(self) -> PartitionRepository:

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 
 from vault_store.catalog import audit
 from vault_store.catalog.blobs import lower_live_bytes
+from vault_store.catalog.compaction import record_superseded_overwrites
 from vault_store.catalog.models import (
     Deletion,
     OverwriteJob,
@@ -219,6 +220,9 @@ class DeletionRepository:
                 replays = replays.where(Replay.replay_id.in_(tombstoned))
             conn.execute(subjects)
             conn.execute(replays)
+            if deletion.overwrite_requested:
+                # Copies compaction left in source blobs not yet collected are zeroed too.
+                record_superseded_overwrites(conn, deletion, now=now)
             pending = _pending_overwrites(conn, deletion.id)
             final = Status.OVERWRITE_PENDING if pending else Status.DONE
             conn.execute(

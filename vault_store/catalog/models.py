@@ -107,6 +107,8 @@ class Blob(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
     # live | dead (no live bytes) | deleted (object removed from the store)
     state: Mapped[str] = mapped_column(String(16), default=BlobState.LIVE.value, index=True)
+    # Written by compaction (finished replays, contiguous in segment order), not by a flush.
+    compacted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Deletion(Base):
@@ -191,6 +193,30 @@ class OverwriteJob(Base):
     stop: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     done_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class SupersededRange(Base):
+    """Where compaction copied a frame from: the old copy, on record while its blob exists (and
+    a while after, for a soft delete window), so a forced overwrite of the replay zeroes it too
+    and reports count it.
+
+    Holds no key: only the replay it belongs to and the byte range in the source blob.
+    """
+
+    __tablename__ = "superseded_range"
+    __table_args__ = (Index("ix_superseded_range_project_id_replay_id", "project_id", "replay_id"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(BigInteger)
+    replay_id: Mapped[str] = mapped_column(String(32))
+    blob_path: Mapped[str] = mapped_column(String(255), index=True)
+    start: Mapped[int] = mapped_column(BigInteger)
+    stop: Mapped[int] = mapped_column(BigInteger)
+    # The compacted blob the frame was copied into, and when.
+    compacted_into: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # When GC or expiry deleted the source blob (a GCS soft delete may keep it a while more).
+    collected_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class CatalogSecret(Base):

@@ -12,6 +12,7 @@ from vault_store.cli.audit import audit
 from vault_store.cli.bench import bench
 from vault_store.cli.catalog import catalog
 from vault_store.cli.common import EXIT_CODES_HELP, EXIT_OK
+from vault_store.cli.compact import compact
 from vault_store.cli.delete import delete, deletion, expire, gc, overwrite
 from vault_store.cli.demo import demo
 from vault_store.cli.gcs import gcs
@@ -96,6 +97,7 @@ for command in (
     overwrite,
     gc,
     expire,
+    compact,
     audit,
     serve,
     token,

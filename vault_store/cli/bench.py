@@ -147,6 +147,72 @@ def show(results: dict[str, Any]) -> None:
             for c in cost["per_million_segments_per_month"]
         ],
     )
+    if "traffic" in results:
+        show_traffic(results["traffic"])
+
+
+def show_traffic(traffic: dict[str, Any]) -> None:
+    """The traffic model's tables: per routing, reads by replay length, then writes and cost."""
+    for key in ("random", "by_replay"):
+        run = traffic.get(key)
+        if run is None:
+            continue
+        routing = key.replace("_", " ")
+        _table(
+            f"traffic, routed {routing}: {run['segments']:,} segments, {run['replays']:,} replays",
+            [
+                "segments",
+                "replays",
+                "blobs touched",
+                "GETs before",
+                "GETs after",
+                "read s before",
+                "read s after",
+                "first byte s",
+            ],
+            [
+                [
+                    r["segments"],
+                    r["replays"],
+                    r["blobs_touched_before"],
+                    r["gets_before"],
+                    r["gets_after"],
+                    r["read_seconds_before"],
+                    r["read_seconds_after"],
+                    r["first_byte_seconds_after"],
+                ]
+                for r in run["by_length"]
+            ],
+        )
+        objects, kms, cost = run["objects_written"], run["kms"], run["cost"]
+        stdout.print(
+            f"objects per million segments: {objects['per_million_segments_flush']:,} by flushes "
+            f"+ {objects['per_million_segments_compaction']:,} by compaction (one per "
+            f"{objects['compacted_segments_per_compaction_write']:,} segments); KMS wraps "
+            f"{kms['wraps_per_million_segments']:,} per million segments, none by compaction"
+        )
+        _table(
+            "USD per million segments per month",
+            ["layout", "writes", "storage", "reads", "kms", "total"],
+            [
+                [
+                    name.replace("_", " "),
+                    c["writes"],
+                    c["storage"],
+                    c["reads"],
+                    c["kms"],
+                    c["total"],
+                ]
+                for name, c in cost.items()
+                if isinstance(c, dict)
+            ],
+        )
+        stdout.print(
+            f"compacted: {cost['compacted_saving_against_one_object_per_segment']:.1%} below one "
+            f"object per segment; extra storage {cost['extra_storage_share_of_month']:.1%} of the "
+            f"month's storage ({cost['extra_storage_share_without_soft_delete']:.2%} without "
+            "soft delete)"
+        )
 
 
 def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
@@ -211,4 +277,42 @@ def write_plots(results: dict[str, Any], directory: Path) -> list[Path]:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     written.append(path)
+    if "traffic" in results:
+        written.append(_traffic_plot(results["traffic"], directory, plt))
     return written
+
+
+def _traffic_plot(traffic: dict[str, Any], directory: Path, plt: Any) -> Path:
+    """GETs per full read against replay length, before and after compaction."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for key, color in (("random", "tab:red"), ("by_replay", "tab:blue")):
+        if key not in traffic:
+            continue
+        points = sorted(traffic[key]["points"])
+        routing = key.replace("_", " ")
+        axis.scatter(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            s=6,
+            color=color,
+            alpha=0.4,
+            label=f"before compaction, routed {routing}",
+        )
+        axis.scatter(
+            [p[0] for p in points],
+            [p[2] for p in points],
+            s=12,
+            marker="x",
+            color=color,
+            label=f"after compaction, routed {routing}",
+        )
+    axis.set_xlabel("replay length (segments)")
+    axis.set_ylabel("ranged GETs per full read")
+    axis.set_yscale("log")
+    axis.legend(fontsize=8)
+    axis.set_title("Ranged GETs to read a whole replay, before and after compaction")
+    figure.tight_layout()
+    path = directory / "gets_vs_replay_length.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

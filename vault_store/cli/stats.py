@@ -15,12 +15,14 @@ from vault_store.vault import Vault
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(as_json: bool) -> None:
-    """The home, replays, segments, blobs, bytes stored, live and dead bytes, segments per blob.
+    """The home, replays, segments, blobs, bytes stored, live and dead bytes, segments per blob,
+    compacted blobs and the superseded copies waiting for GC.
 
     Exits 2 if the home does not exist (nothing was stored there): it creates nothing.
     """
     with reporting_errors(as_json=as_json), open_vault(read_only=True) as vault:
         totals = vault.stats()
+        compaction = vault.compaction_stats()
         home = vault_home()
     document = (
         {"home": str(home)}
@@ -29,6 +31,7 @@ def stats(as_json: bool) -> None:
             "dead_bytes": totals.dead_bytes,
             "segments_per_blob": round(totals.segments_per_blob, 2),
         }
+        | asdict(compaction)
     )
     if as_json:
         emit_json(document)

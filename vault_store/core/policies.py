@@ -70,3 +70,32 @@ class CopyPolicy:
     kms_destroy_days: int | None = None
     soft_delete_days: int | None = None
     deadline_days: int = 30
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompactionPolicy:
+    """When a replay is finished, and how compacted blobs are packed.
+
+    A replay is finished once no row came for `idle_seconds`, or its first row is older than
+    `max_replay_seconds` (the SDK stops a replay at 60 minutes). A compacted blob holds replays
+    of one retention class up to `target_bytes` (a replay is never split), whose rows' expiries
+    lie within `max_expiry_spread_seconds` of each other: the blob goes when its last row
+    expires, so no frame outlives its own expiry by more than that, which stays inside the
+    lifecycle rules' one-day margin (half of it, leaving the other half for `expire`).
+    """
+
+    idle_seconds: float = 1800.0
+    max_replay_seconds: float = 3900.0
+    target_bytes: int = 128 * 1024 * 1024
+    max_expiry_spread_seconds: float = 12 * 3600.0
+    max_replays_per_run: int = 20_000
+
+    def __post_init__(self) -> None:
+        if (
+            self.idle_seconds < 0
+            or self.max_replay_seconds < 0
+            or self.target_bytes < 1
+            or self.max_expiry_spread_seconds < 0
+            or self.max_replays_per_run < 1
+        ):
+            raise ConfigError("compaction settings must be positive")

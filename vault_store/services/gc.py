@@ -50,7 +50,9 @@ def collect(
     now = clock()
     cutoff = now - grace
     orphans = catalog.blobs.orphans(cutoff)
-    dead = catalog.blobs.dead()
+    # A source blob compaction emptied within the grace period waits for the next run: a read
+    # that listed its rows just before they were repointed may still fetch from it.
+    dead = catalog.blobs.dead(settled_before=cutoff)
     if not dry_run:
         # Claimed in the catalog first: a flush committing its rows meanwhile keeps its blob.
         orphans = catalog.blobs.claim_orphans(orphans, cutoff)

@@ -117,6 +117,7 @@ def _deletion(
         if overwritten and soft_delete_seconds:
             until = overwritten + timedelta(seconds=soft_delete_seconds)
             residual.append({"holder": "GCS soft delete", "until": until.isoformat()})
+        residual += _compaction_copies(catalog, row, soft_delete_seconds)
     return {
         "id": row.id,
         "scope": row.scope,
@@ -144,6 +145,37 @@ def _deletion(
         "proof": _proof(catalog, reader, row) if done else {"holds": False, "checked": False},
         "copies_may_remain": residual,
     }
+
+
+def _compaction_copies(
+    catalog: Catalog, row: ReportedDeletion, soft_delete_seconds: int | None
+) -> list[dict[str, Any]]:
+    """Copies compaction left in source blobs: there until GC deletes the blob (at the latest
+    when it expires), then, on GCS, in soft delete for its window. Unreadable (their keys went
+    with the rows); zeroed too by a forced overwrite."""
+    replays = catalog.reports.remains(row).replays if row.scope != "project" else ()
+    copies = catalog.compaction.superseded_copies(row.project_id, row.scope, replays)
+    found: list[dict[str, Any]] = []
+    if copies.in_store and copies.blob_expiry is not None:
+        until = copies.blob_expiry + timedelta(seconds=soft_delete_seconds or 0)
+        found.append(
+            {
+                "holder": "compaction's source blobs",
+                "until": until.isoformat(),
+                "ranges": copies.in_store,
+                "bytes": copies.bytes_in_store,
+            }
+        )
+    if copies.collected and copies.last_collected_at is not None and soft_delete_seconds:
+        until = copies.last_collected_at + timedelta(seconds=soft_delete_seconds)
+        found.append(
+            {
+                "holder": "GCS soft delete (compaction's sources)",
+                "until": until.isoformat(),
+                "ranges": copies.collected,
+            }
+        )
+    return found
 
 
 def _target_label(row: ReportedDeletion) -> str:

@@ -231,3 +231,31 @@ def test_api_pages_count_every_segment_under_a_part_filter(make_vault: VaultFact
             next_cursor = reply.headers.get("x-next-cursor")
             cursor = int(next_cursor) if next_cursor else None
     assert pages == [[[]], [[]], [[CONSOLE_EVENT]]]  # one segment per page, empty ones included
+
+
+@pytest.mark.parametrize("page_segments", [1, 2, 3])
+def test_pages_read_every_segment_when_later_segments_have_more_parts(
+    make_vault: VaultFactory, page_segments: int
+) -> None:
+    # Later pages ask only for about the rows the earlier ones needed: a segment with more
+    # parts than any before it must shorten its page, never lose rows or segments.
+    dom = {"type": 3, "timestamp": 0, "data": {"source": 1}}
+    shapes = [[dom]] * 5 + [[dom, CONSOLE_EVENT, NETWORK_EVENT, CLICK_EVENT]] * 4 + [[dom]] * 3
+    vault = make_vault(typed_parts=True)
+    replay = "f" * 32
+    for n, events in enumerate(shapes):
+        vault.ingest_segment(
+            Segment(
+                project_id=4,
+                replay_id=replay,
+                segment_id=n,
+                body=orjson.dumps(events),
+                retention_days=30,
+            )
+        )
+    vault.flush()
+    reader = make_vault(read=ReadPolicy(page_segments=page_segments))
+    assert orjson.loads(b"".join(reader.read_recording(4, replay))) == shapes
+    wanted = frozenset({CONSOLE})
+    got = orjson.loads(b"".join(reader.read_recording(4, replay, only=wanted)))
+    assert got == [[e for e in s if classify(e) in wanted] for s in shapes]

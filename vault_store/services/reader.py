@@ -312,15 +312,23 @@ class Reader:
         page = self.plan_page(project_id, replay_id, start=start, stop=stop, only=only)
         yield page
         segments = self._policy.page_segments
+        most = 1
         while page.next_cursor is not None:
+            # Ask for about the rows a page needs (the most parts a segment had so far, for one
+            # segment more than the page), not for eight parts each: the rows a page does not
+            # keep are read again by the next query, and decoding them was most of a page's
+            # catalog time. A segment with more parts only makes its page shorter, and the
+            # limit always holds one whole segment of every part (_row_limit(1)).
+            most = max(most, _most_rows_per_segment(page.rows))
+            limit = min(max((segments + 1) * most + 1, _row_limit(1)), _row_limit(segments))
             rows = self._catalog.replay_ranges(
                 project_id,
                 replay_id,
                 min_segment=page.next_cursor,
                 stop_segment=stop,
-                limit=_row_limit(segments),
+                limit=limit,
             )
-            page = _cut(project_id, replay_id, rows, segments, None, only, stop)
+            page = _cut(project_id, replay_id, rows, segments, None, only, stop, limit=limit)
             yield page
 
     def _loaded(self, pages: Iterator[Page]) -> Iterator[tuple[list[int], list[StoredSegment]]]:
@@ -357,11 +365,13 @@ class Reader:
             gap=self._policy.gap_bytes,
             max_span=self._policy.max_fetch_bytes,
         )
-        frames: list[bytes] = [b""] * len(rows)
+        frames: list[memoryview] = [memoryview(b"")] * len(rows)
         for fetch, data in zip(fetches, self._pool.map(self._fetch, fetches), strict=True):
+            # Views into the fetched bytes: a frame is never copied out of its GET.
+            view = memoryview(data)
             for index in fetch.members:
                 row = rows[index]
-                frames[index] = data[row.start - fetch.start : row.stop - fetch.start]
+                frames[index] = view[row.start - fetch.start : row.stop - fetch.start]
         bodies = self._pool.map(
             lambda index: self._open(rows[index], frames[index]), range(len(rows))
         )
@@ -373,7 +383,7 @@ class Reader:
         self.counters.add(gets=1, bytes_fetched=len(data), frames=len(fetch.members))
         return data
 
-    def _open(self, row: RangeRecord, frame: bytes) -> bytes:
+    def _open(self, row: RangeRecord, frame: bytes | memoryview) -> bytes:
         identity = FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
         return open_frame(frame, self._data_key(row), identity)
 
@@ -397,6 +407,13 @@ def _row_limit(segments: int) -> int:
     return segments * 8 + 1
 
 
+def _most_rows_per_segment(rows: Sequence[RangeRecord]) -> int:
+    counts: dict[int, int] = {}
+    for row in rows:
+        counts[row.segment_id] = counts.get(row.segment_id, 0) + 1
+    return max(counts.values(), default=1)
+
+
 def _cut(
     project_id: int,
     replay_id: str,
@@ -405,9 +422,12 @@ def _cut(
     max_bytes: int | None,
     only: frozenset[str] | None,
     stop: int | None,
+    *,
+    limit: int | None = None,
 ) -> Page:
     """The page the rows of one range query make: whole segments only, at most `max_segments`
-    of them within `max_bytes` of wanted parts, and where the next page starts."""
+    of them within `max_bytes` of wanted parts, and where the next page starts (`limit`: the
+    query's row limit, by default `_row_limit(max_segments)`)."""
     kept: list[RangeRecord] = []
     segments: list[int] = []
     size = 0
@@ -430,7 +450,7 @@ def _cut(
         if only is None or row.part in only or row.part == RECORDING:
             size += row.size
     else:
-        if len(rows) == _row_limit(max_segments) and kept:
+        if len(rows) == (limit or _row_limit(max_segments)) and kept:
             # The query limit cut the page short: continue after the last whole segment.
             last = kept[-1].segment_id
             kept = [row for row in kept if row.segment_id != last] or kept

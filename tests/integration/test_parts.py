@@ -233,14 +233,16 @@ def test_api_pages_count_every_segment_under_a_part_filter(make_vault: VaultFact
     assert pages == [[[]], [[]], [[CONSOLE_EVENT]]]  # one segment per page, empty ones included
 
 
-@pytest.mark.parametrize("page_segments", [1, 2, 3])
-def test_pages_read_every_segment_when_later_segments_have_more_parts(
-    make_vault: VaultFactory, page_segments: int
+@pytest.mark.parametrize("page_segments", [1, 2, 3, 50])
+@pytest.mark.parametrize("rich_first", [False, True])
+def test_pages_read_every_segment_when_segments_have_more_parts_than_guessed(
+    make_vault: VaultFactory, page_segments: int, rich_first: bool
 ) -> None:
-    # Later pages ask only for about the rows the earlier ones needed: a segment with more
-    # parts than any before it must shorten its page, never lose rows or segments.
+    # Pages ask only for about the rows they need (two parts per segment at first, then what
+    # the last page had): a segment with more parts must shorten its page, never lose rows.
     dom = {"type": 3, "timestamp": 0, "data": {"source": 1}}
-    shapes = [[dom]] * 5 + [[dom, CONSOLE_EVENT, NETWORK_EVENT, CLICK_EVENT]] * 4 + [[dom]] * 3
+    rich = [[dom, CONSOLE_EVENT, NETWORK_EVENT, CLICK_EVENT]] * (60 if rich_first else 4)
+    shapes = ([] if rich_first else [[dom]] * 5) + rich + [[dom]] * 3
     vault = make_vault(typed_parts=True)
     replay = "f" * 32
     for n, events in enumerate(shapes):

@@ -191,18 +191,29 @@ class Reader:
         `max_bytes` still makes a page of its own, so paging always moves on.
         """
         segments = max_segments or self._policy.page_segments
+        return self._plan(
+            project_id, replay_id, start, stop, segments, max_bytes, only, _row_limit(segments)
+        )
+
+    def _plan(
+        self,
+        project_id: int,
+        replay_id: str,
+        start: int,
+        stop: int | None,
+        segments: int,
+        max_bytes: int | None,
+        only: frozenset[str] | None,
+        limit: int,
+    ) -> Page:
         state, rows = self._catalog.replay_page(
-            project_id,
-            replay_id,
-            min_segment=start,
-            stop_segment=stop,
-            limit=_row_limit(segments),
+            project_id, replay_id, min_segment=start, stop_segment=stop, limit=limit
         )
         if state is ReplayState.SHREDDED:
             raise ReplayShredded(f"replay {replay_id} of project {project_id} was deleted")
         if state is ReplayState.UNKNOWN:
             raise ReplayNotFound(f"replay {replay_id} of project {project_id} not found")
-        return _cut(project_id, replay_id, rows, segments, max_bytes, only, stop)
+        return _cut(project_id, replay_id, rows, segments, max_bytes, only, stop, limit=limit)
 
     def plan_page_at(
         self,
@@ -309,18 +320,21 @@ class Reader:
         only: frozenset[str] | None,
     ) -> Iterator[Page]:
         """The pages from `start`: the first checks the replay's state, the rest follow cursors."""
-        page = self.plan_page(project_id, replay_id, start=start, stop=stop, only=only)
-        yield page
+        # Ask for about the rows a page needs, not for eight parts per segment: the rows a page
+        # does not keep are read again by the next query, and decoding them was most of a
+        # read's catalog time. The first page guesses two parts per segment, the next ones go
+        # by the parts the last page had. A guess too small only makes a page shorter (its
+        # last, cut segment starts the next one), and a limit always holds one whole segment
+        # of every part (_row_limit(1)).
         segments = self._policy.page_segments
-        most = 1
+        limit = _bounded_limit(2 * segments + 2, segments)
+        page = self._plan(project_id, replay_id, start, stop, segments, None, only, limit)
+        yield page
         while page.next_cursor is not None:
-            # Ask for about the rows a page needs (the most parts a segment had so far, for one
-            # segment more than the page), not for eight parts each: the rows a page does not
-            # keep are read again by the next query, and decoding them was most of a page's
-            # catalog time. A segment with more parts only makes its page shorter, and the
-            # limit always holds one whole segment of every part (_row_limit(1)).
-            most = max(most, _most_rows_per_segment(page.rows))
-            limit = min(max((segments + 1) * most + 1, _row_limit(1)), _row_limit(segments))
+            counts = _rows_per_segment(page.rows)
+            mean = len(page.rows) / max(len(counts), 1)
+            wanted = int(segments * mean * 1.1) + max(counts, default=1) + 1
+            limit = _bounded_limit(wanted, segments)
             rows = self._catalog.replay_ranges(
                 project_id,
                 replay_id,
@@ -407,11 +421,16 @@ def _row_limit(segments: int) -> int:
     return segments * 8 + 1
 
 
-def _most_rows_per_segment(rows: Sequence[RangeRecord]) -> int:
+def _rows_per_segment(rows: Sequence[RangeRecord]) -> list[int]:
     counts: dict[int, int] = {}
     for row in rows:
         counts[row.segment_id] = counts.get(row.segment_id, 0) + 1
-    return max(counts.values(), default=1)
+    return list(counts.values())
+
+
+def _bounded_limit(wanted: int, segments: int) -> int:
+    """A row limit that holds at least one whole segment and at most a full default page."""
+    return min(max(wanted, _row_limit(1)), _row_limit(segments))
 
 
 def _cut(

@@ -118,26 +118,37 @@ def _ingest(bench: Bench) -> dict[str, Any]:
         for segment in segments:
             aead.encrypt(os.urandom(12), compressor.compress(segment.body), b"ad")
 
-    def through(vault: Vault) -> Callable[[], None]:
+    def through(vault: Vault, *, keep_replays: bool = False) -> Callable[[], None]:
+        # New replay ids every round, so no segment is a duplicate of an earlier round: one per
+        # segment (every segment pays for a new replay key: tombstone check, KMS wrap), or one
+        # per replay of the input (keep_replays: about 40 segments share a key, as in traffic).
         def run() -> None:
+            fresh: dict[str, str] = {}
             for segment in segments:
-                vault.ingest_segment(
-                    replace(segment, replay_id=uuid.uuid4().hex[:8] + segment.replay_id[8:])
-                )
+                if keep_replays:
+                    replay = fresh.setdefault(segment.replay_id, uuid.uuid4().hex)
+                else:
+                    replay = uuid.uuid4().hex[:8] + segment.replay_id[8:]
+                vault.ingest_segment(replace(segment, replay_id=replay))
             vault.flush()
 
         return run
 
     packed, naive = bench.vault(), bench.vault(flush=FlushPolicy(max_segments=1))
+    grouped = bench.vault()
     rounds = 1 if bench.quick else 3
     times: dict[str, list[float]] = {
         "raw zstd+AES-GCM": [],
         "library (packed)": [],
+        "library (packed), replays of ~40 segments": [],
         "one object per segment": [],
     }
     for _ in range(rounds):  # interleaved, so noise hits all alike
         times["raw zstd+AES-GCM"].append(timed(raw))
         times["library (packed)"].append(timed(through(packed)))
+        times["library (packed), replays of ~40 segments"].append(
+            timed(through(grouped, keep_replays=True))
+        )
         times["one object per segment"].append(timed(through(naive)))
     raw_seconds = statistics.median(times["raw zstd+AES-GCM"])
     rows = {
@@ -151,7 +162,9 @@ def _ingest(bench: Bench) -> dict[str, Any]:
     stats = packed.stats()
     packed.close()
     naive.close()
+    grouped.close()
     return {
+        "ratio_goal": INGEST_RATIO_GOAL,
         "cores": 1,
         "segments": len(segments),
         "megabytes": round(megabytes, 2),
@@ -300,11 +313,10 @@ def reads(bench: Bench) -> dict[str, Any]:
                 }
             )
             reader._reader.close()
-    decoded = b"".join(packed.read_recording(1, replays[lengths[-1]]))
-    frames_seconds = timed(lambda: b"".join(packed.read_recording(1, replays[lengths[-1]])))
+    decode = decode_rate(bench, packed, replays[lengths[-1]])
     packed.close()
     naive.close()
-    return {"by_length": table, "decode": decode_rate(bench, len(decoded), frames_seconds)}
+    return {"by_length": table, "decode": decode}
 
 
 def bench_reader(source: Vault, policy: ReadPolicy) -> Vault:
@@ -314,8 +326,18 @@ def bench_reader(source: Vault, policy: ReadPolicy) -> Vault:
     )
 
 
-def decode_rate(bench: Bench, decoded_bytes: int, seconds: float) -> dict[str, Any]:
-    """Library read (fetch, unwrap, open, decompress) against raw AES-GCM + zstd decoding."""
+# The goals of the hot-paths issue, printed beside the ratios they bound.
+DECODE_RATIO_GOAL = 0.8
+INGEST_RATIO_GOAL = 0.8
+
+
+def decode_rate(bench: Bench, packed: Vault, replay: str) -> dict[str, Any]:
+    """Library read (rows, fetch, unwrap, open, decompress, merge) against raw AES-GCM + zstd
+    decoding of the same segment bodies, in interleaved rounds (medians).
+
+    The library's chunks are consumed as a server sends them, never joined into one buffer:
+    joining is the caller's copy, not decoding.
+    """
     aead = AESGCM(os.urandom(32))
     compressor, decompressor = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
     frames = [
@@ -323,18 +345,27 @@ def decode_rate(bench: Bench, decoded_bytes: int, seconds: float) -> dict[str, A
         for b in bench.bodies
     ]
     raw_bytes = sum(len(b) for b in bench.bodies)
-    raw_seconds = timed(
-        lambda: [
-            decompressor.decompress(aead.decrypt(n, c, b""), max_output_size=100 * MIB)
-            for n, c in frames
-        ]
-    )
-    library = decoded_bytes / seconds / 1e6
-    raw = raw_bytes / raw_seconds / 1e6
+    decoded_bytes = sum(len(chunk) for chunk in packed.read_recording(1, replay))  # warm
+
+    def library() -> None:
+        for _chunk in packed.read_recording(1, replay):
+            pass
+
+    def raw() -> None:
+        for nonce, ciphertext in frames:
+            decompressor.decompress(aead.decrypt(nonce, ciphertext, b""), max_output_size=100 * MIB)
+
+    library_times, raw_times = [], []
+    for _ in range(3 if bench.quick else 7):
+        library_times.append(timed(library))
+        raw_times.append(timed(raw))
+    library_rate = decoded_bytes / statistics.median(library_times) / 1e6
+    raw_rate = raw_bytes / statistics.median(raw_times) / 1e6
     return {
-        "library_mb_per_second": round(library, 1),
-        "raw_mb_per_second": round(raw, 1),
-        "ratio_to_raw": round(library / raw, 3),
+        "library_mb_per_second": round(library_rate, 1),
+        "raw_mb_per_second": round(raw_rate, 1),
+        "ratio_to_raw": round(library_rate / raw_rate, 3),
+        "ratio_goal": DECODE_RATIO_GOAL,
     }
 
 

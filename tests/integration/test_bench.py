@@ -36,7 +36,13 @@ def test_quick_bench_reports_every_section(
         "plots",
     }
     variants = report["ingest"]["variants"]
-    assert set(variants) == {"raw zstd+AES-GCM", "library (packed)", "one object per segment"}
+    assert set(variants) == {
+        "raw zstd+AES-GCM",
+        "library (packed)",
+        "library (packed), replays of ~40 segments",
+        "one object per segment",
+    }
+    assert report["ingest"]["ratio_goal"] == report["reads"]["decode"]["ratio_goal"] == 0.8
     assert variants["raw zstd+AES-GCM"]["ratio_to_raw"] == 1.0
     flushes = report["writes"]["by_flush_size"]
     assert [f["flush_mib"] for f in flushes] == [0.25, 1, 8]

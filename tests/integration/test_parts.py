@@ -231,3 +231,33 @@ def test_api_pages_count_every_segment_under_a_part_filter(make_vault: VaultFact
             next_cursor = reply.headers.get("x-next-cursor")
             cursor = int(next_cursor) if next_cursor else None
     assert pages == [[[]], [[]], [[CONSOLE_EVENT]]]  # one segment per page, empty ones included
+
+
+@pytest.mark.parametrize("page_segments", [1, 2, 3, 50])
+@pytest.mark.parametrize("rich_first", [False, True])
+def test_pages_read_every_segment_when_segments_have_more_parts_than_guessed(
+    make_vault: VaultFactory, page_segments: int, rich_first: bool
+) -> None:
+    # Pages ask only for about the rows they need (two parts per segment at first, then what
+    # the last page had): a segment with more parts must shorten its page, never lose rows.
+    dom = {"type": 3, "timestamp": 0, "data": {"source": 1}}
+    rich = [[dom, CONSOLE_EVENT, NETWORK_EVENT, CLICK_EVENT]] * (60 if rich_first else 4)
+    shapes = ([] if rich_first else [[dom]] * 5) + rich + [[dom]] * 3
+    vault = make_vault(typed_parts=True)
+    replay = "f" * 32
+    for n, events in enumerate(shapes):
+        vault.ingest_segment(
+            Segment(
+                project_id=4,
+                replay_id=replay,
+                segment_id=n,
+                body=orjson.dumps(events),
+                retention_days=30,
+            )
+        )
+    vault.flush()
+    reader = make_vault(read=ReadPolicy(page_segments=page_segments))
+    assert orjson.loads(b"".join(reader.read_recording(4, replay))) == shapes
+    wanted = frozenset({CONSOLE})
+    got = orjson.loads(b"".join(reader.read_recording(4, replay, only=wanted)))
+    assert got == [[e for e in s if classify(e) in wanted] for s in shapes]

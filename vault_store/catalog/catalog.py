@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    bindparam,
     create_engine,
     event,
     func,
@@ -496,11 +497,8 @@ class Catalog:
         # Only the tombstones that can match these replays: theirs, and whole projects.
         # Tombstones accumulate with every deletion; a flush must not read them all.
         dead = conn.execute(
-            select(Tombstone.project_id, Tombstone.replay_id).where(
-                Tombstone.project_id.in_(projects),
-                Tombstone.replay_id.in_({replay for _, replay in replays})
-                | Tombstone.replay_id.is_(None),
-            )
+            _TOMBSTONES_OF,
+            {"projects": list(projects), "replays": list({replay for _, replay in replays})},
         ).all()
         dead_projects = {project for project, replay in dead if replay is None}
         dead_replays = {(project, replay) for project, replay in dead if replay is not None}
@@ -1070,3 +1068,11 @@ def _prepare_sqlite_file(path: Path) -> None:
         raise ConfigError(f"catalog directory {path.parent}: not writable by this user")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise ConfigError(f"catalog file {path}: not readable and writable by this user")
+
+
+# Built once: making this statement cost more than running it, and ingest runs it for every
+# new replay key (expanding parameters keep one compiled form for any number of values).
+_TOMBSTONES_OF = select(Tombstone.project_id, Tombstone.replay_id).where(
+    Tombstone.project_id.in_(bindparam("projects", expanding=True)),
+    Tombstone.replay_id.in_(bindparam("replays", expanding=True)) | Tombstone.replay_id.is_(None),
+)

@@ -84,8 +84,9 @@ def show(results: dict[str, Any]) -> None:
     if not results.get("representative", True):
         stdout.print(NOT_REPRESENTATIVE, style="bold yellow")
     ingest = results["ingest"]
+    goal = f", goal at least {ingest['ratio_goal']}x raw" if "ratio_goal" in ingest else ""
     _table(
-        f"ingest: {ingest['segments']} segments, {ingest['megabytes']} MB",
+        f"ingest: {ingest['segments']} segments, {ingest['megabytes']} MB{goal}",
         ["variant", "segments/s", "MB/s", "x raw"],
         [
             [n, v["segments_per_second"], v["megabytes_per_second"], v["ratio_to_raw"]]
@@ -116,7 +117,8 @@ def show(results: dict[str, Any]) -> None:
     decode = reads["decode"]
     stdout.print(
         f"decode: library {decode['library_mb_per_second']} MB/s, "
-        f"raw {decode['raw_mb_per_second']} MB/s ({decode['ratio_to_raw']}x)"
+        f"raw {decode['raw_mb_per_second']} MB/s ({decode['ratio_to_raw']}x"
+        + (f", goal at least {decode['ratio_goal']}x)" if "ratio_goal" in decode else ")")
     )
     deletes = results["deletes"]
     _table(

@@ -41,13 +41,15 @@ _FRAME_AD_LABEL = b"vault-store frame"
 class DataKey:
     """A plaintext 256-bit data key; it never shows its bytes in repr, str or a pickle."""
 
-    __slots__ = ("_aead", "_material")
+    __slots__ = ("_aead", "_check", "_material")
 
     def __init__(self, material: bytes) -> None:
         if len(material) != KEY_BYTES:
             raise ValueError("a data key is exactly 32 bytes")
         self._material = bytes(material)
         self._aead = AESGCM(self._material)
+        # The commitment is a function of the key alone: computed once, compared per row.
+        self._check = hmac.new(self._material, _KEY_CHECK_LABEL, hashlib.sha256).digest()
 
     @classmethod
     def generate(cls, random_bytes: Callable[[int], bytes] = os.urandom) -> DataKey:
@@ -60,7 +62,7 @@ class DataKey:
 
     def key_check(self) -> bytes:
         """The 32-byte commitment stored on each row sealed by this key."""
-        return hmac.new(self._material, _KEY_CHECK_LABEL, hashlib.sha256).digest()
+        return self._check
 
     def matches(self, key_check: bytes) -> bool:
         """Whether `key_check` commits to this key (constant-time)."""
@@ -145,7 +147,7 @@ def seal_parts(
 
 
 def open_frame(
-    frame: bytes,
+    frame: bytes | memoryview,
     key: DataKey,
     identity: FrameIdentity,
     *,
@@ -154,10 +156,11 @@ def open_frame(
     """Authenticate, decrypt and decompress one frame; any tampering raises CorruptData."""
     if len(frame) < FRAME_OVERHEAD or frame[0] != FRAME_VERSION:
         raise CorruptData(f"segment {identity.segment_id} is not a readable frame")
-    nonce = frame[1 : 1 + NONCE_BYTES]
+    # Views, not slices: the ciphertext is handed to AES-GCM without a copy.
+    view = memoryview(frame)
     try:
         compressed = key.aead.decrypt(
-            nonce, frame[1 + NONCE_BYTES :], identity.associated_data(frame[0])
+            view[1 : 1 + NONCE_BYTES], view[1 + NONCE_BYTES :], identity.associated_data(frame[0])
         )
     except InvalidTag:
         raise CorruptData(f"segment {identity.segment_id} failed authentication") from None

@@ -16,9 +16,10 @@ The mapping to Sentry's tabs, and where in Sentry's frontend each rule comes fro
 docs/parts.md.
 
 A part is a set of byte spans of the original segment, never a re-serialization: the segment's
-bytes are cut into consecutive chunks (each chunk is the separator before an event, then the
-event; the last one also holds the closing bracket), and each part stores its chunks behind a
-one-line header ``{"spans":[[offset, separator length, event length], ...],"size":N}``. Merging
+bytes are cut into consecutive chunks (each chunk is the separator before a run of consecutive
+events of one part, then those events with the separators between them; the last one also holds
+the closing bracket), and each part stores its chunks behind a one-line header
+``{"spans":[[offset, separator length, events length], ...],"size":N}``. Merging
 every part puts the chunks back at their offsets, which must tile the segment exactly: the
 result is the bytes that were sent. When all of a segment's events belong to one part (most
 segments are pure DOM), that part's body is the segment itself. A segment stored whole (parts
@@ -28,6 +29,7 @@ and packed like the others, never merged into the JSON.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,6 +49,9 @@ _PLUGIN = 6
 # Sentry's network tab: spans whose op starts with one of these (replayReader getNetworkFrames).
 _NETWORK_OP_PREFIXES = ("navigation.", "resource.")
 _SPANS_HEADER = b'{"spans":'
+_CODES = {part: code for code, part in enumerate(TYPED_PARTS)}
+# Possessive: a greedy repeat of a backreference keeps backtracking state per byte (x100).
+_RUN = re.compile(rb"(.)\1*+", re.DOTALL)
 
 
 def classify(event: Any) -> str:
@@ -117,32 +122,28 @@ def split(body: bytes, scan: Scan | None = None) -> dict[str, bytes]:
     if not count:
         # An empty segment still exists: keep it as an empty drawing part.
         return {DOM: body}
-    # One byte per event (the part's index), classifying each distinct head once: heads are
-    # interned by the scanner, so this costs no object per event.
-    codes: dict[int, int] = {}
+    # One byte per event (the part's index): heads are read one at a time, never kept.
     owners = bytearray(count)
     for index, head in enumerate(scan.heads):
-        code = codes.get(id(head))
-        if code is None:
-            code = codes[id(head)] = TYPED_PARTS.index(classify_head(head))
-        owners[index] = code
-    present = sorted(set(codes.values()))
+        owners[index] = _CODES[classify_head(head)]
+    present = sorted(set(owners))
     if len(present) == 1:
         # One part holds everything, in order: store the original bytes.
         return {TYPED_PARTS[present[0]]: body}
-    # Chunks tile the body: each runs from the previous event's end to this event's end (the
-    # last one to the end of the body, closing bracket included). Headers and chunks are
-    # written straight into one buffer per part, never as an object per event.
+    # Chunks tile the body: each is a run of consecutive events of one part, from the previous
+    # run's end to the run's last event's end (the last one to the end of the body, closing
+    # bracket included). Headers and chunks are written straight into one buffer per part, and
+    # a run is one entry, so many tiny events cost a few bytes of header, not one entry each.
     headers = {code: bytearray() for code in present}
     pieces = {code: bytearray() for code in present}
     view = memoryview(body)
     starts, stops = scan.starts, scan.stops
     previous = 0
-    last = count - 1
-    for index in range(count):
-        code = owners[index]
-        start, stop = starts[index], stops[index]
-        chunk_stop = len(body) if index == last else stop
+    for run in _RUN.finditer(owners):
+        first, last = run.start(), run.end() - 1
+        code = owners[first]
+        start, stop = starts[first], stops[last]
+        chunk_stop = len(body) if last == count - 1 else stop
         headers[code] += b"[%d,%d,%d]," % (previous, start - previous, stop - start)
         pieces[code] += view[previous:chunk_stop]
         previous = chunk_stop
@@ -162,7 +163,8 @@ def merge(parts: Sequence[tuple[str, bytes]], wanted: Iterable[str] | None = Non
     """One segment's events (of the wanted parts) as a JSON array.
 
     Every part wanted: exactly the bytes that were sent. Some parts: their events, in their
-    original order, each event's bytes as sent.
+    original order, each event's bytes as sent (and consecutive events of one part with the
+    separator that was sent between them).
     """
     chosen = set(wanted) if wanted is not None else None
     parts = [(part, body) for part, body in parts if part != VIDEO]

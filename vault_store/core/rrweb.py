@@ -6,7 +6,7 @@ import re
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 import orjson
@@ -149,12 +149,13 @@ class Scan:
     """A valid JSON array's top-level elements: byte spans [start, stop) and shallow heads.
 
     Compact on purpose (memory per event, not per byte, is what many tiny events cost): the
-    spans are two arrays of offsets, and `heads` holds one shared object per distinct head.
+    spans are two arrays of offsets, and `heads` reads each event's head from the body when
+    asked (nothing is kept per event, so events with all-distinct heads cost no more).
     """
 
     starts: array[int]
     stops: array[int]
-    heads: list[Head]
+    heads: Sequence[Head]
 
     @property
     def spans(self) -> list[tuple[int, int]]:
@@ -162,40 +163,107 @@ class Scan:
         return list(zip(self.starts, self.stops, strict=True))
 
 
+class _Heads(Sequence[Head]):
+    """Each event's head, read from the body on demand (one event at a time, nothing kept)."""
+
+    __slots__ = ("_body", "_field", "_starts", "_stops")
+
+    def __init__(self, body: bytes, starts: array[int], stops: array[int], field: str) -> None:
+        self._body, self._starts, self._stops, self._field = body, starts, stops, field
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> Head: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Head]: ...
+    def __getitem__(self, index: int | slice) -> Head | list[Head]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return _head_at(self._body, self._starts[index], self._stops[index], self._field)
+
+    def __iter__(self) -> Iterator[Head]:
+        body, field = self._body, self._field
+        for start, stop in zip(self._starts, self._stops, strict=True):
+            yield _head_at(body, start, stop, field)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} heads>"
+
+
+def _head_at(body: bytes, start: int, stop: int, field: str) -> Head:
+    event: bytes | memoryview = memoryview(body)[start:stop]
+    if body.find(b"\\u", start, stop) >= 0:
+        # Scanned as validation scanned it: surrogate escapes swapped (same length).
+        event = _SURROGATE_ESCAPE.sub(_PLAIN_ESCAPE, event)
+    try:
+        return _head_of(event)
+    except RecursionError:
+        # Deeper than msgspec goes: this one event, token by token.
+        return _scan_iteratively(b"[" + bytes(event) + b"]", field).heads[0]
+
+
 class _Collector:
-    """Spans and interned heads as they are found."""
+    """Spans as they are found (and heads, for the iterative scanner's own checks)."""
 
-    __slots__ = ("_known", "heads", "starts", "stops")
+    __slots__ = ("heads", "keep_heads", "starts", "stops")
 
-    def __init__(self) -> None:
-        self.starts: array[int] = array("Q")
-        self.stops: array[int] = array("Q")
+    def __init__(self, size: int, *, keep_heads: bool) -> None:
+        # 4 bytes an offset while the body allows it (the body cap is 100 MB).
+        code = "I" if size < 2**32 else "Q"
+        self.starts: array[int] = array(code)
+        self.stops: array[int] = array(code)
         self.heads: list[Head] = []
-        self._known: dict[Head, Head] = {}
+        self.keep_heads = keep_heads
 
-    def add(self, start: int, stop: int, head: Head) -> None:
+    def add(self, start: int, stop: int, head: Head | None = None) -> None:
         self.starts.append(start)
         self.stops.append(stop)
-        self.heads.append(self._known.setdefault(head, head))
+        if self.keep_heads and head is not None:
+            self.heads.append(head)
 
-    def scan(self) -> Scan:
-        return Scan(self.starts, self.stops, self.heads)
+    def scan(self, body: bytes, field: str) -> Scan:
+        if self.keep_heads:
+            return Scan(self.starts, self.stops, self.heads)
+        return Scan(self.starts, self.stops, _Heads(body, self.starts, self.stops, field))
 
 
 def scan_array(body: bytes, *, field: str = "payload.body") -> Scan:
     """Validate `body` as one JSON array and find its events; InvalidInput naming `field`.
 
     Accepts any valid JSON (any depth, lone surrogate escapes); never recurses per nesting
-    level in Python and builds no objects for the events' content.
+    level in Python and builds no objects for the events' content. Memory: two offsets an
+    event, whatever the events hold (heads are read again when asked for).
     """
     scratch = _SURROGATE_ESCAPE.sub(_PLAIN_ESCAPE, body) if b"\\u" in body else body
     try:
-        return _scan_fast(scratch, field)
+        found = _scan_fast(scratch, field)
     except RecursionError:
-        return _scan_iteratively(scratch, field)
+        found = _scan_iteratively(scratch, field, keep_heads=False)
+    # Heads are read from `body`, never from the scratch copy, so no copy outlives the scan.
+    return Scan(found.starts, found.stops, _Heads(body, found.starts, found.stops, field))
+
+
+# A msgspec.Raw costs 48 bytes and its list slot 8: decoding the array in one call is kept for
+# bodies whose elements are at least this many bytes apart (a bound from the comma count), so
+# that list stays under a few times the body; denser bodies are walked one element at a time.
+_RAW_COST = 56
+_BYTES_PER_ELEMENT_FOR_BULK = 10
+_ANY_RAW = msgspec.json.Decoder(msgspec.Raw)
+_TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 
 
 def _scan_fast(scratch: bytes, field: str) -> Scan:
+    if (scratch.count(b",") + 1) * _BYTES_PER_ELEMENT_FOR_BULK > len(scratch):
+        return _scan_each(scratch, field)
     try:
         raws = _ARRAY_OF_RAW.decode(scratch)
     except msgspec.ValidationError:
@@ -204,7 +272,7 @@ def _scan_fast(scratch: bytes, field: str) -> Scan:
         raise InvalidInput(field, f"not valid JSON ({_where(error)})") from None
     if len(raws) > MAX_EVENTS:
         raise InvalidInput(field, f"more than {MAX_EVENTS} events")
-    found = _Collector()
+    found = _Collector(len(scratch), keep_heads=False)
     position = _WHITESPACE.match(scratch, 0).end() + 1  # type: ignore[union-attr]
     for index in range(len(raws)):
         raw = raws[index]
@@ -218,9 +286,47 @@ def _scan_fast(scratch: bytes, field: str) -> Scan:
         # memcmp: comparing memoryviews goes element by element, which cost half the scan.
         if not scratch.startswith(raw, position):
             raise AssertionError("event span does not match the scanned element")
-        found.add(position, stop, _head_of(raw))
+        found.add(position, stop)
         position = stop
-    return found.scan()
+    return found.scan(scratch, field)
+
+
+def _scan_each(scratch: bytes, field: str) -> Scan:
+    """The dense case: one element at a time, no object kept per element.
+
+    The whole body is validated first (one Raw, no per-element object); then each element is
+    decoded on its own: msgspec stops at the separator after it ("trailing characters (byte
+    N)", N one past the separator), and decoding up to that separator gives its exact length.
+    """
+    try:
+        _ANY_RAW.decode(scratch)
+    except msgspec.DecodeError as error:
+        raise InvalidInput(field, f"not valid JSON ({_where(error)})") from None
+    position = _WHITESPACE.match(scratch, 0).end()  # type: ignore[union-attr]
+    if scratch[position : position + 1] != b"[":
+        raise InvalidInput(field, "not a JSON array")
+    found = _Collector(len(scratch), keep_heads=False)
+    view = memoryview(scratch)
+    position = _WHITESPACE.match(scratch, position + 1).end()  # type: ignore[union-attr]
+    if scratch[position : position + 1] == b"]":
+        return found.scan(scratch, field)
+    while True:
+        try:
+            _ANY_RAW.decode(view[position:])
+        except msgspec.DecodeError as error:
+            where = _TRAILING.search(str(error))
+            if where is None:
+                raise AssertionError("an element of a valid array did not end") from None
+            separator = position + int(where.group(1)) - 1
+        else:
+            raise AssertionError("an element of a valid array ran to its end")
+        stop = position + len(_ANY_RAW.decode(view[position:separator]))
+        if len(found.starts) >= MAX_EVENTS:
+            raise InvalidInput(field, f"more than {MAX_EVENTS} events")
+        found.add(position, stop)
+        if scratch[separator] == ord("]"):
+            return found.scan(scratch, field)
+        position = _WHITESPACE.match(scratch, separator + 1).end()  # type: ignore[union-attr]
 
 
 def _where(error: Exception) -> str:
@@ -239,7 +345,7 @@ def _small(raw: msgspec.Raw) -> object:
         return None
 
 
-def _head_of(raw: msgspec.Raw) -> Head:
+def _head_of(raw: msgspec.Raw | memoryview | bytes) -> Head:
     try:
         event = _EVENT_HEAD.decode(raw)
     except msgspec.ValidationError:
@@ -287,19 +393,20 @@ _HEAD_FIELDS = {
 }
 
 
-@dataclass(slots=True)
-class _Level:
-    """One open container: '[' or '{', the key now being read (objects), what comes next."""
+# The stack holds one byte of container kind and one of state per level (a bracket is one byte
+# of input, so a body of nothing but brackets costs about its own size), and keys only for the
+# levels a head field can be in.
+_VALUE, _VALUE_OR_CLOSE, _KEY, _KEY_OR_CLOSE, _COLON, _COMMA_OR_CLOSE = range(6)
+_CLOSABLE = (_COMMA_OR_CLOSE, _VALUE_OR_CLOSE, _KEY_OR_CLOSE)
+_ARRAY, _OBJECT = ord("["), ord("{")
+_KEYED_LEVELS = 4
 
-    kind: int
-    key: str | None = None
-    # expecting: "value", "value_or_close", "key", "key_or_close", "colon", "comma_or_close"
-    expecting: str = "value_or_close"
 
-
-def _scan_iteratively(data: bytes, field: str) -> Scan:
-    found = _Collector()
-    stack: list[_Level] = []
+def _scan_iteratively(data: bytes, field: str, *, keep_heads: bool = True) -> Scan:
+    found = _Collector(len(data), keep_heads=keep_heads)
+    kinds = bytearray()
+    states = bytearray()
+    keys: list[str | None] = []
     fields: dict[str, object] = {}
     objects: set[tuple[str, ...]] = set()
     element_start = 0
@@ -320,74 +427,76 @@ def _scan_iteratively(data: bytes, field: str) -> Scan:
         token_start = match.start(kind)  # type: ignore[arg-type]
         if done:
             raise fail("trailing characters")
-        if not stack:
-            if kind != "open" or data[token_start] != ord("["):
+        if not kinds:
+            if kind != "open" or data[token_start] != _ARRAY:
                 raise InvalidInput(field, "not a JSON array")
-            stack.append(_Level(ord("[")))
+            kinds.append(_ARRAY)
+            states.append(_VALUE_OR_CLOSE)
+            keys.append(None)
             position = match.end()
             continue
-        level = stack[-1]
-        top = len(stack) == 1
+        depth = len(kinds)
+        state = states[-1]
+        top = depth == 1
         if kind in ("string", "number", "literal", "open"):
-            if level.expecting in ("key", "key_or_close"):
+            if state in (_KEY, _KEY_OR_CLOSE):
                 if kind != "string":
                     raise fail("expected a key")
-                level.key = _decoded_key(match.group(kind)) if len(stack) <= 4 else None
-                level.expecting = "colon"
+                if depth <= _KEYED_LEVELS:
+                    keys[-1] = _decoded_key(match.group(kind))
+                states[-1] = _COLON
                 position = match.end()
                 continue
-            if level.expecting not in ("value", "value_or_close"):
+            if state not in (_VALUE, _VALUE_OR_CLOSE):
                 raise fail("expected a separator")
             if top:
                 element_start = token_start
                 fields, objects = {}, set()
-            path = _path(stack)
+            path = _path(kinds, keys)
             if path is not None:
                 _forget(path, fields, objects)  # a repeated key: the last one counts
             if kind == "open":
-                if data[token_start] == ord("{") and path is not None and len(path) <= 2:
-                    objects.add(path)
-                level.expecting = "comma_or_close"
                 opened = data[token_start]
-                stack.append(
-                    _Level(
-                        opened, expecting="key_or_close" if opened == ord("{") else "value_or_close"
-                    )
-                )
+                if opened == _OBJECT and path is not None and len(path) <= 2:
+                    objects.add(path)
+                states[-1] = _COMMA_OR_CLOSE
+                kinds.append(opened)
+                states.append(_KEY_OR_CLOSE if opened == _OBJECT else _VALUE_OR_CLOSE)
+                if depth < _KEYED_LEVELS:
+                    keys.append(None)
             else:
                 if path is not None and path in _HEAD_FIELDS:
                     fields[_HEAD_FIELDS[path]] = _small_token(match.group(kind))
-                level.expecting = "comma_or_close"
+                states[-1] = _COMMA_OR_CLOSE
                 if top:
                     _close_element(found, element_start, match.end(), fields, objects, field)
             position = match.end()
             continue
         if kind == "comma":
-            if level.expecting != "comma_or_close":
+            if state != _COMMA_OR_CLOSE:
                 raise fail("unexpected comma")
-            level.expecting = "key" if level.kind == ord("{") else "value"
+            states[-1] = _KEY if kinds[-1] == _OBJECT else _VALUE
         elif kind == "colon":
-            if level.expecting != "colon":
+            if state != _COLON:
                 raise fail("unexpected colon")
-            level.expecting = "value"
+            states[-1] = _VALUE
         else:  # close
             closing = data[token_start]
-            wanted = ord("]") if level.kind == ord("[") else ord("}")
-            if closing != wanted or level.expecting not in (
-                "comma_or_close",
-                "value_or_close",
-                "key_or_close",
-            ):
+            wanted = ord("]") if kinds[-1] == _ARRAY else ord("}")
+            if closing != wanted or state not in _CLOSABLE:
                 raise fail("unexpected close")
-            stack.pop()
-            if not stack:
+            if depth <= _KEYED_LEVELS:
+                keys.pop()
+            kinds.pop()
+            states.pop()
+            if not kinds:
                 done = True
-            elif len(stack) == 1:
+            elif len(kinds) == 1:
                 _close_element(found, element_start, match.end(), fields, objects, field)
         position = match.end()
     if not done:
         raise InvalidInput(field, "not valid JSON (unexpected end)")
-    return found.scan()
+    return found.scan(data, field)
 
 
 def _forget(
@@ -400,16 +509,17 @@ def _forget(
             fields.pop(name, None)
 
 
-def _path(stack: list[_Level]) -> tuple[str, ...] | None:
+def _path(kinds: bytearray, keys: list[str | None]) -> tuple[str, ...] | None:
     """The keys from the event down to the value being read (None: inside an array, too deep)."""
-    if len(stack) > 4:
+    if len(kinds) > _KEYED_LEVELS:
         return None
-    keys = []
-    for level in stack[1:]:
-        if level.kind != ord("{") or level.key is None:
+    path = []
+    for level in range(1, len(kinds)):
+        key = keys[level]
+        if kinds[level] != _OBJECT or key is None:
             return None
-        keys.append(level.key)
-    return tuple(keys)
+        path.append(key)
+    return tuple(path)
 
 
 def _close_element(
@@ -422,6 +532,9 @@ def _close_element(
 ) -> None:
     if len(found.starts) >= MAX_EVENTS:
         raise InvalidInput(field, f"more than {MAX_EVENTS} events")
+    if not found.keep_heads:
+        found.add(start, stop)
+        return
     found.add(
         start,
         stop,

@@ -191,18 +191,29 @@ class Reader:
         `max_bytes` still makes a page of its own, so paging always moves on.
         """
         segments = max_segments or self._policy.page_segments
+        return self._plan(
+            project_id, replay_id, start, stop, segments, max_bytes, only, _row_limit(segments)
+        )
+
+    def _plan(
+        self,
+        project_id: int,
+        replay_id: str,
+        start: int,
+        stop: int | None,
+        segments: int,
+        max_bytes: int | None,
+        only: frozenset[str] | None,
+        limit: int,
+    ) -> Page:
         state, rows = self._catalog.replay_page(
-            project_id,
-            replay_id,
-            min_segment=start,
-            stop_segment=stop,
-            limit=_row_limit(segments),
+            project_id, replay_id, min_segment=start, stop_segment=stop, limit=limit
         )
         if state is ReplayState.SHREDDED:
             raise ReplayShredded(f"replay {replay_id} of project {project_id} was deleted")
         if state is ReplayState.UNKNOWN:
             raise ReplayNotFound(f"replay {replay_id} of project {project_id} not found")
-        return _cut(project_id, replay_id, rows, segments, max_bytes, only, stop)
+        return _cut(project_id, replay_id, rows, segments, max_bytes, only, stop, limit=limit)
 
     def plan_page_at(
         self,
@@ -309,18 +320,29 @@ class Reader:
         only: frozenset[str] | None,
     ) -> Iterator[Page]:
         """The pages from `start`: the first checks the replay's state, the rest follow cursors."""
-        page = self.plan_page(project_id, replay_id, start=start, stop=stop, only=only)
-        yield page
+        # Ask for about the rows a page needs, not for eight parts per segment: the rows a page
+        # does not keep are read again by the next query, and decoding them was most of a
+        # read's catalog time. The first page guesses two parts per segment, the next ones go
+        # by the parts the last page had. A guess too small only makes a page shorter (its
+        # last, cut segment starts the next one), and a limit always holds one whole segment
+        # of every part (_row_limit(1)).
         segments = self._policy.page_segments
+        limit = _bounded_limit(2 * segments + 2, segments)
+        page = self._plan(project_id, replay_id, start, stop, segments, None, only, limit)
+        yield page
         while page.next_cursor is not None:
+            counts = _rows_per_segment(page.rows)
+            mean = len(page.rows) / max(len(counts), 1)
+            wanted = int(segments * mean * 1.1) + max(counts, default=1) + 1
+            limit = _bounded_limit(wanted, segments)
             rows = self._catalog.replay_ranges(
                 project_id,
                 replay_id,
                 min_segment=page.next_cursor,
                 stop_segment=stop,
-                limit=_row_limit(segments),
+                limit=limit,
             )
-            page = _cut(project_id, replay_id, rows, segments, None, only, stop)
+            page = _cut(project_id, replay_id, rows, segments, None, only, stop, limit=limit)
             yield page
 
     def _loaded(self, pages: Iterator[Page]) -> Iterator[tuple[list[int], list[StoredSegment]]]:
@@ -357,11 +379,13 @@ class Reader:
             gap=self._policy.gap_bytes,
             max_span=self._policy.max_fetch_bytes,
         )
-        frames: list[bytes] = [b""] * len(rows)
+        frames: list[memoryview] = [memoryview(b"")] * len(rows)
         for fetch, data in zip(fetches, self._pool.map(self._fetch, fetches), strict=True):
+            # Views into the fetched bytes: a frame is never copied out of its GET.
+            view = memoryview(data)
             for index in fetch.members:
                 row = rows[index]
-                frames[index] = data[row.start - fetch.start : row.stop - fetch.start]
+                frames[index] = view[row.start - fetch.start : row.stop - fetch.start]
         bodies = self._pool.map(
             lambda index: self._open(rows[index], frames[index]), range(len(rows))
         )
@@ -373,7 +397,7 @@ class Reader:
         self.counters.add(gets=1, bytes_fetched=len(data), frames=len(fetch.members))
         return data
 
-    def _open(self, row: RangeRecord, frame: bytes) -> bytes:
+    def _open(self, row: RangeRecord, frame: bytes | memoryview) -> bytes:
         identity = FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
         return open_frame(frame, self._data_key(row), identity)
 
@@ -397,6 +421,18 @@ def _row_limit(segments: int) -> int:
     return segments * 8 + 1
 
 
+def _rows_per_segment(rows: Sequence[RangeRecord]) -> list[int]:
+    counts: dict[int, int] = {}
+    for row in rows:
+        counts[row.segment_id] = counts.get(row.segment_id, 0) + 1
+    return list(counts.values())
+
+
+def _bounded_limit(wanted: int, segments: int) -> int:
+    """A row limit that holds at least one whole segment and at most a full default page."""
+    return min(max(wanted, _row_limit(1)), _row_limit(segments))
+
+
 def _cut(
     project_id: int,
     replay_id: str,
@@ -405,9 +441,12 @@ def _cut(
     max_bytes: int | None,
     only: frozenset[str] | None,
     stop: int | None,
+    *,
+    limit: int | None = None,
 ) -> Page:
     """The page the rows of one range query make: whole segments only, at most `max_segments`
-    of them within `max_bytes` of wanted parts, and where the next page starts."""
+    of them within `max_bytes` of wanted parts, and where the next page starts (`limit`: the
+    query's row limit, by default `_row_limit(max_segments)`)."""
     kept: list[RangeRecord] = []
     segments: list[int] = []
     size = 0
@@ -430,7 +469,7 @@ def _cut(
         if only is None or row.part in only or row.part == RECORDING:
             size += row.size
     else:
-        if len(rows) == _row_limit(max_segments) and kept:
+        if len(rows) == (limit or _row_limit(max_segments)) and kept:
             # The query limit cut the page short: continue after the last whole segment.
             last = kept[-1].segment_id
             kept = [row for row in kept if row.segment_id != last] or kept

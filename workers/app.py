@@ -86,7 +86,13 @@ def create_app(
     tasks.register(
         app,
         policy,
-        options={INGEST_TASK: {"flush_every": batch_size, "flush_interval": batch_age}},
+        options={
+            INGEST_TASK: {
+                "flush_every": batch_size,
+                "flush_interval": batch_age,
+                "max_held_bytes": policy.max_held_bytes,
+            }
+        },
     )
     tasks.configure(app, settings, vault_factory)
     signals.worker_ready.connect(tasks.start_metrics, weak=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,6 +22,8 @@ from vault_store.vault import FlushResult, Vault
 from workers import metrics
 
 _log = logging.getLogger(__name__)
+# Messages parsed (decompressed, scanned) and sealed together: one tombstone query per chunk.
+CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,36 +76,42 @@ def ingest_batch(
         if delivery.enqueued_at is not None:
             metrics.QUEUE_LAG.observe(max(0.0, started - delivery.enqueued_at))
 
-    parsed = _parse_all(deliveries, outbox, outcome)
-    buffered: list[tuple[Delivery, Segment]] = []
+    buffered: list[tuple[Delivery, tuple[int, str, int]]] = []
     failed: list[Delivery] = []
     results: list[FlushResult] = []
     last_error: VaultError | None = None
-    try:
-        kept = _drop_deleted(vault, parsed, outcome)
-    except VaultError as error:  # the catalog is unreachable: nothing can be decided now
-        _log.warning("tombstone check failed: %s", error)
-        kept, failed, last_error = [], [d for d, _ in parsed], error
-    for delivery, segment in kept:
+    # A chunk at a time: only one chunk's decompressed bodies are alive at once (a sealed
+    # segment keeps its compressed frame and its identity, not its body).
+    for chunk in _chunks(deliveries):
+        parsed = _parse_all(chunk, outbox, outcome)
         try:
-            vault.buffer(segment)
-        except VaultError as error:  # the KMS could not wrap a new key: nothing was buffered
-            failed.append(delivery)
-            last_error = error
-            continue
-        buffered.append((delivery, segment))
-        if last_error is None:
+            kept = _drop_deleted(vault, parsed, outcome)
+        except VaultError as error:  # the catalog is unreachable: nothing can be decided now
+            _log.warning("tombstone check failed: %s", error)
+            kept, last_error = [], error
+            failed += [d for d, _ in parsed]
+        del parsed
+        for delivery, segment in kept:
             try:
-                results += vault.flush_due()  # a class over its byte limit becomes a blob now
-            except VaultError as error:  # its frames are back in the buffer for the final flush
-                _log.warning("flush failed: %s", error)
+                vault.buffer(segment)
+            except VaultError as error:  # the KMS could not wrap a new key: nothing was buffered
+                failed.append(delivery)
                 last_error = error
+                continue
+            buffered.append((delivery, (segment.project_id, segment.replay_id, segment.segment_id)))
+            if last_error is None:
+                try:
+                    results += vault.flush_due()  # a class over its byte limit is a blob now
+                except VaultError as error:  # its frames are back in the buffer for the final flush
+                    _log.warning("flush failed: %s", error)
+                    last_error = error
+        del kept
 
     flushed_at, final_error = _flush(vault, policy, sleep)
     results += flushed_at
     durable = {(i.project_id, i.replay_id, i.segment_id) for r in results for i in r.identities}
-    for delivery, segment in buffered:
-        if (segment.project_id, segment.replay_id, segment.segment_id) in durable:
+    for delivery, identity in buffered:
+        if identity in durable:
             if delivery.enqueued_at is not None:
                 metrics.ENQUEUE_TO_DURABLE.observe(max(0.0, clock() - delivery.enqueued_at))
         else:
@@ -135,6 +143,19 @@ def ingest_batch(
         len(outcome.blobs),
     )
     return outcome
+
+
+def _chunks(deliveries: Sequence[Delivery]) -> Iterator[Sequence[Delivery]]:
+    """The batch in runs of at most CHUNK_BYTES of messages (at least one message each)."""
+    start, size = 0, 0
+    for index, delivery in enumerate(deliveries):
+        length = len(delivery.raw) if isinstance(delivery.raw, bytes) else 0
+        if index > start and size + length > CHUNK_BYTES:
+            yield deliveries[start:index]
+            start, size = index, 0
+        size += length
+    if start < len(deliveries):
+        yield deliveries[start:]
 
 
 def _parse_all(

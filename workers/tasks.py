@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from celery import Celery, Task
-from celery_batches import Batches, SimpleRequest
+from celery_batches import Batches, SimpleRequest, apply_batches_task, partition
 
 from vault_store import Scope
 from vault_store.errors import BackendUnavailable
@@ -41,6 +41,9 @@ OVERWRITE_TASK = "vault_store.overwrite_ranges"
 GC_TASK = "vault_store.gc"
 EXPIRE_TASK = "vault_store.expire"
 MAINTAIN_TASK = "vault_store.catalog_maintain"
+
+# Chunks of rows a deletion slice deletes between looks at the clock.
+SLICE_CHUNKS = 1
 
 # Retry settings of the non-ingest tasks: only a transient backend failure is worth another go.
 _RETRYING: dict[str, Any] = {
@@ -174,19 +177,116 @@ class CeleryOutbox:
         self._app.send_task(DEAD_LETTER_TASK, args=[delivery.raw, reason, time.time()])
 
 
+class HeldBytes:
+    """The bytes of ingest messages a worker process holds unacknowledged, against a budget.
+
+    The consumer thread takes each message (`take`); the pool thread that settles a batch gives
+    its bytes back (`give_back`). Past the budget the consumer stops consuming the ingest queue
+    and messages still on their way are sent back to it; `poll`, in the consumer thread, starts
+    consuming again once under half. At least one message is always taken, so a single message
+    larger than the budget still goes through.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+        self.peak = 0
+        self.paused = False
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Hold a message of `size` bytes; False (send it back) while paused."""
+        with self._lock:
+            if self.paused:
+                return False
+            self.held += size
+            self.peak = max(self.peak, self.held)
+            self.paused = self.held >= self.budget
+            return True
+
+    def give_back(self, size: int) -> None:
+        """A settled batch's bytes."""
+        with self._lock:
+            self.held -= size
+
+    def resumable(self) -> bool:
+        """Paused and back under half the budget: consume again (and no longer paused)."""
+        with self._lock:
+            if self.paused and self.held <= self.budget // 2:
+                self.paused = False
+                return True
+            return False
+
+
 class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is untyped
-    """celery-batches that keeps flushing after the worker reconnects to the broker.
+    """celery-batches that keeps flushing after a reconnect and holds a bounded number of bytes.
 
     Batches starts its flush timer on the first message and remembers it, but a consumer that
     lost its broker connection clears its timers when it restarts: the remembered timer never
     fires again, and a batch short of VAULT_STORE_FLUSH_MAX_SEGMENTS then waits, unacknowledged,
     until the worker dies. Celery builds each task's strategy anew on every consumer start, so
     forgetting the timer there makes the next message start a fresh one.
+
+    The prefetch is a count of messages (RabbitMQ ignores a prefetch in bytes), so the bytes are
+    bounded here (`max_held_bytes`, see HeldBytes): when the budget is reached the buffer is
+    flushed at once and the ingest queue's consumer is cancelled until the batches are settled.
     """
+
+    max_held_bytes: int = 256 * 1024 * 1024
+    _held: HeldBytes | None = None
+
+    def held_bytes(self) -> HeldBytes:
+        """This process's byte budget (one per task instance, kept across reconnects)."""
+        if self._held is None:
+            self._held = HeldBytes(self.max_held_bytes)
+        return self._held
 
     def Strategy(self, task: Any, app: Celery, consumer: Any) -> Any:  # Celery's name
         self._tref = None
-        return super().Strategy(task, app, consumer)
+        handle = super().Strategy(task, app, consumer)
+        held = self.held_bytes()
+        queue = str(self.queue)
+
+        def resume() -> None:
+            if held.resumable():
+                consumer.add_task_queue(queue)
+
+        # Consuming resumes in the consumer's own thread (kombu channels are not thread-safe).
+        consumer.timer.call_repeatedly(0.1, resume)
+
+        def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any):  # type: ignore[no-untyped-def]
+            if not held.take(len(message.body)):
+                message.reject(requeue=True)  # on its way before the pause: back to the queue
+                return
+            handle(message, body, ack, reject, callbacks, **kw)
+            if held.paused:
+                self._do_flush()  # the held messages become a batch now, not at its age
+                consumer.cancel_task_queue(queue)
+
+        return on_message
+
+    def flush(self, requests: Any) -> Any:
+        """celery-batches' flush, giving the batch's bytes back once it is settled."""
+        acks_early, acks_late = partition(lambda r: bool(r.task.acks_late), requests)
+        size = sum(len(r.message.body) for r in requests)
+        serializable = ([SimpleRequest.from_request(r) for r in requests],)
+        held = self.held_bytes()
+
+        def on_accepted(pid: int, time_accepted: float) -> None:
+            for request in acks_early:
+                request.acknowledge()
+
+        def on_return(result: Any) -> None:
+            for request in acks_late:
+                request.acknowledge()
+            held.give_back(size)
+
+        return self._pool.apply_async(
+            apply_batches_task,
+            (self, serializable, 0, None),
+            accept_callback=on_accepted,
+            callback=on_return,
+        )
 
 
 # -- the tasks ------------------------------------------------------------------------------
@@ -250,8 +350,8 @@ def shred_project(
 
 @_task(RESUME_DELETION_TASK, queue=TASKS_QUEUE, **_RETRYING)
 def resume_deletion(deletion_id: str) -> dict[str, Any]:
-    """Run a recorded deletion (`delete --async`) to the end."""
-    return runtime().vault().resume_deletion(deletion_id).as_dict()
+    """Run a recorded deletion (`delete --async`, or a slice's continuation) for one slice."""
+    return _run_slice(deletion_id)
 
 
 @_task(OVERWRITE_TASK, queue=TASKS_QUEUE, **_RETRYING)
@@ -287,7 +387,7 @@ def _shred(
     overwrite: bool,
     **target: str,
 ) -> dict[str, Any]:
-    """One shred task's body: the facade call under the task's own id as the deletion id."""
+    """One shred task's body: record the deletion under the task's own id, then run a slice."""
     status = (
         runtime()
         .vault()
@@ -298,10 +398,34 @@ def _shred(
             reason=reason,
             overwrite=overwrite,
             deletion_id=_deletion_id(task),
+            run=False,
             **target,  # type: ignore[arg-type]
         )
     )
-    return status.as_dict()
+    return _run_slice(status.id)
+
+
+def _run_slice(deletion_id: str) -> dict[str, Any]:
+    """Work on a deletion for at most VAULT_STORE_DELETION_SLICE seconds (a chunk of rows at a
+    time), then, if it is not finished, queue its continuation and return.
+
+    A delivery is acknowledged when its task returns, and a broker redelivers one held longer
+    than its own timeout (RabbitMQ's consumer_timeout, 30 min by default and set broker-wide
+    before RabbitMQ 3.12; Redis's visibility timeout): no slice lasts that long, so a deletion is
+    never delivered again while it runs. The continuation is sent (and, on RabbitMQ, confirmed)
+    before this delivery is acknowledged, so a crash in between leaves a duplicate continuation,
+    which resumes the same deletion, never a lost one.
+    """
+    worker = runtime()
+    vault = worker.vault()
+    deadline = time.monotonic() + worker.settings.workers.deletion_slice_seconds
+    while True:
+        status = vault.resume_deletion(deletion_id, max_chunks=SLICE_CHUNKS)
+        if status.status.final:
+            return status.as_dict()
+        if time.monotonic() >= deadline:
+            worker.app.send_task(RESUME_DELETION_TASK, args=[deletion_id])
+            return {**status.as_dict(), "continued": True}
 
 
 def _deletion_id(task: Task) -> str:

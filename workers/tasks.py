@@ -277,9 +277,11 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
                 request.acknowledge()
 
         def on_return(result: Any) -> None:
-            for request in acks_late:
-                request.acknowledge()
-            held.give_back(size)
+            try:
+                for request in acks_late:
+                    request.acknowledge()
+            finally:  # an acknowledgement lost with the connection still frees the bytes
+                held.give_back(size)
 
         return self._pool.apply_async(
             apply_batches_task,

@@ -82,3 +82,19 @@ def test_a_burst_of_the_largest_messages_stays_under_the_memory_bound(
     print(f"peak resident {peak:.0f} MiB, bound {bound:.0f} MiB, burst {BURST * 15} MiB")
     assert peak <= bound, f"peak resident {peak:.0f} MiB over the bound of {bound:.0f} MiB"
     assert row_count(worker_catalog) == BURST  # every message stored once
+
+
+def test_held_bytes_pauses_at_the_budget_and_resumes_under_half() -> None:
+    from workers.tasks import HeldBytes
+
+    held = HeldBytes(100)
+    assert held.take(250)  # one message larger than the budget still goes through
+    assert held.paused and not held.take(1)  # then nothing more until it is settled
+    held.give_back(250)
+    assert held.resumable() and not held.paused
+    assert held.take(60) and not held.paused
+    assert held.take(60) and held.paused  # 120 held: paused
+    held.give_back(60)
+    assert not held.resumable()  # 60 is over half the budget
+    held.give_back(10)
+    assert held.resumable() and held.held == 50 and held.peak == 250

@@ -82,6 +82,14 @@ def main() -> None:
         results[name]["ratio_to_library"] = round(
             results[name]["segments_per_s"] / results["library"]["segments_per_s"], 3
         )
+        # CPU spent per segment, the workers' and the broker's against the library's: what the
+        # rates would compare as on a machine with a core free for each process.
+        worker_cpu = results[name]["cpu_ms_per_segment"] + (
+            results[name]["broker_cpu_ms_per_segment"] or 0.0
+        )
+        results[name]["cpu_ratio_to_library"] = round(
+            results["library"]["cpu_ms_per_segment"] / worker_cpu, 3
+        )
     results["latency"] = run_latency(recordings, args.pg, args.broker, args.rate, args.seconds)
     results["recovery"] = run_recovery(messages[:2000], args.pg, args.broker)
     results["memory"] = run_memory(args.pg, args.broker, args.burst)
@@ -126,6 +134,11 @@ def main() -> None:
                 else ""
             )
             + f", machine busy {row['machine_busy_cores']:.1f} of {row['cores']} cores"
+            + (
+                f"  (library CPU / worker CPU {row['cpu_ratio_to_library']:.2f})"
+                if "cpu_ratio_to_library" in row
+                else ""
+            )
         )
 
 

@@ -8,6 +8,7 @@ on BackendUnavailable, with exponential backoff and jitter, and returns a small 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -16,14 +17,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from celery import Celery, Task
-from celery_batches import Batches, SimpleRequest, apply_batches_task, partition
+from celery_batches import Batches, SimpleRequest, apply_batches_task
 
 from vault_store import Scope
 from vault_store.errors import BackendUnavailable
 from vault_store.settings import Settings, WorkerPolicy
 from vault_store.vault import Vault
 from workers import metrics
-from workers.ingest import Delivery, ingest_batch, send_back_unsettled
+from workers.ingest import Delivery, Stage, send_back_unsettled
+
+_log = logging.getLogger(__name__)
 
 # Short queue names; WorkerPolicy.queue gives the full "<prefix>.<name>".
 INGEST_QUEUE = "ingest"
@@ -41,6 +44,10 @@ OVERWRITE_TASK = "vault_store.overwrite_ranges"
 GC_TASK = "vault_store.gc"
 EXPIRE_TASK = "vault_store.expire"
 MAINTAIN_TASK = "vault_store.catalog_maintain"
+
+# How often messages received are handed to the pool to be staged (sealed as they arrive),
+# and how often a batch's age is looked at.
+STAGE_INTERVAL = 0.25
 
 # Chunks of rows a deletion slice deletes between looks at the clock.
 SLICE_CHUNKS = 1
@@ -108,6 +115,8 @@ class Runtime:
         self._local = threading.local()
         self._all: list[Vault] = []
         self._lock = threading.Lock()
+        self._stage: Stage | None = None
+        self._stage_lock = threading.Lock()
 
     def vault(self) -> Vault:
         """The calling thread's Vault, built on its first use."""
@@ -118,6 +127,16 @@ class Runtime:
             with self._lock:
                 self._all.append(vault)
         return vault
+
+    def stage(self) -> tuple[Stage, threading.Lock]:
+        """This process's ingest stage (one Vault whose buffer holds the batch being built,
+        whichever pool thread adds to it) and the lock every use of it holds."""
+        with self._lock:
+            if self._stage is None:
+                vault = self._factory(self.settings)
+                self._all.append(vault)
+                self._stage = Stage(vault, self.outbox, policy=self.settings.workers)
+            return self._stage, self._stage_lock
 
     def close(self) -> None:
         """Close every Vault built so far."""
@@ -233,7 +252,15 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
     """
 
     max_held_bytes: int = 256 * 1024 * 1024
+    # A batch is committed once it has flush_every messages or its first is this old.
+    batch_age: float = 10.0
     _held: HeldBytes | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting: dict[str, tuple[Any, int]] = {}
+        self._waiting_lock = threading.Lock()
+        self._ticking = False
 
     def held_bytes(self) -> HeldBytes:
         """This process's byte budget (one per task instance, kept across reconnects)."""
@@ -253,6 +280,7 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
 
         # Consuming resumes in the consumer's own thread (kombu channels are not thread-safe).
         consumer.timer.call_repeatedly(0.1, resume)
+        consumer.timer.call_repeatedly(STAGE_INTERVAL, self.tick)
 
         def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any):  # type: ignore[no-untyped-def]
             if not held.take(len(message.body)):
@@ -266,29 +294,49 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
         return on_message
 
     def flush(self, requests: Any) -> Any:
-        """celery-batches' flush, giving the batch's bytes back once it is settled."""
-        acks_early, acks_late = partition(lambda r: bool(r.task.acks_late), requests)
-        size = sum(len(r.message.body) for r in requests)
-        serializable = ([SimpleRequest.from_request(r) for r in requests],)
+        """Hand the requests to the pool to be staged; acknowledge, and free the bytes of, only
+        the messages each run reports settled (a staged message is settled by the commit of its
+        batch, in this run or a later one)."""
+        with self._waiting_lock:
+            for request in requests:
+                self._waiting[_key(request)] = (request, len(request.message.body))
+        return self._run([SimpleRequest.from_request(r) for r in requests])
+
+    def tick(self) -> None:
+        """Run the ingest task on no new message, so a batch is committed at its age even when
+        nothing more arrives (in the consumer's thread, every STAGE_INTERVAL)."""
+        with self._waiting_lock:
+            if not self._waiting or self._ticking:
+                return
+            self._ticking = True
+        self._run([], tick=True)
+
+    def _run(self, requests: list[Any], *, tick: bool = False) -> Any:
         held = self.held_bytes()
 
-        def on_accepted(pid: int, time_accepted: float) -> None:
-            for request in acks_early:
-                request.acknowledge()
-
         def on_return(result: Any) -> None:
-            try:
-                for request in acks_late:
+            settled = result.get("settled", []) if isinstance(result, dict) else []
+            with self._waiting_lock:
+                if tick:
+                    self._ticking = False
+                done = [self._waiting.pop(key, None) for key in settled]
+            for entry in done:
+                if entry is None:
+                    continue
+                request, size = entry
+                try:
                     request.acknowledge()
-            finally:  # an acknowledgement lost with the connection still frees the bytes
-                held.give_back(size)
+                finally:  # an acknowledgement lost with the connection still frees the bytes
+                    held.give_back(size)
 
         return self._pool.apply_async(
-            apply_batches_task,
-            (self, serializable, 0, None),
-            accept_callback=on_accepted,
-            callback=on_return,
+            apply_batches_task, (self, (requests,), 0, None), callback=on_return
         )
+
+
+def _key(request: Any) -> str:
+    """One broker delivery: its task id and delivery tag (a redelivery has another tag)."""
+    return f"{request.id}/{(request.delivery_info or {}).get('delivery_tag')}"
 
 
 # -- the tasks ------------------------------------------------------------------------------
@@ -296,15 +344,32 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
 
 @_task(INGEST_TASK, queue=INGEST_QUEUE, base=ReconnectingBatches, acks_late=True)
 def ingest(requests: list[SimpleRequest]) -> dict[str, Any]:
-    """Make a batch of messages durable (or requeue or dead-letter each)."""
+    """Stage messages as they arrive (parse, admit, seal); commit the batch once it is due.
+
+    Returns the deliveries settled by this run (`settled`: their keys), the only ones the
+    consumer acknowledges.
+    """
     worker = runtime()
-    policy = worker.settings.workers
+    task = worker.app.tasks[INGEST_TASK]
     deliveries = [_delivery(request) for request in requests]
-    try:
-        return asdict(ingest_batch(worker.vault(), deliveries, worker.outbox, policy=policy))
-    except BaseException as error:
-        send_back_unsettled(deliveries, worker.outbox, error, policy=policy)
-        raise  # and let celery-batches log it
+    stage, lock = worker.stage()
+    summary: dict[str, Any] = {}
+    with lock:
+        try:
+            settled = stage.add(deliveries)
+            pressed = stage.staged > 0 and task.held_bytes().paused  # the byte budget is full
+            if pressed or stage.due(max_segments=task.flush_every, max_age=task.batch_age):
+                outcome, committed = stage.commit()
+                settled += committed
+                summary = asdict(outcome)
+        except BaseException as error:
+            _log.error("ingest batch failed: %s; its messages go back", type(error).__name__)
+            staged = stage.abandon(error)
+            send_back_unsettled(deliveries, worker.outbox, error, policy=stage.policy)
+            settled = staged + deliveries
+            if not isinstance(error, Exception):
+                raise
+    return {**summary, "settled": [delivery.key for delivery in settled]}
 
 
 @_task(DEAD_LETTER_TASK, queue=DEAD_LETTER_QUEUE, acks_late=True)
@@ -444,4 +509,5 @@ def _delivery(request: SimpleRequest) -> Delivery:
         raw=raw,
         attempt=attempt if isinstance(attempt, int) else 0,
         enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
+        key=_key(request),
     )

@@ -61,8 +61,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=30, help="replays per recording")
     parser.add_argument("--pg", default=PG_URL)
     parser.add_argument("--broker", default=BROKER_URL)
-    parser.add_argument("--rate", type=float, default=150.0, help="messages/s for the latency run")
-    parser.add_argument("--seconds", type=float, default=40.0, help="length of the latency run")
+    parser.add_argument("--rate", type=float, default=300.0, help="messages/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
     parser.add_argument(
         "--burst", type=int, default=24, help="largest (15 MiB) messages in the memory run"
     )

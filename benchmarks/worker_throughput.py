@@ -1,7 +1,7 @@
 """Celery workers on RabbitMQ against the library alone, on the same real-recording messages.
 
 Run:  python benchmarks/worker_throughput.py [--copies N] [--pg URL] [--broker URL] [--rate R]
-      [--json]
+      [--seconds S] [--burst N] [--json]
 
 1. Throughput: the same shuffled relay messages (the real recordings, each replayed `--copies`
    times under fresh replay ids) are ingested by the library in this process (ingest_message,
@@ -18,15 +18,22 @@ Run:  python benchmarks/worker_throughput.py [--copies N] [--pg URL] [--broker U
    prefetched, unacknowledged, in a batch that is not yet due), is killed with kill -9, and a
    new worker is started at once; the time from the kill to every segment being readable is
    reported, with the new worker's start-up time (part of it).
-4. Memory: the peak resident set (VmHWM) of every worker process above.
+4. Memory: the peak resident set (VmHWM) of every worker process above, and of one worker
+   taking a burst of `--burst` messages of the largest size (15 MiB, incompressible) with a
+   VAULT_STORE_WORKER_MAX_HELD_BYTES of 64 MiB, then without that budget mattering.
+5. CPU: CPU milliseconds per segment of the library's process and of the workers' (with their
+   children), of the local RabbitMQ (beam.smp), and the machine's busy cores during each run
+   (from /proc): on a machine whose cores are all busy, the rates measure the share each got.
 
-Redis is not measured: it is not offered for ingest (README, Workers). Everything runs on this
-machine: PostgreSQL (a fresh schema), RabbitMQ, a local blob directory.
+Redis is not measured: it is not offered for ingest (README, Workers), and it serves only the
+tasks queue, whose deletions this benchmark does not time. Everything runs on this machine:
+PostgreSQL (a fresh schema), RabbitMQ, a local blob directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -54,8 +61,11 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=30, help="replays per recording")
     parser.add_argument("--pg", default=PG_URL)
     parser.add_argument("--broker", default=BROKER_URL)
-    parser.add_argument("--rate", type=float, default=150.0, help="messages/s for the latency run")
-    parser.add_argument("--seconds", type=float, default=40.0, help="length of the latency run")
+    parser.add_argument("--rate", type=float, default=300.0, help="messages/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
+    parser.add_argument(
+        "--burst", type=int, default=24, help="largest (15 MiB) messages in the memory run"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -72,8 +82,17 @@ def main() -> None:
         results[name]["ratio_to_library"] = round(
             results[name]["segments_per_s"] / results["library"]["segments_per_s"], 3
         )
+        # CPU spent per segment, the workers' and the broker's against the library's: what the
+        # rates would compare as on a machine with a core free for each process.
+        worker_cpu = results[name]["cpu_ms_per_segment"] + (
+            results[name]["broker_cpu_ms_per_segment"] or 0.0
+        )
+        results[name]["cpu_ratio_to_library"] = round(
+            results["library"]["cpu_ms_per_segment"] / worker_cpu, 3
+        )
     results["latency"] = run_latency(recordings, args.pg, args.broker, args.rate, args.seconds)
     results["recovery"] = run_recovery(messages[:2000], args.pg, args.broker)
+    results["memory"] = run_memory(args.pg, args.broker, args.burst)
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -98,6 +117,29 @@ def main() -> None:
         f"{recovery['kill_to_readable_s']:.1f} s after the kill (new worker ready after "
         f"{recovery['restart_to_ready_s']:.1f} s, default flush age 10 s)"
     )
+    memory = results["memory"]
+    print(
+        f"burst of {memory['messages']} largest messages ({memory['burst_mib']} MiB), "
+        f"VAULT_STORE_WORKER_MAX_HELD_BYTES {memory['budget_mib']} MiB: peak RSS "
+        f"{memory['peak_rss_mib']} MiB (README bound {memory['bound_mib']} MiB); without the "
+        f"budget {memory['unbounded_peak_rss_mib']} MiB"
+    )
+    for name in ("library", *runs):
+        row = results[name]
+        print(
+            f"{name:>17}: CPU {row['cpu_ms_per_segment']:.2f} ms/segment"
+            + (
+                f" + broker {row['broker_cpu_ms_per_segment']:.2f}"
+                if row.get("broker_cpu_ms_per_segment") is not None
+                else ""
+            )
+            + f", machine busy {row['machine_busy_cores']:.1f} of {row['cores']} cores"
+            + (
+                f"  (library CPU / worker CPU {row['cpu_ratio_to_library']:.2f})"
+                if "cpu_ratio_to_library" in row
+                else ""
+            )
+        )
 
 
 class Schema:
@@ -153,6 +195,51 @@ def segments(catalog: Any) -> int:
         return int(conn.execute(query).scalar_one())
 
 
+class CpuMeter:
+    """CPU seconds spent between start and stop: by the given processes (and their children),
+    by the local RabbitMQ (beam.smp) and by the whole machine (busy cores, from /proc/stat)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.broker = [int(p.name) for p in Path("/proc").iterdir() if _comm(p) == "beam.smp"]
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float, float, float]:
+        ticks = os.sysconf("SC_CLK_TCK")
+        own = sum(_cpu_ticks(pid) + sum(map(_cpu_ticks, children(pid))) for pid in self.pids)
+        broker = sum(map(_cpu_ticks, self.broker))
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+        return own / ticks, broker / ticks, busy / ticks, time.perf_counter()
+
+    def stop(self, segments: int) -> dict[str, Any]:
+        end = self._read()
+        own, broker, busy, wall = (b - a for a, b in zip(self.start, end, strict=True))
+        return {
+            "cpu_ms_per_segment": round(1000 * own / max(segments, 1), 3),
+            "broker_cpu_ms_per_segment": round(1000 * broker / max(segments, 1), 3)
+            if self.broker
+            else None,
+            "machine_busy_cores": round(busy / wall, 2),
+            "cores": os.cpu_count(),
+        }
+
+
+def _comm(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip() if proc.name.isdigit() else ""
+    except OSError:
+        return ""
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
 def run_library(messages: list[bytes], pg: str) -> dict[str, Any]:
     from vault_store import Settings, Vault
 
@@ -161,16 +248,18 @@ def run_library(messages: list[bytes], pg: str) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as home:
             settings = Settings.from_env(environment(Path(home), schema.url, ""))
             vault = Vault.from_settings(replace(settings, auto_migrate=True))
+            meter = CpuMeter([os.getpid()])
             started = time.perf_counter()
             for raw in messages:
                 vault.ingest_message(raw)
             vault.flush()
             elapsed = time.perf_counter() - started
+            cpu = meter.stop(len(messages))
             stored, blobs = segments(vault._catalog), counts(vault._catalog)[1]
             vault.close()
     finally:
         schema.drop()
-    return result(stored, blobs, elapsed)
+    return {**result(stored, blobs, elapsed), **cpu}
 
 
 def run_workers(
@@ -201,10 +290,12 @@ def run_workers(
             processes = [start_worker(env, log, extra) for log in logs]
             while not all(log.exists() and "ready" in log.read_text() for log in logs):
                 time.sleep(0.02)
+            meter = CpuMeter([process.pid for process in processes])
             started = time.perf_counter()
             while segments(catalog) < distinct:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
+            cpu = meter.stop(distinct)
             stored, blobs = segments(catalog), counts(catalog)[1]
             rss = max(peak_rss_mib(process.pid) for process in processes)
             catalog.dispose()
@@ -214,7 +305,7 @@ def run_workers(
         for process in processes:
             process.wait(60)
         schema.drop()
-    return {**result(stored, blobs, elapsed), "peak_rss_mib": rss}
+    return {**result(stored, blobs, elapsed), **cpu, "peak_rss_mib": rss}
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -287,6 +378,86 @@ def run_recovery(messages: list[bytes], pg: str, broker_url: str) -> dict[str, A
     }
 
 
+MIB = 1024 * 1024
+# README (Workers, Memory): a worker stays under BASE + FACTOR x (budget + one largest message).
+MEMORY_BASE_MIB = 300
+MEMORY_FACTOR = 4
+
+
+def largest_messages(count: int) -> list[bytes]:
+    """`count` messages as close to the 15 MiB limit as they can be, with an uncompressed,
+    incompressible rrweb body (nothing shrinks on the way in); one replay each."""
+    from vault_store.core.message import MAX_MESSAGE_BYTES, build_message
+
+    payload = base64.b64encode(os.urandom(768 * 1024))
+    event = b'{"type":5,"timestamp":1,"data":{"tag":"blob","payload":"%s"}}' % payload
+    body = b"[" + b",".join([event] * ((MAX_MESSAGE_BYTES - 4096) // (len(event) + 1))) + b"]"
+    return [
+        build_message(
+            project_id=9, replay_id=f"{n + 1:032x}", segment_id=0, body=body, compress=False
+        )
+        for n in range(count)
+    ]
+
+
+def run_memory(pg: str, broker_url: str, count: int) -> dict[str, Any]:
+    """Peak resident memory of one worker taking a burst of the largest messages, with a byte
+    budget of 64 MiB and with one too large to matter (the prefetch alone then decides)."""
+    budget = 64 * MIB
+    burst = largest_messages(count)
+    bounded = _burst_peak(burst, pg, broker_url, budget)
+    unbounded = _burst_peak(burst, pg, broker_url, 1000 * budget)
+    from vault_store.core.message import MAX_MESSAGE_BYTES
+
+    return {
+        "messages": count,
+        "burst_mib": round(sum(map(len, burst)) / MIB),
+        "budget_mib": budget // MIB,
+        "peak_rss_mib": bounded,
+        "bound_mib": round(MEMORY_BASE_MIB + MEMORY_FACTOR * (budget + MAX_MESSAGE_BYTES) / MIB),
+        "unbounded_peak_rss_mib": unbounded,
+    }
+
+
+def _burst_peak(burst: list[bytes], pg: str, broker_url: str, budget: int) -> float:
+    from vault_store import Settings
+    from vault_store.catalog import Catalog
+    from workers.app import create_app, send_ingest
+
+    schema = Schema(pg)
+    process = None
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            env = environment(
+                Path(home),
+                schema.url,
+                broker_url,
+                VAULT_STORE_FLUSH_MAX_AGE="1",
+                VAULT_STORE_WORKER_MAX_HELD_BYTES=str(budget),
+            )
+            catalog = Catalog(schema.url)
+            catalog.migrate()
+            app = create_app(Settings.from_env(env))
+            with app.producer_or_acquire() as producer:
+                for raw in burst:
+                    send_ingest(app, raw, producer=producer)
+            log = Path(home) / "worker.log"
+            process = start_worker(env, log)
+            deadline = time.monotonic() + 300
+            while segments(catalog) < len(burst):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"the burst was not stored:\n{log.read_text()[-3000:]}")
+                time.sleep(0.1)
+            peak = peak_rss_mib(process.pid)
+            catalog.dispose()
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+        schema.drop()
+    return peak
+
+
 def distinct_segments(messages: list[bytes]) -> int:
     """Distinct segments among the messages (what the catalog must end up holding)."""
     from vault_store.core.message import parse_message
@@ -307,6 +478,7 @@ def start_worker(
             "--without-gossip",
             "--hostname",
             f"bench-{uuid.uuid4().hex[:6]}@%h",
+            *extra,
         ],
         env=env,
         stdout=log.open("wb"),

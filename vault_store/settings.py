@@ -91,6 +91,13 @@ class WorkerPolicy:
     overwrite_interval_seconds: float = 600.0
     maintain_interval_seconds: float = 3600.0
     compact_interval_seconds: float = 900.0
+    # Bytes of ingest messages a worker process holds unacknowledged: past it, the worker stops
+    # consuming the ingest queue (messages already on their way go back to it) until its batches
+    # have brought it under half. Bounds resident memory whatever the message sizes.
+    max_held_bytes: int = 256 * 1024 * 1024
+    # A deletion task works at most this long per delivery, then queues its own continuation:
+    # no delivery stays unacknowledged long enough for the broker to redeliver it while it runs.
+    deletion_slice_seconds: float = 300.0
 
     def queue(self, name: str) -> str:
         """The full name of queue `name` (ingest, tasks, dead_letter)."""
@@ -212,6 +219,12 @@ class Settings:
                 ),
                 compact_interval_seconds=_number(
                     env, "VAULT_STORE_COMPACT_INTERVAL", float, workers.compact_interval_seconds
+                ),
+                max_held_bytes=_number(
+                    env, "VAULT_STORE_WORKER_MAX_HELD_BYTES", int, workers.max_held_bytes
+                ),
+                deletion_slice_seconds=_number(
+                    env, "VAULT_STORE_DELETION_SLICE", float, workers.deletion_slice_seconds
                 ),
             ),
             compaction=_compaction(env),

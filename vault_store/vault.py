@@ -250,10 +250,17 @@ class Vault:
         return self.resume_deletion(deletion_id, progress=progress)
 
     def resume_deletion(
-        self, deletion_id: str, *, progress: Callable[[int, int], None] | None = None
+        self,
+        deletion_id: str,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        max_chunks: int | None = None,
     ) -> DeletionStatus:
-        """Run (or continue) a recorded deletion to the end, including its overwrite."""
-        status = self._shredder.run(deletion_id, progress=progress)
+        """Run (or continue) a recorded deletion to the end, including its overwrite; with
+        `max_chunks`, stop after that many chunks of rows (the overwrite runs once all are gone)."""
+        status = self._shredder.run(deletion_id, progress=progress, max_chunks=max_chunks)
+        if not status.status.final:
+            return status
         if status.overwrite_requested and status.overwrite_done_at is None:
             self._overwriter.run(deletion_id=deletion_id)
             status = self._shredder.status(deletion_id)

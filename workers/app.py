@@ -1,10 +1,11 @@
 """The Celery app: queues, serializer, acknowledgement and redelivery settings, and the schedule.
 
 Ingest messages are raw msgpack bytes carried by Celery's msgpack serializer (binary-safe, no
-base64). `vault_store.ingest` is a celery-batches task: the worker collects messages until it has
-VAULT_STORE_FLUSH_MAX_SEGMENTS of them or the oldest is VAULT_STORE_FLUSH_MAX_AGE old, then makes
-the whole batch durable (one blob per retention class, more if one passes
-VAULT_STORE_FLUSH_MAX_BYTES) before any message is acknowledged. The tasks are in workers.tasks.
+base64). `vault_store.ingest` is a celery-batches task: the worker seals messages as they arrive
+(every workers.tasks.STAGE_INTERVAL) and, once the batch has VAULT_STORE_FLUSH_MAX_SEGMENTS of
+them or the oldest is VAULT_STORE_FLUSH_MAX_AGE old, makes it durable (one blob per retention
+class, more if one passes VAULT_STORE_FLUSH_MAX_BYTES) before any of its messages is
+acknowledged. The tasks are in workers.tasks.
 """
 
 from __future__ import annotations
@@ -87,7 +88,15 @@ def create_app(
     tasks.register(
         app,
         policy,
-        options={INGEST_TASK: {"flush_every": batch_size, "flush_interval": batch_age}},
+        options={
+            INGEST_TASK: {
+                "flush_every": batch_size,
+                # Messages are staged (sealed) as they arrive; the batch is committed at its age.
+                "flush_interval": min(tasks.STAGE_INTERVAL, batch_age),
+                "batch_age": batch_age,
+                "max_held_bytes": policy.max_held_bytes,
+            }
+        },
     )
     tasks.configure(app, settings, vault_factory)
     signals.worker_ready.connect(tasks.start_metrics, weak=False)

@@ -1,17 +1,18 @@
-"""One batch of ingest messages: validate, drop deleted targets, seal, flush, then settle each.
+"""Ingest messages, staged as they arrive (validate, drop deleted targets, seal), then committed
+as one batch (flush), each message then settled.
 
 Every message ends in exactly one place: durable (its blob uploaded and rows committed, so it
 may be acknowledged), back on the ingest queue (its flush failed; the attempt count grows), or
-in the dead-letter queue (malformed, or out of attempts) with its reason. The batch function
-returns only after that, because celery-batches acknowledges a batch's messages when its
-function returns, even when it raised.
+in the dead-letter queue (malformed, or out of attempts) with its reason. A staged message is
+acknowledged only once the commit of its batch has settled it: `Stage.add` and `Stage.commit`
+return exactly the deliveries that may be acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,6 +23,8 @@ from vault_store.vault import FlushResult, Vault
 from workers import metrics
 
 _log = logging.getLogger(__name__)
+# Messages parsed (decompressed, scanned) and sealed together: one tombstone query per chunk.
+CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,8 @@ class Delivery:
     raw: object
     attempt: int = 0
     enqueued_at: float | None = None
+    # Which broker delivery this is (the task id and delivery tag): what is acknowledged.
+    key: str = ""
 
 
 class Outbox(Protocol):
@@ -68,49 +73,143 @@ def ingest_batch(
     clock: Callable[[], float] = time.time,
 ) -> BatchOutcome:
     """Make every message of the batch durable, or requeue it, or dead-letter it."""
-    outcome = BatchOutcome(messages=len(deliveries))
-    started = clock()
-    for delivery in deliveries:
-        if delivery.enqueued_at is not None:
-            metrics.QUEUE_LAG.observe(max(0.0, started - delivery.enqueued_at))
+    stage = Stage(vault, outbox, policy=policy, sleep=sleep, clock=clock)
+    stage.add(deliveries)
+    outcome, _ = stage.commit()
+    return outcome
 
-    parsed = _parse_all(deliveries, outbox, outcome)
-    buffered: list[tuple[Delivery, Segment]] = []
-    failed: list[Delivery] = []
-    results: list[FlushResult] = []
-    last_error: VaultError | None = None
-    try:
-        kept = _drop_deleted(vault, parsed, outcome)
-    except VaultError as error:  # the catalog is unreachable: nothing can be decided now
-        _log.warning("tombstone check failed: %s", error)
-        kept, failed, last_error = [], [d for d, _ in parsed], error
-    for delivery, segment in kept:
-        try:
-            vault.buffer(segment)
-        except VaultError as error:  # the KMS could not wrap a new key: nothing was buffered
-            failed.append(delivery)
-            last_error = error
-            continue
-        buffered.append((delivery, segment))
-        if last_error is None:
+
+class Stage:
+    """Messages sealed into one Vault's buffer as they arrive, made durable together.
+
+    `add` parses, admits and seals messages (a malformed one is dead-lettered at once); `commit`
+    writes what is buffered and settles every staged message: durable, sent back, or
+    dead-lettered. Nothing staged may be acknowledged before the commit that settles it: `add`
+    and `commit` return the deliveries that are settled, and only those.
+    """
+
+    def __init__(
+        self,
+        vault: Vault,
+        outbox: Outbox,
+        *,
+        policy: WorkerPolicy,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.vault = vault
+        self.outbox = outbox
+        self.policy = policy
+        self.sleep = sleep
+        self.clock = clock
+        self.staged_since: float | None = None  # time.monotonic() of the first staged message
+        self._reset()
+
+    def _reset(self) -> None:
+        self.outcome = BatchOutcome()
+        self.buffered: list[tuple[Delivery, tuple[int, str, int]]] = []
+        self.failed: list[Delivery] = []
+        self.results: list[FlushResult] = []
+        self.last_error: VaultError | None = None
+        self.staged_since = None
+
+    @property
+    def staged(self) -> int:
+        """Messages waiting for the commit."""
+        return len(self.buffered) + len(self.failed)
+
+    def add(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Stage the messages; the ones settled already (dead-lettered, or dropped because their
+        target is deleted), which may be acknowledged now."""
+        if not deliveries:
+            return []
+        if self.staged_since is None:
+            self.staged_since = time.monotonic()
+        self.outcome.messages += len(deliveries)
+        started = self.clock()
+        for delivery in deliveries:
+            if delivery.enqueued_at is not None:
+                metrics.QUEUE_LAG.observe(max(0.0, started - delivery.enqueued_at))
+        settled: list[Delivery] = []
+        # A chunk at a time: only one chunk's decompressed bodies are alive at once (a sealed
+        # segment keeps its compressed frame and its identity, not its body).
+        for chunk in _chunks(deliveries):
+            parsed = _parse_all(chunk, self.outbox, self.outcome)
+            readable = {id(d) for d, _ in parsed}
+            settled += [d for d in chunk if id(d) not in readable]  # dead-lettered
             try:
-                results += vault.flush_due()  # a class over its byte limit becomes a blob now
+                kept = _drop_deleted(self.vault, parsed, self.outcome)
+            except VaultError as error:  # the catalog is unreachable: nothing can be decided now
+                _log.warning("tombstone check failed: %s", error)
+                kept, self.last_error = [], error
+                self.failed += [d for d, _ in parsed]
+                continue
+            staying = {id(d) for d, _ in kept}
+            settled += [d for d, _ in parsed if id(d) not in staying]  # dropped: deleted target
+            del parsed
+            for delivery, segment in kept:
+                self._buffer(delivery, segment)
+            del kept
+        return settled
+
+    def _buffer(self, delivery: Delivery, segment: Segment) -> None:
+        try:
+            self.vault.buffer(segment)
+        except VaultError as error:  # the KMS could not wrap a new key: nothing was buffered
+            self.failed.append(delivery)
+            self.last_error = error
+            return
+        self.buffered.append(
+            (delivery, (segment.project_id, segment.replay_id, segment.segment_id))
+        )
+        if self.last_error is None:
+            try:
+                self.results += self.vault.flush_due()  # a class over its byte limit is a blob now
             except VaultError as error:  # its frames are back in the buffer for the final flush
                 _log.warning("flush failed: %s", error)
-                last_error = error
+                self.last_error = error
 
-    flushed_at, final_error = _flush(vault, policy, sleep)
-    results += flushed_at
-    durable = {(i.project_id, i.replay_id, i.segment_id) for r in results for i in r.identities}
-    for delivery, segment in buffered:
-        if (segment.project_id, segment.replay_id, segment.segment_id) in durable:
-            if delivery.enqueued_at is not None:
-                metrics.ENQUEUE_TO_DURABLE.observe(max(0.0, clock() - delivery.enqueued_at))
-        else:
-            failed.append(delivery)
-    for delivery in failed:
-        _send_back(delivery, outbox, policy, final_error or last_error, outcome)
+    def due(self, *, max_segments: int, max_age: float) -> bool:
+        """Whether the staged messages are as many, or as old, as a batch may be."""
+        if self.staged_since is None:
+            return False
+        old = time.monotonic() - self.staged_since >= max_age
+        return old or self.staged >= max_segments
 
+    def commit(self) -> tuple[BatchOutcome, list[Delivery]]:
+        """Write what is buffered and settle every staged message; the outcome and the settled
+        deliveries (every staged one)."""
+        outcome, results, policy = self.outcome, self.results, self.policy
+        flushed_at, final_error = _flush(self.vault, policy, self.sleep)
+        results += flushed_at
+        durable = {(i.project_id, i.replay_id, i.segment_id) for r in results for i in r.identities}
+        failed = list(self.failed)
+        for delivery, identity in self.buffered:
+            if identity in durable:
+                if delivery.enqueued_at is not None:
+                    metrics.ENQUEUE_TO_DURABLE.observe(
+                        max(0.0, self.clock() - delivery.enqueued_at)
+                    )
+            else:
+                failed.append(delivery)
+        for delivery in failed:
+            _send_back(delivery, self.outbox, policy, final_error or self.last_error, outcome)
+        settled = [d for d, _ in self.buffered] + list(self.failed)
+        _report(outcome, results)
+        self._reset()
+        return outcome, settled
+
+    def abandon(self, error: BaseException) -> list[Delivery]:
+        """After an error nobody foresaw: send every staged message back (or, out of attempts,
+        dead-letter it), drop the buffer; the settled deliveries (every staged one)."""
+        staged = [d for d, _ in self.buffered] + list(self.failed)
+        self.vault.discard_buffered()
+        send_back_unsettled(staged, self.outbox, error, policy=self.policy)
+        self._reset()
+        return staged
+
+
+def _report(outcome: BatchOutcome, results: list[FlushResult]) -> None:
     for result in results:
         outcome.stored += result.inserted
         outcome.duplicates += result.duplicates
@@ -134,7 +233,19 @@ def ingest_batch(
         outcome.dead_lettered,
         len(outcome.blobs),
     )
-    return outcome
+
+
+def _chunks(deliveries: Sequence[Delivery]) -> Iterator[Sequence[Delivery]]:
+    """The batch in runs of at most CHUNK_BYTES of messages (at least one message each)."""
+    start, size = 0, 0
+    for index, delivery in enumerate(deliveries):
+        length = len(delivery.raw) if isinstance(delivery.raw, bytes) else 0
+        if index > start and size + length > CHUNK_BYTES:
+            yield deliveries[start:index]
+            start, size = index, 0
+        size += length
+    if start < len(deliveries):
+        yield deliveries[start:]
 
 
 def _parse_all(

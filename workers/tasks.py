@@ -8,6 +8,7 @@ on BackendUnavailable, with exponential backoff and jitter, and returns a small 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -16,14 +17,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from celery import Celery, Task
-from celery_batches import Batches, SimpleRequest
+from celery_batches import Batches, SimpleRequest, apply_batches_task
 
 from vault_store import Scope
 from vault_store.errors import BackendUnavailable
 from vault_store.settings import Settings, WorkerPolicy
 from vault_store.vault import Vault
 from workers import metrics
-from workers.ingest import Delivery, ingest_batch, send_back_unsettled
+from workers.ingest import Delivery, Stage, send_back_unsettled
+
+_log = logging.getLogger(__name__)
 
 # Short queue names; WorkerPolicy.queue gives the full "<prefix>.<name>".
 INGEST_QUEUE = "ingest"
@@ -42,6 +45,13 @@ GC_TASK = "vault_store.gc"
 EXPIRE_TASK = "vault_store.expire"
 MAINTAIN_TASK = "vault_store.catalog_maintain"
 COMPACT_TASK = "vault_store.compact"
+
+# How often messages received are handed to the pool to be staged (sealed as they arrive),
+# and how often a batch's age is looked at.
+STAGE_INTERVAL = 0.25
+
+# Chunks of rows a deletion slice deletes between looks at the clock.
+SLICE_CHUNKS = 1
 
 # Retry settings of the non-ingest tasks: only a transient backend failure is worth another go.
 _RETRYING: dict[str, Any] = {
@@ -106,6 +116,8 @@ class Runtime:
         self._local = threading.local()
         self._all: list[Vault] = []
         self._lock = threading.Lock()
+        self._stage: Stage | None = None
+        self._stage_lock = threading.Lock()
 
     def vault(self) -> Vault:
         """The calling thread's Vault, built on its first use."""
@@ -116,6 +128,16 @@ class Runtime:
             with self._lock:
                 self._all.append(vault)
         return vault
+
+    def stage(self) -> tuple[Stage, threading.Lock]:
+        """This process's ingest stage (one Vault whose buffer holds the batch being built,
+        whichever pool thread adds to it) and the lock every use of it holds."""
+        with self._lock:
+            if self._stage is None:
+                vault = self._factory(self.settings)
+                self._all.append(vault)
+                self._stage = Stage(vault, self.outbox, policy=self.settings.workers)
+            return self._stage, self._stage_lock
 
     def close(self) -> None:
         """Close every Vault built so far."""
@@ -175,19 +197,147 @@ class CeleryOutbox:
         self._app.send_task(DEAD_LETTER_TASK, args=[delivery.raw, reason, time.time()])
 
 
+class HeldBytes:
+    """The bytes of ingest messages a worker process holds unacknowledged, against a budget.
+
+    The consumer thread takes each message (`take`); the pool thread that settles a batch gives
+    its bytes back (`give_back`). Past the budget the consumer stops consuming the ingest queue
+    and messages still on their way are sent back to it; `poll`, in the consumer thread, starts
+    consuming again once under half. At least one message is always taken, so a single message
+    larger than the budget still goes through.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+        self.peak = 0
+        self.paused = False
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Hold a message of `size` bytes; False (send it back) while paused."""
+        with self._lock:
+            if self.paused:
+                return False
+            self.held += size
+            self.peak = max(self.peak, self.held)
+            self.paused = self.held >= self.budget
+            return True
+
+    def give_back(self, size: int) -> None:
+        """A settled batch's bytes."""
+        with self._lock:
+            self.held -= size
+
+    def resumable(self) -> bool:
+        """Paused and back under half the budget: consume again (and no longer paused)."""
+        with self._lock:
+            if self.paused and self.held <= self.budget // 2:
+                self.paused = False
+                return True
+            return False
+
+
 class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is untyped
-    """celery-batches that keeps flushing after the worker reconnects to the broker.
+    """celery-batches that keeps flushing after a reconnect and holds a bounded number of bytes.
 
     Batches starts its flush timer on the first message and remembers it, but a consumer that
     lost its broker connection clears its timers when it restarts: the remembered timer never
     fires again, and a batch short of VAULT_STORE_FLUSH_MAX_SEGMENTS then waits, unacknowledged,
     until the worker dies. Celery builds each task's strategy anew on every consumer start, so
     forgetting the timer there makes the next message start a fresh one.
+
+    The prefetch is a count of messages (RabbitMQ ignores a prefetch in bytes), so the bytes are
+    bounded here (`max_held_bytes`, see HeldBytes): when the budget is reached the buffer is
+    flushed at once and the ingest queue's consumer is cancelled until the batches are settled.
     """
+
+    max_held_bytes: int = 256 * 1024 * 1024
+    # A batch is committed once it has flush_every messages or its first is this old.
+    batch_age: float = 10.0
+    _held: HeldBytes | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting: dict[str, tuple[Any, int]] = {}
+        self._waiting_lock = threading.Lock()
+        self._ticking = False
+
+    def held_bytes(self) -> HeldBytes:
+        """This process's byte budget (one per task instance, kept across reconnects)."""
+        if self._held is None:
+            self._held = HeldBytes(self.max_held_bytes)
+        return self._held
 
     def Strategy(self, task: Any, app: Celery, consumer: Any) -> Any:  # Celery's name
         self._tref = None
-        return super().Strategy(task, app, consumer)
+        handle = super().Strategy(task, app, consumer)
+        held = self.held_bytes()
+        queue = str(self.queue)
+
+        def resume() -> None:
+            if held.resumable():
+                consumer.add_task_queue(queue)
+
+        # Consuming resumes in the consumer's own thread (kombu channels are not thread-safe).
+        consumer.timer.call_repeatedly(0.1, resume)
+        consumer.timer.call_repeatedly(STAGE_INTERVAL, self.tick)
+
+        def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any):  # type: ignore[no-untyped-def]
+            if not held.take(len(message.body)):
+                message.reject(requeue=True)  # on its way before the pause: back to the queue
+                return
+            handle(message, body, ack, reject, callbacks, **kw)
+            if held.paused:
+                self._do_flush()  # the held messages become a batch now, not at its age
+                consumer.cancel_task_queue(queue)
+
+        return on_message
+
+    def flush(self, requests: Any) -> Any:
+        """Hand the requests to the pool to be staged; acknowledge, and free the bytes of, only
+        the messages each run reports settled (a staged message is settled by the commit of its
+        batch, in this run or a later one)."""
+        with self._waiting_lock:
+            for request in requests:
+                self._waiting[_key(request)] = (request, len(request.message.body))
+        return self._run([SimpleRequest.from_request(r) for r in requests])
+
+    def tick(self) -> None:
+        """Run the ingest task on no new message, so a batch is committed at its age even when
+        nothing more arrives (in the consumer's thread, every STAGE_INTERVAL)."""
+        with self._waiting_lock:
+            if not self._waiting or self._ticking:
+                return
+            self._ticking = True
+        self._run([], tick=True)
+
+    def _run(self, requests: list[Any], *, tick: bool = False) -> Any:
+        held = self.held_bytes()
+
+        def on_return(result: Any) -> None:
+            settled = result.get("settled", []) if isinstance(result, dict) else []
+            with self._waiting_lock:
+                if tick:
+                    self._ticking = False
+                done = [self._waiting.pop(key, None) for key in settled]
+            for entry in done:
+                if entry is None:
+                    continue
+                request, size = entry
+                try:
+                    request.acknowledge()
+                finally:  # an acknowledgement lost with the connection still frees the bytes
+                    held.give_back(size)
+
+        return self._pool.apply_async(
+            apply_batches_task, (self, (requests,), 0, None), callback=on_return
+        )
+
+
+def _key(request: Any) -> str:
+    """One broker delivery: its task id and delivery tag (a redelivery has another tag)."""
+    return f"{request.id}/{(request.delivery_info or {}).get('delivery_tag')}"
 
 
 # -- the tasks ------------------------------------------------------------------------------
@@ -195,15 +345,32 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
 
 @_task(INGEST_TASK, queue=INGEST_QUEUE, base=ReconnectingBatches, acks_late=True)
 def ingest(requests: list[SimpleRequest]) -> dict[str, Any]:
-    """Make a batch of messages durable (or requeue or dead-letter each)."""
+    """Stage messages as they arrive (parse, admit, seal); commit the batch once it is due.
+
+    Returns the deliveries settled by this run (`settled`: their keys), the only ones the
+    consumer acknowledges.
+    """
     worker = runtime()
-    policy = worker.settings.workers
+    task = worker.app.tasks[INGEST_TASK]
     deliveries = [_delivery(request) for request in requests]
-    try:
-        return asdict(ingest_batch(worker.vault(), deliveries, worker.outbox, policy=policy))
-    except BaseException as error:
-        send_back_unsettled(deliveries, worker.outbox, error, policy=policy)
-        raise  # and let celery-batches log it
+    stage, lock = worker.stage()
+    summary: dict[str, Any] = {}
+    with lock:
+        try:
+            settled = stage.add(deliveries)
+            pressed = stage.staged > 0 and task.held_bytes().paused  # the byte budget is full
+            if pressed or stage.due(max_segments=task.flush_every, max_age=task.batch_age):
+                outcome, committed = stage.commit()
+                settled += committed
+                summary = asdict(outcome)
+        except BaseException as error:
+            _log.error("ingest batch failed: %s; its messages go back", type(error).__name__)
+            staged = stage.abandon(error)
+            send_back_unsettled(deliveries, worker.outbox, error, policy=stage.policy)
+            settled = staged + deliveries
+            if not isinstance(error, Exception):
+                raise
+    return {**summary, "settled": [delivery.key for delivery in settled]}
 
 
 @_task(DEAD_LETTER_TASK, queue=DEAD_LETTER_QUEUE, acks_late=True)
@@ -251,8 +418,8 @@ def shred_project(
 
 @_task(RESUME_DELETION_TASK, queue=TASKS_QUEUE, **_RETRYING)
 def resume_deletion(deletion_id: str) -> dict[str, Any]:
-    """Run a recorded deletion (`delete --async`) to the end."""
-    return runtime().vault().resume_deletion(deletion_id).as_dict()
+    """Run a recorded deletion (`delete --async`, or a slice's continuation) for one slice."""
+    return _run_slice(deletion_id)
 
 
 @_task(OVERWRITE_TASK, queue=TASKS_QUEUE, **_RETRYING)
@@ -297,7 +464,7 @@ def _shred(
     overwrite: bool,
     **target: str,
 ) -> dict[str, Any]:
-    """One shred task's body: the facade call under the task's own id as the deletion id."""
+    """One shred task's body: record the deletion under the task's own id, then run a slice."""
     status = (
         runtime()
         .vault()
@@ -308,10 +475,34 @@ def _shred(
             reason=reason,
             overwrite=overwrite,
             deletion_id=_deletion_id(task),
+            run=False,
             **target,  # type: ignore[arg-type]
         )
     )
-    return status.as_dict()
+    return _run_slice(status.id)
+
+
+def _run_slice(deletion_id: str) -> dict[str, Any]:
+    """Work on a deletion for at most VAULT_STORE_DELETION_SLICE seconds (a chunk of rows at a
+    time), then, if it is not finished, queue its continuation and return.
+
+    A delivery is acknowledged when its task returns, and a broker redelivers one held longer
+    than its own timeout (RabbitMQ's consumer_timeout, 30 min by default and set broker-wide
+    before RabbitMQ 3.12; Redis's visibility timeout): no slice lasts that long, so a deletion is
+    never delivered again while it runs. The continuation is sent (and, on RabbitMQ, confirmed)
+    before this delivery is acknowledged, so a crash in between leaves a duplicate continuation,
+    which resumes the same deletion, never a lost one.
+    """
+    worker = runtime()
+    vault = worker.vault()
+    deadline = time.monotonic() + worker.settings.workers.deletion_slice_seconds
+    while True:
+        status = vault.resume_deletion(deletion_id, max_chunks=SLICE_CHUNKS)
+        if status.status.final:
+            return status.as_dict()
+        if time.monotonic() >= deadline:
+            worker.app.send_task(RESUME_DELETION_TASK, args=[deletion_id])
+            return {**status.as_dict(), "continued": True}
 
 
 def _deletion_id(task: Task) -> str:
@@ -328,4 +519,5 @@ def _delivery(request: SimpleRequest) -> Delivery:
         raw=raw,
         attempt=attempt if isinstance(attempt, int) else 0,
         enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
+        key=_key(request),
     )

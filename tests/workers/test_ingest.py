@@ -4,6 +4,7 @@ poison messages, deleted targets."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import orjson
@@ -148,3 +149,31 @@ def test_segments_of_deleted_replays_are_dropped_counted_and_audited(
     details = [json.loads(e) if isinstance(e, str) else e for e in events]
     assert sum(d["segments"] for d in details) == 4 + 3
     assert orjson.dumps(details).count(b"1" * 32) == 0  # aggregate: no replay ids listed
+
+
+def test_staged_messages_are_acknowledged_only_by_their_batch_commit(
+    rabbitmq_url: str,
+    worker_catalog: Catalog,
+    tmp_path: Path,
+    workers: Workers,
+    worker_env: EnvFactory,
+) -> None:
+    """A worker seals messages as they arrive, but acknowledges them only when their batch is
+    committed: killed with staged messages, it loses none of them to the next worker."""
+    env = worker_env(rabbitmq_url, VAULT_STORE_FLUSH_MAX_AGE="3600")
+    app = producer_app(env)
+    enqueue(app, messages(4, 25))
+    first = workers.start(env)
+    wait_for(first.ready, timeout=60, what="the worker to be ready", workers=(first,))
+    wait_for(lambda: queued(app, "ingest") == 0, timeout=60, what="the worker to take them")
+    time.sleep(2)  # several 0.25 s staging rounds: all 100 are sealed into its buffer by now
+    assert row_count(worker_catalog) == 0  # staged, not committed (the batch age is an hour)
+    first.kill()
+    wait_for(lambda: queued(app, "ingest") == 100, timeout=30, what="all 100 back on the queue")
+    second = workers.start({**env, "VAULT_STORE_FLUSH_MAX_AGE": "1"})
+    wait_for(
+        lambda: row_count(worker_catalog) == 100, timeout=60, what="100 rows", workers=(second,)
+    )
+    assert sorted(stored_segments(worker_catalog)) == sorted(
+        (3, f"{r + 1:032x}", n) for r in range(4) for n in range(25)
+    )

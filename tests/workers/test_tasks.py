@@ -363,3 +363,98 @@ def test_the_compact_task_compacts_finished_replays_and_counts_them(
     assert metrics["vault_store_worker_compaction_bytes_copied_total"] == stats.compacted_bytes
     assert metrics["vault_store_worker_superseded_bytes"] == stats.superseded_bytes > 0
     assert metrics["vault_store_worker_dead_bytes_waiting_for_gc"] >= stats.superseded_bytes
+
+
+def test_a_deletion_runs_in_slices_each_delivery_acknowledged_before_the_next(
+    rabbitmq_url: str,
+    worker_catalog: Catalog,
+    tmp_path: Path,
+    workers: Workers,
+    worker_env: EnvFactory,
+) -> None:
+    """With a slice shorter than one chunk of rows, a project deletion takes several deliveries:
+    the shred task returns (and is acknowledged) with the deletion still running and queues its
+    continuation, which finishes it; no delivery is held for the whole deletion."""
+    env = worker_env(rabbitmq_url, VAULT_STORE_DELETION_SLICE="0.000001")
+    vault = vault_over(worker_catalog, tmp_path)
+    for raw in messages(3, 4, project=5):
+        vault.ingest_message(raw)
+    vault.flush()
+    app = producer_app(env)
+    task_id = str(uuid.uuid4())
+    app.send_task("vault_store.shred_project", args=[5, "ops", "closed account"], task_id=task_id)
+    worker = workers.start(env)
+
+    def status() -> str | None:
+        with worker_catalog.connection("test") as conn:
+            found = conn.execute(
+                select(Deletion.status).where(Deletion.id == uuid.UUID(task_id).hex)
+            )
+            return found.scalar_one_or_none()
+
+    wait_for(lambda: status() == "done", timeout=60, what="the deletion", workers=(worker,))
+    wait_for(lambda: queued(app, "tasks") == 0, timeout=30, what="the tasks to run")
+    log = worker.output()
+    shred_done = [
+        line for line in log.splitlines() if f"shred_project[{task_id}] succeeded" in line
+    ]
+    assert len(shred_done) == 1 and "'continued': True" in shred_done[0], log[-3000:]
+    continued = [
+        line
+        for line in log.splitlines()
+        if "vault_store.resume_deletion[" in line and "succeeded" in line
+    ]
+    assert continued and "'status': 'done'" in continued[-1], log[-3000:]
+    assert row_count(worker_catalog) == 0
+
+
+def test_an_async_delete_whose_broker_refuses_prints_its_id_and_how_to_run_it(
+    rabbitmq_url: str, worker_catalog: Catalog, tmp_path: Path, worker_env: EnvFactory
+) -> None:
+    """Unreachable broker, refused credentials, missing vhost: the deletion is recorded (exit 0,
+    reads stop at once) and one line names the broker (password hidden), the deletion's id and
+    the command that runs it; that command then does."""
+    env = worker_env(rabbitmq_url)
+    vault = vault_over(worker_catalog, tmp_path)
+    for raw in messages(3, 2):
+        vault.ingest_message(raw)
+    vault.flush()
+    brokers = {
+        "unreachable": "amqp://guest:s3cret@127.0.0.1:1//",
+        "refused credentials": "amqp://guest:s3cret@127.0.0.1:5672//",
+        "missing vhost": "amqp://guest:guest@127.0.0.1:5672/nowhere",
+    }
+    ids: list[str] = []
+    for replay, (case, url) in enumerate(brokers.items(), 1):
+        result = run(
+            {**env, "VAULT_STORE_BROKER_URL": url},
+            "delete",
+            "replay",
+            "--project",
+            "3",
+            "--replay",
+            f"{replay:032x}",
+            "--by",
+            "dpo@example.com",
+            "--reason",
+            "GDPR art. 17",
+            "--async",
+            "--json",
+        )
+        assert result.returncode == 0, (case, result.stderr)
+        recorded = json.loads(result.stdout)
+        assert recorded["handed_to_workers"] is False and recorded["status"] == "pending", case
+        said = result.stderr.decode()
+        assert said.count("\n") == 1 and "Traceback" not in said, (case, said)
+        assert f"vault-store deletion resume {recorded['id']}" in said, (case, said)
+        assert "127.0.0.1" in said and "s3cret" not in said, (case, said)
+        with pytest.raises(ReplayShredded):  # recorded: reads stop at once
+            list(vault_over(worker_catalog, tmp_path).read_recording(3, f"{replay:032x}"))
+        ids.append(recorded["id"])
+    # The command printed runs it (once here, to keep the test short; the facade for the rest).
+    resumed = run(env, "deletion", "resume", ids[0], "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "done"
+    for deletion_id in ids[1:]:
+        assert vault.resume_deletion(deletion_id).status.value == "done"
+    assert row_count(worker_catalog) == 0

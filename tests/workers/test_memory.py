@@ -1,0 +1,100 @@
+"""A worker's resident memory under a burst of maximum-size messages stays under the bound the
+README documents: VAULT_STORE_WORKER_MAX_HELD_BYTES bounds what it holds, whatever the prefetch."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from pathlib import Path
+
+from tests.workers.conftest import EnvFactory
+from tests.workers.harness import Workers, enqueue, producer_app, queued, row_count, wait_for
+from vault_store.catalog import Catalog
+from vault_store.core.message import MAX_MESSAGE_BYTES, build_message
+
+MIB = 1024 * 1024
+BURST = 24
+BUDGET = 64 * MIB
+# README (Workers, Memory): resident memory stays under BASE + FACTOR x (the budget plus one
+# largest message).
+BASE_MIB = 300
+FACTOR = 4
+
+
+def largest_messages(count: int) -> list[bytes]:
+    """`count` messages of one replay each, as close to the 15 MiB limit as they can be, with an
+    uncompressed, incompressible rrweb body (so nothing shrinks on the way in)."""
+    event = b'{"type":5,"timestamp":1,"data":{"tag":"blob","payload":"%s"}}'
+    room = MAX_MESSAGE_BYTES - 4096
+    chunk = 1024 * 1024
+    payload = base64.b64encode(os.urandom(chunk * 3 // 4))
+    events = [event % payload for _ in range(room // (len(payload) + 64))]
+    body = b"[" + b",".join(events) + b"]"
+    built = [
+        build_message(
+            project_id=9, replay_id=f"{n + 1:032x}", segment_id=0, body=body, compress=False
+        )
+        for n in range(count)
+    ]
+    assert all(MAX_MESSAGE_BYTES - 2 * chunk < len(raw) <= MAX_MESSAGE_BYTES for raw in built)
+    return built
+
+
+def resident_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process, in MiB, from /proc."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) / 1024
+    return found["VmRSS"], found["VmHWM"]
+
+
+def test_a_burst_of_the_largest_messages_stays_under_the_memory_bound(
+    rabbitmq_url: str,
+    worker_catalog: Catalog,
+    workers: Workers,
+    worker_env: EnvFactory,
+) -> None:
+    # A prefetch of 600 messages (1.2 batches of 500) would let the worker take the whole
+    # burst, 24 x 15 MiB: only the byte budget keeps it from holding all of it.
+    env = worker_env(
+        rabbitmq_url,
+        VAULT_STORE_WORKER_MAX_HELD_BYTES=str(BUDGET),
+        VAULT_STORE_FLUSH_MAX_SEGMENTS="500",
+    )
+    app = producer_app(env)
+    burst = largest_messages(BURST)
+    enqueue(app, burst)
+    del burst
+    worker = workers.start(env)
+    peak = 0.0
+    deadline = time.monotonic() + 120
+    while row_count(worker_catalog) < BURST:
+        assert worker.alive(), worker.output()[-4000:]
+        assert time.monotonic() < deadline, worker.output()[-4000:]
+        peak = max(peak, resident_mib(worker.process.pid)[1])
+        time.sleep(0.05)
+    peak = max(peak, resident_mib(worker.process.pid)[1])
+    wait_for(lambda: queued(app, "ingest") == 0, timeout=30, what="an empty queue")
+    bound = BASE_MIB + FACTOR * (BUDGET + MAX_MESSAGE_BYTES) / MIB
+    print(f"peak resident {peak:.0f} MiB, bound {bound:.0f} MiB, burst {BURST * 15} MiB")
+    assert peak <= bound, f"peak resident {peak:.0f} MiB over the bound of {bound:.0f} MiB"
+    assert row_count(worker_catalog) == BURST  # every message stored once
+
+
+def test_held_bytes_pauses_at_the_budget_and_resumes_under_half() -> None:
+    from workers.tasks import HeldBytes
+
+    held = HeldBytes(100)
+    assert held.take(250)  # one message larger than the budget still goes through
+    assert held.paused and not held.take(1)  # then nothing more until it is settled
+    held.give_back(250)
+    assert held.resumable() and not held.paused
+    assert held.take(60) and not held.paused
+    assert held.take(60) and held.paused  # 120 held: paused
+    held.give_back(60)
+    assert not held.resumable()  # 60 is over half the budget
+    held.give_back(10)
+    assert held.resumable() and held.held == 50 and held.peak == 250

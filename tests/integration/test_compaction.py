@@ -72,6 +72,26 @@ def spread_vault(make_vault: VaultFactory) -> Vault:
     return make_vault(flush=FlushPolicy(max_bytes=1 << 30, max_segments=None, max_age_seconds=None))
 
 
+def test_a_compacted_hour_long_replay_reads_whole_in_two_gets(spread_vault: Vault) -> None:
+    """A 720-segment replay (the SDK's 60 minutes) spread over 180 blobs reads in two ranged
+    GETs once compacted (its first page, then the rest): the reader fetches the ranges of
+    consecutive pages together, not one GET per 50-segment page."""
+    vault = spread_vault
+    (replay,) = ids = [replay_id(7)]
+    for n in range(720):
+        vault.ingest_segment(segment(replay, n, padded=True))
+        if n % 4 == 3:
+            vault.flush()
+    start = vault.read_counters().gets
+    before = b"".join(vault.read_recording(1, replay))
+    assert vault.read_counters().gets - start >= 180  # one per blob at least
+    assert vault.compact(idle_seconds=0).replays_compacted == len(ids)
+    start = vault.read_counters().gets
+    assert b"".join(vault.read_recording(1, replay)) == before
+    assert vault.read_counters().gets - start == 2
+    assert len(orjson.loads(before)) == 720
+
+
 def test_a_compacted_replay_reads_back_byte_exact_in_fewer_gets(
     spread_vault: Vault, catalog: Catalog, tmp_path: Path
 ) -> None:

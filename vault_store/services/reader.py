@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog, RangeRecord, ReplayState
@@ -17,6 +18,9 @@ from vault_store.core.parts import RECORDING, VIDEO, merge
 from vault_store.errors import CorruptData, ReplayNotFound, ReplayShredded
 from vault_store.kms import KeyContext, Kms
 from vault_store.settings import ReadPolicy
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,10 +294,12 @@ class Reader:
             max_segments=1,
             only=frozenset({VIDEO}),
         )
-        rows = [row for row in page.rows if row.part == VIDEO]
-        for stored in self._open_page(rows) if rows else ():
-            return stored.body
-        return None
+        rows = tuple(row for row in page.rows if row.part == VIDEO)
+        if not rows:
+            return None
+        video = Page(project_id, replay_id, rows, page.segment_ids, page.only, None)
+        _segment_ids, opened = self._decode(self._fetch_window([video])[0])
+        return opened[0].body
 
     def _pages(
         self,
@@ -346,51 +352,74 @@ class Reader:
             yield page
 
     def _loaded(self, pages: Iterator[Page]) -> Iterator[tuple[list[int], list[StoredSegment]]]:
-        """Each page with rows, opened; the next is planned and loading while one is handed out."""
+        """Each page with rows, opened, in order.
 
-        def submit_next() -> Future[tuple[list[int], list[StoredSegment]]] | None:
-            for page in pages:
-                if page.rows:
-                    return self._pages_ahead.submit(self._load, page)
+        Pages are fetched a window at a time: the first page alone (its bytes leave after one
+        range query and one round of GETs), then consecutive pages up to the policy's
+        `max_fetch_bytes` of wanted frames, so the ranges of many pages that lie side by side
+        in one blob (a compacted replay) come in one GET instead of one per page. A page waits
+        only for the GETs that hold its own frames; the next window is planned, and the next
+        page decoded, while the caller streams this one (at most two windows of sealed bytes
+        and two decoded pages in memory).
+        """
+        windows = _windows(pages, self._policy.max_fetch_bytes)
+        for fetching in self._one_ahead(windows, self._fetch_window):
+            yield from self._one_ahead(iter(fetching), self._decode)
+
+    def _one_ahead(self, items: Iterator[_T], work: Callable[[_T], _R]) -> Iterator[_R]:
+        """`work(item)` for each item in order, the next one running on a page thread while
+        the caller handles this one (page threads wait on the fetch pool, never on their own
+        pool, so a busy pool cannot deadlock)."""
+
+        def submit_next() -> Future[_R] | None:
+            for item in items:
+                return self._pages_ahead.submit(work, item)
             return None
 
-        loading = submit_next()
-        while loading is not None:
-            opened = loading.result()
-            # Start the next page before handing this one out: its blobs are fetched and
-            # decoded while the caller streams this one (at most two pages in memory).
-            loading = submit_next()
-            yield opened
+        running = submit_next()
+        while running is not None:
+            result = running.result()
+            running = submit_next()
+            yield result
 
-    def _load(self, page: Page) -> tuple[list[int], list[StoredSegment]]:
-        only = page.only
-        wanted = [r for r in page.rows if only is None or r.part in only or r.part == RECORDING]
-        return list(page.segment_ids), list(self._open_page(wanted)) if wanted else []
-
-    def _open_page(self, rows: Sequence[RangeRecord]) -> Iterator[StoredSegment]:
-        """Fetch the page's coalesced ranges in parallel, then decrypt its frames in parallel.
-
-        Coalescing makes few, large GETs; decoding per frame (not per GET) keeps every thread
-        busy even when a whole page comes back in one GET. `map` keeps row order, so an
-        integrity error names the earliest bad segment.
-        """
+    def _fetch_window(self, window: list[Page]) -> list[_FetchingPage]:
+        """Start the GETs of a window: the wanted rows of all its pages coalesced together,
+        submitted in the order of their first row, so the first page's ranges go first."""
+        wanted = [[row for row in page.rows if _wanted(row, page.only)] for page in window]
+        rows = [row for page_rows in wanted for row in page_rows]
         fetches = plan_fetches(
             [(row.blob_path, row.start, row.stop) for row in rows],
             gap=self._policy.gap_bytes,
             max_span=self._policy.max_fetch_bytes,
         )
-        frames: list[memoryview] = [memoryview(b"")] * len(rows)
-        for fetch, data in zip(fetches, self._pool.map(self._fetch, fetches), strict=True):
-            # Views into the fetched bytes: a frame is never copied out of its GET.
-            view = memoryview(data)
+        by_row: dict[int, tuple[Future[bytes], int]] = {}
+        for fetch in fetches:
+            got = self._pool.submit(self._fetch, fetch)
             for index in fetch.members:
-                row = rows[index]
-                frames[index] = view[row.start - fetch.start : row.stop - fetch.start]
-        bodies = self._pool.map(
-            lambda index: self._open(rows[index], frames[index]), range(len(rows))
-        )
-        for row, body in zip(rows, bodies, strict=True):
-            yield StoredSegment(row.segment_id, row.part, body)
+                by_row[index] = (got, rows[index].start - fetch.start)
+        located = [by_row[index] for index in range(len(rows))]
+        fetching, first = [], 0
+        for page, page_rows in zip(window, wanted, strict=True):
+            last = first + len(page_rows)
+            fetching.append(_FetchingPage(list(page.segment_ids), page_rows, located[first:last]))
+            first = last
+        return fetching
+
+    def _decode(self, page: _FetchingPage) -> tuple[list[int], list[StoredSegment]]:
+        """Wait for the GETs holding the page's frames, then open them in parallel; each frame
+        is a view of its GET (never copied), and `map` keeps row order, so an integrity error
+        names the earliest bad segment."""
+        rows = page.rows
+        frames = [
+            memoryview(got.result())[offset : offset + row.size]
+            for row, (got, offset) in zip(rows, page.located, strict=True)
+        ]
+        bodies = self._pool.map(lambda i: self._open(rows[i], frames[i]), range(len(rows)))
+        opened = [
+            StoredSegment(row.segment_id, row.part, body)
+            for row, body in zip(rows, bodies, strict=True)
+        ]
+        return page.segment_ids, opened
 
     def _fetch(self, fetch: Fetch) -> bytes:
         data = self._blob_store.get_range(fetch.blob_path, fetch.start, fetch.stop)
@@ -413,6 +442,44 @@ class Reader:
         if not key.matches(row.key_check):
             raise CorruptData(f"segment {row.segment_id} failed its key check")
         return key
+
+
+@dataclass(frozen=True, slots=True)
+class _FetchingPage:
+    """A page's wanted rows, each with the GET that holds its frame and its offset there."""
+
+    segment_ids: list[int]
+    rows: list[RangeRecord]
+    located: list[tuple[Future[bytes], int]]
+
+
+def _wanted(row: RangeRecord, only: frozenset[str] | None) -> bool:
+    """Whether a read of the `only` parts fetches this row (rows stored whole always are)."""
+    return only is None or row.part in only or row.part == RECORDING
+
+
+def _windows(pages: Iterator[Page], max_bytes: int) -> Iterator[list[Page]]:
+    """The first page with rows alone, then consecutive pages grouped while their wanted frames
+    fit in `max_bytes` (a page larger than that is a window of its own), so their ranges are
+    coalesced together."""
+    window: list[Page] = []
+    size = 0
+    first = True
+    for page in pages:
+        if not page.rows:
+            continue
+        if first:
+            yield [page]
+            first = False
+            continue
+        page_size = sum(row.size for row in page.rows if _wanted(row, page.only))
+        if window and size + page_size > max_bytes:
+            yield window
+            window, size = [], 0
+        window.append(page)
+        size += page_size
+    if window:
+        yield window
 
 
 def _row_limit(segments: int) -> int:
@@ -466,7 +533,7 @@ def _cut(
         if new_segment:
             segments.append(row.segment_id)
         kept.append(row)
-        if only is None or row.part in only or row.part == RECORDING:
+        if _wanted(row, only):
             size += row.size
     else:
         if len(rows) == (limit or _row_limit(max_segments)) and kept:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -165,3 +166,108 @@ def _partition_table(name: str) -> Table:
     """A lightweight Table naming one partition, with the range table's columns."""
     columns = [Column(c.name, c.type) for c in RecordingByteRange.__table__.columns]
     return Table(name, MetaData(), *columns)
+
+
+@dataclass
+class ReplayWalk:
+    """Where a replay-by-replay deletion has got to (PostgreSQL): a hint, never a promise.
+
+    `after` is the (bucket, replay id) of the last replay whose rows are all gone;
+    `rows_per_replay` how many rows the replays walked so far held, to size the next batch.
+    Losing it (a new process) only means the walk starts again at the first replay, stepping
+    over emptied ones at the cost of one index probe each; the deletion's finishing count, not
+    this, says whether it is done.
+    """
+
+    after: tuple[date, str] = (date.min, "")
+    rows_per_replay: float = 25.0
+    exhausted: bool = False
+
+
+# Replays taken from the replay table per statement, at most.
+_WALK_BATCH_MAX = 2000
+
+
+def delete_replays_rows(
+    conn: Connection,
+    project_id: int,
+    replays: str,
+    params: dict[str, Any],
+    limit: int,
+    walk: ReplayWalk,
+) -> list[ByteRange]:
+    """Delete up to `limit` rows of the project's replays, walking them in (bucket, replay id)
+    order, each group of one bucket in the one partition that bucket names (PostgreSQL).
+
+    `replays` restricts the replays walked (an SQL condition on `r`, the replay table, with
+    `params`); an empty string walks every replay of the project. A batch of replays comes from
+    the replay table's (project, bucket, replay) index after `walk.after`; each bucket's group
+    is deleted by ctid from an index scan of just those replays in its partition, with a
+    constant bucket so PostgreSQL plans that one partition only. So a chunk never revisits the
+    index entries of rows earlier chunks deleted (a scan of the project's index would, until
+    vacuum: the cost of a chunk grew with what was already deleted), and never looks into
+    partitions its replays do not live in. Rows no replay row leads to are left to
+    `delete_rows`, once the walk is exhausted.
+    """
+    deleted: list[ByteRange] = []
+    while len(deleted) < limit and not walk.exhausted:
+        remaining = limit - len(deleted)
+        batch = max(1, min(_WALK_BATCH_MAX, int(remaining / walk.rows_per_replay) + 1))
+        # Our own constant SQL; `replays` is one of the caller's constants too, never input.
+        found = conn.execute(
+            text(
+                "SELECT r.expiry_bucket, r.replay_id FROM replay r "  # noqa: S608
+                "WHERE r.project_id = :project "
+                "AND (r.expiry_bucket, r.replay_id) > (:after_bucket, :after_replay) "
+                f"{'AND ' + replays if replays else ''} "
+                "ORDER BY r.expiry_bucket, r.replay_id LIMIT :batch"
+            ),
+            {
+                **params,
+                "project": project_id,
+                "after_bucket": walk.after[0],
+                "after_replay": walk.after[1],
+                "batch": batch,
+            },
+        ).all()
+        if not found:
+            walk.exhausted = True
+            break
+        groups: dict[date, list[str]] = {}
+        for bucket, replay_id in found:
+            groups.setdefault(bucket, []).append(replay_id)
+        walked = 0
+        for bucket, names in groups.items():
+            left = limit - len(deleted)
+            rows = _delete_in_bucket(conn, project_id, bucket, names, left)
+            deleted += rows
+            if len(rows) >= left:
+                # The chunk is full, perhaps before this group's last row: the walk stays
+                # before the group (the next chunk probes these replays again, and only them).
+                break
+            walked += len(names)
+            walk.after = (bucket, names[-1])
+        else:
+            walk.rows_per_replay = max(1.0, (len(deleted) - (limit - remaining)) / walked)
+    return deleted
+
+
+def _delete_in_bucket(
+    conn: Connection, project_id: int, bucket: date, replays: list[str], limit: int
+) -> list[ByteRange]:
+    # Every row with this bucket lives in one partition, so (bucket, ctid) names one row; the
+    # constant bucket prunes both scans to that partition when the statement is planned. One
+    # primary-key probe per replay (the lateral subquery, kept apart by OFFSET 0): given the
+    # list as a filter instead, the planner may scan every entry of the project in the
+    # partition, deleted ones included, which is what this walk avoids.
+    rows = conn.execute(
+        text(
+            f"DELETE FROM {TABLE} WHERE expiry_bucket = :bucket AND ctid = ANY(ARRAY("  # noqa: S608
+            "SELECT x.ctid FROM unnest(CAST(:replays AS text[])) AS v(replay_id), LATERAL ("
+            f"SELECT t.ctid FROM {TABLE} t WHERE t.project_id = :project "
+            "AND t.replay_id = v.replay_id AND t.expiry_bucket = :bucket OFFSET 0) AS x "
+            "LIMIT :limit)) RETURNING blob_path, start, stop"
+        ),
+        {"project": project_id, "bucket": bucket, "replays": replays, "limit": limit},
+    )
+    return [ByteRange(*row) for row in rows]

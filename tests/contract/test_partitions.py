@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import delete, event, func, select
 
 from tests.builders import segment
 from tests.conftest import VaultFactory
@@ -241,9 +241,7 @@ def test_a_shred_resumed_by_another_process_finds_rows_no_replay_row_leads_to(
         vault.flush()
     with catalog.transaction("test") as conn:
         conn.execute(
-            Replay.__table__.delete().where(
-                Replay.project_id == 5, Replay.replay_id == f"{5:016x}{1:016x}"
-            )
+            delete(Replay).where(Replay.project_id == 5, Replay.replay_id == f"{5:016x}{1:016x}")
         )
     deletion = Shredder(catalog, chunk_rows=5).request(
         Scope.PROJECT, 5, requested_by="dpo", reason="closed"

@@ -125,9 +125,12 @@ def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> lis
 
     By physical row id from an index-driven subquery: no list of keys travels back and forth,
     whatever the chunk size. On SQLite that is rowid, in one statement. On the partitioned
-    PostgreSQL table it is ctid, one partition at a time: a ctid is unique only within its
-    partition, and one statement over the parent would join every matching row of every
-    partition against the chunk, a scan of the whole target per chunk.
+    PostgreSQL table, one query over the parent finds the chunk's `(tableoid, ctid)` pairs, then
+    one DELETE per partition that holds some of them removes those rows by ctid (unique only
+    within its partition), with `where` checked again: a ctid freed and reused between the two
+    statements can only ever name a row of the target. Partitions holding none of the chunk
+    are not visited. (One DELETE over the parent by `(tableoid, ctid)` would be planned as a
+    join of every matching row of every partition against the chunk.)
     """
     rbr = RecordingByteRange
     if conn.dialect.name != "postgresql":
@@ -139,25 +142,38 @@ def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> lis
             .returning(rbr.blob_path, rbr.start, rbr.stop)
         )
         return [ByteRange(*row) for row in conn.execute(statement)]
+    found: list[Any] = conn.execute(  # type: ignore[assignment]
+        select(literal_column("tableoid"), literal_column("ctid"))
+        .select_from(rbr)
+        .where(where)
+        .limit(limit)
+    ).all()
+    if not found:
+        return []
+    by_partition: dict[int, list[str]] = {}
+    for oid, ctid in found:
+        by_partition.setdefault(int(oid), []).append(str(ctid))
+    names: dict[int, str] = dict(
+        conn.execute(
+            text("SELECT oid, relname FROM pg_class WHERE oid = ANY(CAST(:oids AS oid[]))"),
+            {"oids": sorted(by_partition)},
+        ).all()
+    )
     deleted: list[ByteRange] = []
-    for partition in partitions(conn):
-        table = _partition_table(partition.name)
+    for oid, ctids in sorted(by_partition.items()):
+        table = _partition_table(str(names[oid]))
         # The same condition, on the partition's columns (subqueries on other tables untouched).
         local = ClauseAdapter(
             table,
             include_fn=lambda column: getattr(column, "table", None) is rbr.__table__,
             adapt_on_names=True,
         ).traverse(where)
-        ctid: ColumnElement[Any] = literal_column("ctid")
-        victims = select(ctid).select_from(table).where(local).limit(limit - len(deleted))
         statement = (
             delete(table)
-            .where(ctid.in_(victims.scalar_subquery()))
+            .where(text("ctid = ANY(CAST(:ctids AS tid[]))").bindparams(ctids=ctids), local)
             .returning(table.c.blob_path, table.c.start, table.c.stop)
         )
         deleted += [ByteRange(*row) for row in conn.execute(statement)]
-        if len(deleted) >= limit:
-            break
     return deleted
 
 

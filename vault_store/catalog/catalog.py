@@ -409,27 +409,14 @@ class Catalog:
         bucket: date,
         now: datetime,
     ) -> dict[tuple[int, str], date]:
-        """Each replay's bucket: the one it got on first sight, else `bucket` (recorded now)."""
+        """Each replay's bucket: the one it got on first sight, else `bucket` (recorded now).
+        SQLite's path; PostgreSQL does this in one statement (_admit_postgresql)."""
         if not replays:
             return {}
         wanted = sorted(replays)
         found = self._buckets_of(conn, wanted)
         missing = [pair for pair in wanted if pair not in found]
-        if missing and self.dialect == "postgresql":
-            conn.execute(
-                text(
-                    "INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
-                    "SELECT p, r, :bucket, :now FROM unnest(CAST(:projects AS bigint[]), "
-                    "CAST(:replays AS text[])) AS wanted(p, r) ON CONFLICT DO NOTHING"
-                ),
-                {
-                    "bucket": bucket,
-                    "now": now,
-                    "projects": [p for p, _ in missing],
-                    "replays": [r for _, r in missing],
-                },
-            )
-        elif missing:
+        if missing:
             conn.execute(
                 self.insert_ignoring_conflicts(Replay),
                 [
@@ -437,7 +424,6 @@ class Catalog:
                     for p, r in missing
                 ],
             )
-        if missing:
             # Another flush may have recorded some of them first: theirs is the bucket.
             found |= self._buckets_of(conn, missing)
         return found

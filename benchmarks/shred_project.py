@@ -1,13 +1,14 @@
 """A verified project shred of 1M range rows on PostgreSQL (goal: under 60 s).
 
-Run:  python benchmarks/shred_project.py [--rows 1000000] [--pg URL] [--json]
+Run:  python benchmarks/shred_project.py [--rows 1000000] [--days 1] [--pg URL] [--json]
 
 Rows are inserted through the production path (`Catalog.insert_blob`, 5,000-row flushes) into a
 fresh schema: the target project, plus a neighbour project of a tenth its size that must keep
 every row. The timed part is what `vault-store delete project` does: record the deletion, delete
 in 5,000-row chunks, and mark it done only in the transaction that then finds no row left. Also
 printed, from the same run: the time per row shredded over the time per row inserted (a ratio,
-so the number means something on other machines).
+so the number means something on other machines). `--days N` spreads both projects over N
+partitions (N days of ingest), to see whether the rate stays flat as partitions multiply.
 """
 
 from __future__ import annotations
@@ -28,9 +29,17 @@ from vault_store.services.shredder import Shredder
 PG_URL = os.environ.get("VAULT_STORE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def fill(catalog: Catalog, project: int, rows: int, replays: int) -> None:
-    """`rows` rows of `replays` replays of `project`, in 5,000-row flushes."""
-    now = datetime.now(UTC)
+def fill(catalog: Catalog, project: int, rows: int, replays: int, *, days: int = 1) -> None:
+    """`rows` rows of `replays` replays of `project`, in 5,000-row flushes; with `days`, as
+    that many days of ingest, so the rows lie in that many partitions (one per expiry day)."""
+    for day in range(days):
+        share = rows // days + (1 if day < rows % days else 0)
+        if share:
+            _fill_day(catalog, project, share, max(replays // days, 1), day)
+
+
+def _fill_day(catalog: Catalog, project: int, rows: int, replays: int, day: int) -> None:
+    now = datetime.now(UTC) + timedelta(days=day)
     ids = [uuid.uuid4().hex for _ in range(replays)]
     for batch in range(0, rows, 5000):
         path = f"r30d/bench/{uuid.uuid4().hex}.vsb"
@@ -61,6 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--pg", default=PG_URL)
+    parser.add_argument(
+        "--days", type=int, default=1, help="spread both projects over this many partitions"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     schema = f"bench_{uuid.uuid4().hex[:12]}"
@@ -70,8 +82,8 @@ def main() -> None:
     try:
         catalog.migrate()
         started = time.perf_counter()
-        fill(catalog, 7, args.rows, max(args.rows // 500, 1))
-        fill(catalog, 8, args.rows // 10, max(args.rows // 5000, 1))
+        fill(catalog, 7, args.rows, max(args.rows // 500, 1), days=args.days)
+        fill(catalog, 8, args.rows // 10, max(args.rows // 5000, 1), days=args.days)
         insert_seconds = time.perf_counter() - started
         shredder = Shredder(catalog)
         started = time.perf_counter()
@@ -93,6 +105,7 @@ def main() -> None:
                 (seconds / args.rows) / (insert_seconds / (args.rows + args.rows // 10)), 3
             ),
             "goal_seconds": 60,
+            "partitions": args.days,
             "verified_rows_left": status.verified_rows_left,
         }
     finally:

@@ -8,12 +8,14 @@ the same code with a flush size of one segment, to the same kind of store and ca
 
 from __future__ import annotations
 
+import io
 import os
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,31 +208,91 @@ def writes(bench: Bench) -> dict[str, Any]:
     return {"segments": len(segments), "by_flush_size": per_flush, "catalog": catalog_rows(bench)}
 
 
+# The catalog insert goal on PostgreSQL with one writer (issue 20), rows/s.
+PG_INSERT_GOAL = 150_000
+
+
 def catalog_rows(bench: Bench) -> dict[str, Any]:
-    """Catalog insert rows/s on PostgreSQL (and SQLite) in 5000-row flushes."""
+    """Catalog insert rows/s on PostgreSQL (and SQLite) in 5000-row flushes; on PostgreSQL
+    side by side with a bare COPY of the same rows (interleaved rounds, medians)."""
     rows = 20_000 if bench.quick else 200_000
-    result = {
+    result: dict[str, Any] = {
         "sqlite_rows_per_second": round(
             _insert_rows(f"sqlite:///{bench.root / 'rows.sqlite3'}", rows)
         )
     }
     if bench.pg_url:
-        import psycopg2
-
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        with psycopg2.connect(bench.pg_url) as conn, conn.cursor() as cursor:
-            cursor.execute(f"CREATE SCHEMA {schema}")
-        try:
-            result["postgresql_rows_per_second"] = round(
-                _insert_rows(f"{bench.pg_url}?options=-csearch_path%3D{schema}", rows)
-            )
-        finally:
-            conn = psycopg2.connect(bench.pg_url)
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(f"DROP SCHEMA {schema} CASCADE")
-            conn.close()
+        insert_rates, bare_rates = [], []
+        for _round in range(1 if bench.quick else 3):
+            with _scratch_schema(bench.pg_url) as url:
+                insert_rates.append(_insert_rows(url, rows))
+            with _scratch_schema(bench.pg_url) as url:
+                bare_rates.append(_bare_copy_rows(url, rows))
+        insert, bare = statistics.median(insert_rates), statistics.median(bare_rates)
+        result["postgresql_rows_per_second"] = round(insert)
+        # The limit on this machine: the same rows, COPY alone (lines rendered beforehand,
+        # no check, no lock, no replay or blob row), one transaction per flush.
+        result["postgresql_bare_copy_rows_per_second"] = round(bare)
+        result["postgresql_insert_to_bare_copy"] = round(insert / bare, 3)
+        result["postgresql_goal_rows_per_second"] = PG_INSERT_GOAL
     return result
+
+
+@contextmanager
+def _scratch_schema(pg_url: str) -> Iterator[str]:
+    """A fresh schema for one measurement; its catalog URL."""
+    import psycopg2
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg2.connect(pg_url) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{pg_url}?options=-csearch_path%3D{schema}"
+    finally:
+        conn = psycopg2.connect(pg_url)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+
+def _bare_copy_rows(url: str, rows: int) -> float:
+    """Rows/s of COPY alone into the migrated (partitioned) range table, same flushes."""
+    catalog = Catalog(url)
+    catalog.migrate()
+    flushes = synthetic_flushes(rows)
+    catalog.ensure_partition(flushes[0][0].expires_at.date())
+    texts = [
+        io.StringIO("".join(_copy_line(row, row.expires_at.date()) for row in ranges))
+        for _blob, ranges in flushes
+    ]
+    connection = catalog.engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        started = time.perf_counter()
+        for data in texts:
+            cursor.copy_expert(f"COPY recording_byte_range ({_COPY_COLUMNS}) FROM STDIN", data)
+            connection.commit()
+        seconds = time.perf_counter() - started
+    finally:
+        connection.close()
+        catalog.dispose()
+    return rows / seconds
+
+
+_COPY_COLUMNS = (
+    "project_id, replay_id, segment_id, part, blob_path, start, stop, wrapped_dek, kek, "
+    "key_check, created_at, expires_at, expiry_bucket"
+)
+
+
+def _copy_line(row: RangeRecord, bucket: Any) -> str:
+    return (
+        f"{row.project_id}\t{row.replay_id}\t{row.segment_id}\t{row.part}\t{row.blob_path}"
+        f"\t{row.start}\t{row.stop}\t\\\\x{row.wrapped_dek.hex()}\t{row.kek}"
+        f"\t\\\\x{row.key_check.hex()}\t{row.created_at.isoformat()}"
+        f"\t{row.expires_at.isoformat()}\t{bucket.isoformat()}\n"
+    )
 
 
 def synthetic_flushes(
@@ -369,15 +431,21 @@ def decode_rate(bench: Bench, packed: Vault, replay: str) -> dict[str, Any]:
     }
 
 
+# Shred time of the largest replay against a one-segment one, at most (issue 20).
+SHRED_RATIO_LIMIT = 1.5
+
+
 def deletes(bench: Bench) -> dict[str, Any]:
     """Shred latency against replay size; project shred rows/s; overwrite amplification."""
-    lengths = [10, 100] if bench.quick else [10, 100, 700]
+    lengths = [1, 10, 100] if bench.quick else [1, 10, 100, 700]
+    rounds = 3 if bench.quick else 7
     vault = bench.vault()
-    replays = {}
+    replays: dict[tuple[int, int], str] = {}
     for length in lengths:
-        for segment in bench.segments(1, segments_per_replay=length):
-            vault.ingest_segment(segment)
-            replays[length] = segment.replay_id
+        for round_ in range(rounds):
+            for segment in bench.segments(1, segments_per_replay=length):
+                vault.ingest_segment(segment)
+                replays[(length, round_)] = segment.replay_id
     neighbours = bench.segments(1, segments_per_replay=40)
     for segment in neighbours:
         vault.ingest_segment(segment)
@@ -386,13 +454,19 @@ def deletes(bench: Bench) -> dict[str, Any]:
     vault.ingest_segment(warm)
     vault.flush()
     vault.shred(Scope.REPLAY, 1, replay_id=warm.replay_id, requested_by="bench", reason="warm-up")
-    shreds = []
-    for length in lengths:
+    # Interleaved rounds, one replay of each size per round; medians.
+    seconds: dict[int, list[float]] = {length: [] for length in lengths}
+    for round_ in range(rounds):
+        for length in lengths:
 
-        def shred(replay: str = replays[length]) -> None:
-            vault.shred(Scope.REPLAY, 1, replay_id=replay, requested_by="bench", reason="bench")
+            def shred(replay: str = replays[(length, round_)]) -> None:
+                vault.shred(Scope.REPLAY, 1, replay_id=replay, requested_by="bench", reason="bench")
 
-        shreds.append({"segments": length, "ms": round(timed(shred) * 1000, 2)})
+            seconds[length].append(timed(shred))
+    shreds = [
+        {"segments": length, "ms": round(statistics.median(seconds[length]) * 1000, 2)}
+        for length in lengths
+    ]
     doomed = neighbours[0].replay_id
     status = vault.shred(
         Scope.REPLAY,
@@ -417,11 +491,15 @@ def deletes(bench: Bench) -> dict[str, Any]:
         vault._catalog.insert_blob(blob, ranges)
     shredder = Shredder(vault._catalog)
     deletion = shredder.request(Scope.PROJECT, 9, requested_by="bench", reason="bench")
-    seconds = timed(lambda: shredder.run(deletion))
+    project_seconds = timed(lambda: shredder.run(deletion))
     vault.close()
+    largest = statistics.median(seconds[lengths[-1]]) / statistics.median(seconds[1])
     return {
         "shred_by_replay_size": shreds,
-        "project_shred_rows_per_second": round(rows / seconds),
+        # The largest replay measured (700 segments; 100 with --quick) against one segment.
+        "shred_largest_to_1_segment": round(largest, 2),
+        "shred_ratio_limit": SHRED_RATIO_LIMIT,
+        "project_shred_rows_per_second": round(rows / project_seconds),
         "forced_overwrite": overwrite,
     }
 

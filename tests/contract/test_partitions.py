@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import delete, event, func, select
 
 from tests.builders import segment
 from tests.conftest import VaultFactory
@@ -223,6 +223,43 @@ def test_a_chunked_shred_across_partitions_deletes_only_its_rows(
     assert dict(left) == {6: 12}
     for day in range(3):
         assert read_events(vault, 6, f"{6:016x}{day:016x}") == [[0], [1], [2], [3]]
+
+
+def test_a_shred_resumed_by_another_process_finds_rows_no_replay_row_leads_to(
+    make_vault: VaultFactory, catalog: Catalog, database_url: str
+) -> None:
+    """On PostgreSQL a chunk walks the replay table; a resumed run (a new process, its walk
+    lost) starts the walk again, and a row whose replay row is gone (edited by hand) is still
+    deleted, by the general path, before the deletion is verified done."""
+    clock = Clock(DAY)
+    vault = make_vault(clock=clock)
+    for day in range(3):
+        clock.now = DAY + timedelta(days=day)
+        for project in (5, 6):
+            for n in range(4):
+                vault.ingest_segment(segment(f"{project:016x}{day:016x}", n, project=project))
+        vault.flush()
+    with catalog.transaction("test") as conn:
+        conn.execute(
+            delete(Replay).where(Replay.project_id == 5, Replay.replay_id == f"{5:016x}{1:016x}")
+        )
+    deletion = Shredder(catalog, chunk_rows=5).request(
+        Scope.PROJECT, 5, requested_by="dpo", reason="closed"
+    )
+    assert Shredder(catalog, chunk_rows=5).run(deletion, max_chunks=1).rows_deleted == 5
+    other = Catalog(database_url)  # another process: no walk of this deletion in memory
+    try:
+        status = Shredder(other, chunk_rows=5).run(deletion, max_chunks=20)
+    finally:
+        other.dispose()
+    assert (status.status.value, status.rows_deleted, status.verified_rows_left) == ("done", 12, 0)
+    with catalog.connection("test") as conn:
+        left = conn.execute(
+            select(RecordingByteRange.project_id, func.count()).group_by(
+                RecordingByteRange.project_id
+            )
+        ).all()
+    assert dict(left) == {6: 12}
 
 
 def test_maintain_reports_the_exact_rows_of_a_fresh_partition(

@@ -56,7 +56,9 @@ def test_quick_bench_reports_every_section(
         and reads[(100, "one request per range")] == 100
     )
     assert reads[(100, "coalesced ranges")] < 10
-    assert {d["segments"] for d in report["deletes"]["shred_by_replay_size"]} == {10, 100}
+    assert {d["segments"] for d in report["deletes"]["shred_by_replay_size"]} == {1, 10, 100}
+    assert report["deletes"]["shred_largest_to_1_segment"] > 0
+    assert report["deletes"]["shred_ratio_limit"] == 1.5
     assert report["deletes"]["forced_overwrite"]["bytes_zeroed"] > 0
     costs = report["cost"]["per_million_segments_per_month"]
     naive = next(c for c in costs if c["layout"] == "one object per segment")

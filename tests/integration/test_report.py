@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from google.cloud import storage  # type: ignore[attr-defined]
 
 from tests.conftest import VaultFactory
+from tests.peers.gcs import FaultProxy
 from vault_store import Scope, Vault
+from vault_store.blobstore.gcs import GcsBlobStore
 from vault_store.core.message import Segment
 from vault_store.services import report as compliance
 from vault_store.services.shredder import Shredder
@@ -205,3 +209,42 @@ def test_the_report_prints_the_chain_s_values_and_flags_an_edited_row(
     )
     assert "row edited" in compliance.render(_build(vault), "html")
     assert not vault.verify_audit().ok
+
+
+@pytest.mark.parametrize("window_days", [3, 0])
+def test_a_gcs_store_reports_the_soft_delete_window_its_bucket_holds(
+    make_vault: VaultFactory, gcs_proxy: FaultProxy, window_days: int
+) -> None:
+    """The window comes from the bucket's softDeletePolicy, read through the real
+    google-cloud-storage client from the emulator (which keeps the policy a PATCH sets): 3 days
+    (not GCS's 7-day default, so a hard-coded week would fail), or 0 (soft delete off: no
+    residual copy). A local-directory store states none (test_report_counts_and_proofs)."""
+    bucket_name = f"soft-{uuid.uuid4().hex[:12]}"
+    client = storage.Client()  # STORAGE_EMULATOR_HOST: the proxy to the emulator
+    bucket = client.create_bucket(bucket_name)
+    bucket.soft_delete_policy.retention_duration_seconds = window_days * 86400
+    bucket.patch()
+    vault = make_vault(blob_store=GcsBlobStore(bucket_name, "replays", retry_deadline=3.0))
+    for n in range(2):
+        vault.ingest_segment(
+            Segment(project_id=5, replay_id=A, segment_id=n, body=b"[%d]" % n, retention_days=30)
+        )
+    vault.flush()
+    shredded = vault.shred(
+        Scope.REPLAY, 5, replay_id=A, requested_by="legal", reason="court", overwrite=True
+    )
+    gcs_proxy.seen.clear()
+    report = _build(vault, copies=None)
+    # The policy was read from the bucket's own metadata, not assumed.
+    assert ("GET", f"/storage/v1/b/{bucket_name}") in {
+        (method, path.split("?")[0]) for method, path in gcs_proxy.seen
+    }
+    assert report["copy_policy"]["gcs_soft_delete_days"] == window_days
+    entry = next(e for e in report["deletions"] if e["id"] == shredded.id)
+    overwritten = datetime.fromisoformat(entry["overwrite_done_at"])
+    expected = (
+        [{"holder": "GCS soft delete", "until": (overwritten + timedelta(days=3)).isoformat()}]
+        if window_days
+        else []
+    )
+    assert entry["copies_may_remain"] == expected

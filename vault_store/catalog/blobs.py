@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, select, text, update
 
 from vault_store.catalog import audit
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, SupersededRange
@@ -157,7 +157,28 @@ def lower_live_bytes(conn: Connection, rows: Iterable[ByteRange]) -> int:
     per_blob: dict[str, int] = defaultdict(int)
     for row in rows:
         per_blob[row.blob_path] += row.size
-    for path, size in per_blob.items():
+    if conn.dialect.name == "postgresql" and len(per_blob) > 1:
+        # A chunk of whole replays touches many blobs: two statements, not one per blob. The
+        # rows are locked in path order first, so two deletions sharing blobs cannot deadlock.
+        paths = sorted(per_blob)
+        conn.execute(
+            text(
+                "SELECT 1 FROM blob WHERE path = ANY(CAST(:paths AS text[])) "
+                "ORDER BY path FOR UPDATE"
+            ),
+            {"paths": paths},
+        )
+        conn.execute(
+            text(
+                "UPDATE blob SET live_bytes = blob.live_bytes - v.size, state = CASE WHEN "
+                "blob.live_bytes - v.size <= 0 THEN :dead ELSE blob.state END FROM "
+                "unnest(CAST(:paths AS text[]), CAST(:sizes AS bigint[])) AS v(path, size) "
+                "WHERE blob.path = v.path"
+            ),
+            {"paths": paths, "sizes": [per_blob[p] for p in paths], "dead": BlobState.DEAD.value},
+        )
+        return sum(per_blob.values())
+    for path, size in sorted(per_blob.items()):
         remaining = Blob.live_bytes - size
         conn.execute(
             update(Blob)

@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -115,6 +115,8 @@ class Catalog:
         # Partitions this process knows exist: a flush checks here before any DDL.
         self._known_partitions: list[Partition] = []
         self._partition_lock = threading.Lock()
+        # KEKs this process has seen committed to kek_in_use (a flush records only new ones).
+        self._recorded_keks: set[str] = set()
         try:
             parsed = make_url(url)
         except SQLAlchemyError as exc:
@@ -257,13 +259,22 @@ class Catalog:
         bucket = bucket_of(blob.expires_at)
         if self.dialect == "postgresql":
             self.ensure_partition(bucket)
+        new_keks: set[str] = set()
         with self.transaction("insert") as conn:
-            self.lock_projects(conn, {row.project_id for row in ranges}, shared=True)
-            keep = self._drop_tombstoned(conn, ranges)
-            # A segment is one unit: a later delivery of a stored segment id is ignored whole.
-            keep, already = self._drop_stored_segments(conn, keep)
+            if self.dialect == "postgresql":
+                keep, already, buckets = self._admit_postgresql(
+                    conn, ranges, bucket, blob.created_at
+                )
+            else:
+                self.lock_projects(conn, {row.project_id for row in ranges}, shared=True)
+                keep = self._drop_tombstoned(conn, ranges)
+                # A segment is one unit: a later delivery of a stored segment id is ignored
+                # whole.
+                keep, already = self._drop_stored_segments(conn, keep)
+                buckets = self._replay_buckets(
+                    conn, {(row.project_id, row.replay_id) for row in keep}, bucket, blob.created_at
+                )
             live_replays = {(row.project_id, row.replay_id) for row in keep}
-            buckets = self._replay_buckets(conn, live_replays, bucket, blob.created_at)
             new_subjects = [
                 {"project_id": project, "replay_id": replay, "subject_hash": subject}
                 for project, replay, subject in subjects
@@ -272,7 +283,9 @@ class Catalog:
             if new_subjects:
                 conn.execute(self.insert_ignoring_conflicts(ReplaySubject), new_subjects)
             # The KEKs these rows need, so a command can check at start that the KMS has them.
-            record_keks(conn, self, {row.kek for row in keep}, blob.created_at)
+            # (Each only once per process: the list only grows, and a write costs a round trip.)
+            new_keks = {row.kek for row in keep} - self._recorded_keks
+            record_keks(conn, self, new_keks, blob.created_at)
             if self.dialect == "postgresql":
                 inserted, live = _insert_ranges_postgresql(conn, keep, buckets)
             else:
@@ -295,6 +308,8 @@ class Catalog:
                 )
             except BlobIntentLost as exc:
                 raise BackendUnavailable(str(exc), backend=_BACKEND, op="insert") from None
+        # Committed: these KEKs are on record for good.
+        self._recorded_keks |= new_keks
         return InsertOutcome(
             inserted=inserted,
             duplicates=len(keep) - inserted + already,
@@ -325,6 +340,72 @@ class Catalog:
         with self._partition_lock:
             self._known_partitions = []
 
+    def _admit_postgresql(
+        self, conn: Connection, ranges: Sequence[RangeRecord], bucket: date, now: datetime
+    ) -> tuple[list[RangeRecord], int, dict[tuple[int, str], date]]:
+        """A flush's checks on PostgreSQL, in a fixed number of statements whatever its size:
+        the rows to insert (tombstoned replays and segments already stored dropped), how many
+        rows of stored segments were dropped, and each kept replay's bucket.
+
+        Locks first, in one statement: each project shared (a deletion request takes it
+        exclusively, so this flush commits before its tombstone exists or sees it), then each
+        replay exclusively (two flushes of one segment cannot both find it absent), each kind
+        in sorted order, so flushes never wait on each other in a cycle.
+        """
+        replays = sorted({(row.project_id, row.replay_id) for row in ranges})
+        conn.execute(
+            text(
+                "SELECT (SELECT count(pg_advisory_xact_lock_shared(p)) "
+                "FROM unnest(CAST(:projects AS bigint[])) AS p), "
+                "(SELECT count(pg_advisory_xact_lock(:space, hashtext(k))) "
+                "FROM unnest(CAST(:keys AS text[])) AS k)"
+            ),
+            {
+                "projects": sorted({project for project, _ in replays}),
+                "space": _SEGMENT_LOCK_SPACE,
+                "keys": [f"{project}:{replay}" for project, replay in replays],
+            },
+        )
+        keep = self._drop_tombstoned(conn, ranges)
+        live = sorted({(row.project_id, row.replay_id) for row in keep})
+        if not live:
+            return [], 0, {}
+        # Each replay's bucket, recording the new ones in this flush's bucket, in one
+        # statement. Under the replay locks no flush records these replays meanwhile; a pair
+        # missing from the answer (another writer's row this snapshot missed) is read again.
+        answer = conn.execute(
+            text(
+                "WITH wanted AS (SELECT w.p, w.r FROM unnest(CAST(:projects AS bigint[]), "
+                "CAST(:replays AS text[])) AS w(p, r)), "
+                "found AS (SELECT r.project_id, r.replay_id, r.expiry_bucket FROM replay r "
+                "JOIN wanted w ON r.project_id = w.p AND r.replay_id = w.r), "
+                "added AS (INSERT INTO replay (project_id, replay_id, expiry_bucket, "
+                "first_seen_at) SELECT w.p, w.r, :bucket, :now FROM wanted w WHERE NOT EXISTS "
+                "(SELECT 1 FROM found f WHERE f.project_id = w.p AND f.replay_id = w.r) "
+                "ON CONFLICT DO NOTHING RETURNING project_id, replay_id, expiry_bucket) "
+                "SELECT project_id, replay_id, expiry_bucket, true FROM found "
+                "UNION ALL SELECT project_id, replay_id, expiry_bucket, false FROM added"
+            ),
+            {
+                "projects": [p for p, _ in live],
+                "replays": [r for _, r in live],
+                "bucket": bucket,
+                "now": now,
+            },
+        ).all()
+        found = {(int(p), str(r)): b for p, r, b, _known in answer}
+        known = {(int(p), str(r)): b for p, r, b, was_known in answer if was_known}
+        unanswered = [pair for pair in live if pair not in found]
+        if unanswered:
+            again = self._buckets_of(conn, unanswered)
+            found.update(again)
+            known.update(again)
+        # A segment is one unit: a later delivery of a stored segment id is ignored whole. Only
+        # a replay recorded before this flush can have rows, all in its bucket's partition.
+        stored = _stored_in_buckets(conn, keep, known)
+        kept = [r for r in keep if (r.project_id, r.replay_id, r.segment_id) not in stored]
+        return kept, len(keep) - len(kept), found
+
     def replay_bucket(self, project_id: int, replay_id: str) -> date | None:
         """The bucket (partition) a replay's rows live in, or None if it has none."""
         with self._errors("read"), self.engine.connect() as conn:
@@ -337,27 +418,14 @@ class Catalog:
         bucket: date,
         now: datetime,
     ) -> dict[tuple[int, str], date]:
-        """Each replay's bucket: the one it got on first sight, else `bucket` (recorded now)."""
+        """Each replay's bucket: the one it got on first sight, else `bucket` (recorded now).
+        SQLite's path; PostgreSQL does this in one statement (_admit_postgresql)."""
         if not replays:
             return {}
         wanted = sorted(replays)
         found = self._buckets_of(conn, wanted)
         missing = [pair for pair in wanted if pair not in found]
-        if missing and self.dialect == "postgresql":
-            conn.execute(
-                text(
-                    "INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
-                    "SELECT p, r, :bucket, :now FROM unnest(CAST(:projects AS bigint[]), "
-                    "CAST(:replays AS text[])) AS wanted(p, r) ON CONFLICT DO NOTHING"
-                ),
-                {
-                    "bucket": bucket,
-                    "now": now,
-                    "projects": [p for p, _ in missing],
-                    "replays": [r for _, r in missing],
-                },
-            )
-        elif missing:
+        if missing:
             conn.execute(
                 self.insert_ignoring_conflicts(Replay),
                 [
@@ -365,7 +433,6 @@ class Catalog:
                     for p, r in missing
                 ],
             )
-        if missing:
             # Another flush may have recorded some of them first: theirs is the bucket.
             found |= self._buckets_of(conn, missing)
         return found
@@ -431,6 +498,10 @@ class Catalog:
     ) -> set[tuple[int, str, int]]:
         """Which of these (project, replay, segment) already have rows (any part)."""
         with self._errors("read"), self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                wanted = sorted({(project, replay) for project, replay, _ in segments})
+                found = self._buckets_of(conn, wanted) if wanted else {}
+                return _stored_in_buckets(conn, segments, found)
             return self._stored_segments(conn, segments)
 
     def _drop_stored_segments(
@@ -776,6 +847,53 @@ def _insert_ranges_postgresql(
     cursor.execute(insert_new)
     sizes = [size for (size,) in cursor.fetchall()]
     return len(sizes), sum(sizes)
+
+
+def _stored_in_buckets(
+    conn: Connection,
+    segments: Iterable[RangeRecord] | Collection[tuple[int, str, int]],
+    buckets: Mapping[tuple[int, str], date],
+) -> set[tuple[int, str, int]]:
+    """Which of these segments have rows (PostgreSQL), given their replays' buckets: one
+    primary-key range probe per replay, in the one partition its bucket names (chosen as the
+    statement runs), over the span of segment ids asked for. A replay with no bucket has no
+    row at all."""
+    spans: dict[tuple[int, str], tuple[int, int]] = {}
+    wanted: set[tuple[int, str, int]] = set()
+    for item in segments:
+        project, replay, segment = (
+            (item.project_id, item.replay_id, item.segment_id)
+            if isinstance(item, RangeRecord)
+            else item
+        )
+        if (project, replay) not in buckets:
+            continue
+        wanted.add((project, replay, segment))
+        low, high = spans.get((project, replay), (segment, segment))
+        spans[(project, replay)] = (min(low, segment), max(high, segment))
+    if not spans:
+        return set()
+    pairs = sorted(spans)
+    # OFFSET 0 keeps each probe a separate scan driven by its replay's values, so PostgreSQL
+    # looks in one partition per replay instead of joining whole partitions.
+    rows = conn.execute(
+        text(
+            "SELECT v.p, v.r, t.segment_id FROM unnest(CAST(:projects AS bigint[]), "
+            "CAST(:replays AS text[]), CAST(:buckets AS date[]), CAST(:lows AS bigint[]), "
+            "CAST(:highs AS bigint[])) AS v(p, r, b, low, high), LATERAL ("
+            "SELECT t.segment_id FROM recording_byte_range t WHERE t.project_id = v.p "
+            "AND t.replay_id = v.r AND t.segment_id BETWEEN v.low AND v.high "
+            "AND t.expiry_bucket = v.b OFFSET 0) AS t"
+        ),
+        {
+            "projects": [p for p, _ in pairs],
+            "replays": [r for _, r in pairs],
+            "buckets": [buckets[pair] for pair in pairs],
+            "lows": [spans[pair][0] for pair in pairs],
+            "highs": [spans[pair][1] for pair in pairs],
+        },
+    ).all()
+    return {(int(p), str(r), int(s)) for p, r, s in rows} & wanted
 
 
 def _insert_ranges_sqlite(

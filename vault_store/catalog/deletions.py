@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,9 @@ from vault_store.catalog.models import (
     ReplaySubject,
     Tombstone,
 )
-from vault_store.catalog.partitions import delete_rows
+from vault_store.catalog.partitions import ReplayWalk, delete_replays_rows, delete_rows
 from vault_store.catalog.records import (
+    ByteRange,
     DeletionStatus,
     OverwriteJobRecord,
     Scope,
@@ -39,6 +41,9 @@ class DeletionRepository:
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
+        # Per running deletion, where its replay walk has got to (a hint kept in memory).
+        self._walks: dict[str, ReplayWalk] = {}
+        self._walks_lock = threading.Lock()
 
     def record(
         self,
@@ -164,7 +169,7 @@ class DeletionRepository:
         for the overwrite if asked, lower their blobs' live bytes, count them. Returns how
         many (0: nothing left)."""
         with self._catalog.transaction("shred") as conn:
-            chunk = delete_rows(conn, _target(deletion), limit)
+            chunk = self._delete_target_rows(conn, deletion, limit)
             if not chunk:
                 return 0
             if deletion.overwrite_requested:
@@ -194,6 +199,29 @@ class DeletionRepository:
                 )
             )
         return len(chunk)
+
+    def _delete_target_rows(
+        self, conn: Connection, deletion: DeletionStatus, limit: int
+    ) -> list[ByteRange]:
+        """Up to `limit` of the target's rows, deleted: on PostgreSQL replay by replay (see
+        delete_replays_rows), then any row no replay row leads to; on SQLite by rowid."""
+        if conn.dialect.name != "postgresql":
+            return delete_rows(conn, _target(deletion), limit)
+        with self._walks_lock:
+            walk = self._walks.setdefault(deletion.id, ReplayWalk())
+        replays, params = "", {}
+        if deletion.scope is not Scope.PROJECT:
+            replays = (
+                "r.replay_id IN (SELECT replay_id FROM tombstone "
+                "WHERE deletion_id = :deletion AND project_id = :project)"
+            )
+            params = {"deletion": deletion.id}
+        chunk = delete_replays_rows(conn, deletion.project_id, replays, params, limit, walk)
+        if not chunk:
+            # Rows the walk cannot reach (none, unless a replay row went missing): the general
+            # path, which scans the target's index entries, dead ones included, once at the end.
+            chunk = delete_rows(conn, _target(deletion), limit)
+        return chunk
 
     def finish(self, deletion: DeletionStatus, *, now: datetime) -> DeletionStatus:
         """Mark the deletion done (or waiting for its overwrite) and forget the target's replays
@@ -255,6 +283,8 @@ class DeletionRepository:
                     "overwrite_ranges_pending": pending,
                 },
             )
+        with self._walks_lock:
+            self._walks.pop(deletion.id, None)
         return current
 
     def pending_overwrites(self, *, deletion_id: str | None = None) -> list[OverwriteJobRecord]:

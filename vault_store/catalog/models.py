@@ -86,6 +86,15 @@ class Replay(Base):
     """One row per stored replay: the partition its rows live in (its first expiry day)."""
 
     __tablename__ = "replay"
+    # The order a deletion walks a project's replays in (partitions.delete_replays_rows).
+    __table_args__ = (
+        Index(
+            "ix_replay_project_id_expiry_bucket_replay_id",
+            "project_id",
+            "expiry_bucket",
+            "replay_id",
+        ),
+    )
 
     project_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     replay_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -106,8 +106,20 @@ def show(results: dict[str, Any]) -> None:
     _table(
         "catalog inserts",
         ["catalog", "rows/s"],
-        [[k.split("_")[0], f"{v:,}"] for k, v in writes["catalog"].items()],
+        [
+            [k.split("_")[0], f"{v:,}"]
+            for k, v in writes["catalog"].items()
+            if k.endswith("_rows_per_second") and "bare" not in k and "goal" not in k
+        ],
     )
+    catalog = writes["catalog"]
+    if "postgresql_bare_copy_rows_per_second" in catalog:
+        stdout.print(
+            f"PostgreSQL insert: {catalog['postgresql_rows_per_second']:,} rows/s against a bare "
+            f"COPY of the same rows at {catalog['postgresql_bare_copy_rows_per_second']:,} "
+            f"({catalog['postgresql_insert_to_bare_copy']}x); goal "
+            f"{catalog['postgresql_goal_rows_per_second']:,} rows/s"
+        )
     reads = results["reads"]
     _table(
         "reads",
@@ -125,6 +137,10 @@ def show(results: dict[str, Any]) -> None:
         "shred latency",
         ["segments", "ms"],
         [[d["segments"], d["ms"]] for d in deletes["shred_by_replay_size"]],
+    )
+    stdout.print(
+        f"shred, largest replay against one segment: {deletes['shred_largest_to_1_segment']}x "
+        f"(limit {deletes['shred_ratio_limit']}x)"
     )
     overwrite = deletes["forced_overwrite"]
     stdout.print(

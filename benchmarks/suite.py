@@ -568,6 +568,12 @@ def traffic(bench: Bench) -> dict[str, Any]:
     return results
 
 
+def traffic_plot(results: dict[str, Any], path: Path) -> Path:
+    """The traffic section's plot of GETs per full read against replay length, as a PNG."""
+    written: Path = _sibling("traffic").plot(results, path)
+    return written
+
+
 def _sibling(name: str) -> Any:
     """A module beside this file (the source checkout's benchmarks/, or the wheel's copy)."""
     import importlib.util

@@ -31,6 +31,7 @@ from sqlalchemy import (
 
 from vault_store.catalog import audit
 from vault_store.catalog.blobs import BlobIntentLost, lower_live_bytes, record_uploaded
+from vault_store.catalog.catalog import _RANGE_COLUMNS
 from vault_store.catalog.models import (
     Blob,
     OverwriteJob,
@@ -55,20 +56,7 @@ if TYPE_CHECKING:
 
 # Columns of a range row as compaction reads them (the wrapped key is read only to be kept:
 # compaction never writes a key column).
-_ROW_COLUMNS = (
-    "project_id",
-    "replay_id",
-    "segment_id",
-    "part",
-    "blob_path",
-    "start",
-    "stop",
-    "wrapped_dek",
-    "kek",
-    "key_check",
-    "created_at",
-    "expires_at",
-)
+_ROW_COLUMNS = tuple(name for name in _RANGE_COLUMNS if name != "expiry_bucket")
 
 
 @dataclass(frozen=True, slots=True)

@@ -296,41 +296,7 @@ def write_plots(results: dict[str, Any], directory: Path) -> list[Path]:
     plt.close(figure)
     written.append(path)
     if "traffic" in results:
-        written.append(_traffic_plot(results["traffic"], directory, plt))
+        # The traffic model draws its own plot (benchmarks/traffic.py, beside the suite).
+        path = directory / "gets_vs_replay_length.png"
+        written.append(load_suite().traffic_plot(results["traffic"], path))
     return written
-
-
-def _traffic_plot(traffic: dict[str, Any], directory: Path, plt: Any) -> Path:
-    """GETs per full read against replay length, before and after compaction."""
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for key, color in (("random", "tab:red"), ("by_replay", "tab:blue")):
-        if key not in traffic:
-            continue
-        points = sorted(traffic[key]["points"])
-        routing = key.replace("_", " ")
-        axis.scatter(
-            [p[0] for p in points],
-            [p[1] for p in points],
-            s=6,
-            color=color,
-            alpha=0.4,
-            label=f"before compaction, routed {routing}",
-        )
-        axis.scatter(
-            [p[0] for p in points],
-            [p[2] for p in points],
-            s=12,
-            marker="x",
-            color=color,
-            label=f"after compaction, routed {routing}",
-        )
-    axis.set_xlabel("replay length (segments)")
-    axis.set_ylabel("ranged GETs per full read")
-    axis.set_yscale("log")
-    axis.legend(fontsize=8)
-    axis.set_title("Ranged GETs to read a whole replay, before and after compaction")
-    figure.tight_layout()
-    path = directory / "gets_vs_replay_length.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path

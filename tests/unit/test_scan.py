@@ -156,3 +156,27 @@ def test_fuzzed_bytes_either_scan_or_are_refused(data: bytes | str) -> None:
     assert fast == slow
     if fast is not None:
         assert merge(list(split(body, fast).items())) == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(_event)
+def test_the_one_pass_head_reads_as_the_stepwise_one(event: Any) -> None:
+    raw = json.dumps(event, ensure_ascii=False).encode()
+    assert rrweb._head_of(raw) == rrweb._head_stepwise(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type":5,"data":1,"data":{"tag":"breadcrumb","payload":{"category":"console"}}}',
+        b'{"type":5,"data":{"tag":"breadcrumb","payload":{"category":"console"}},"data":1}',
+        b'{"type":5,"data":{"tag":"x"},"data":{"tag":"breadcrumb"}}',
+        b'{"type":5,"data":{"payload":[],"payload":{"op":"resource.fetch"}}}',
+        b'{"type":5,"data":{"payload":{"op":"resource.fetch"},"payload":null}}',
+        b'{"data":null}',
+        b"[]",
+        b"5",
+    ],
+)
+def test_the_one_pass_head_reads_repeated_and_odd_fields_as_the_stepwise_one(raw: bytes) -> None:
+    assert rrweb._head_of(raw) == rrweb._head_stepwise(raw)

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, case, delete, insert, select, text, update
 from vault_store.catalog import audit
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, SupersededRange
 from vault_store.catalog.partitions import delete_rows
-from vault_store.catalog.records import BlobSize, BlobState, ByteRange, as_utc
+from vault_store.catalog.records import BlobRecord, BlobSize, BlobState, ByteRange, as_utc
 
 if TYPE_CHECKING:
     from vault_store.catalog.catalog import Catalog
@@ -225,13 +225,27 @@ def record_event(
         audit.append(conn, kind=kind, actor="vault-store", at=at, details=details)
 
 
-def record_uploaded(conn: Connection, values: Mapping[str, Any]) -> None:
-    """Turn the blob's pending intent into its record (or, with no intent, add one).
+def record_uploaded(
+    conn: Connection, blob: BlobRecord, *, live_bytes: int, compacted: bool = False
+) -> None:
+    """Turn the blob's pending intent into its record, live (dead if it holds no live byte), or
+    with no intent, add one.
 
     An intent GC already claimed (state deleted) means the object may be gone: the flush must
     fail rather than record rows pointing at it.
     """
-    path = values["path"]
+    path = blob.path
+    values = {
+        "path": path,
+        "size": blob.size,
+        "frame_count": blob.frame_count,
+        "live_bytes": live_bytes,
+        "retention_days": blob.retention_days,
+        "created_at": blob.created_at,
+        "expires_at": blob.expires_at,
+        "state": (BlobState.LIVE if live_bytes else BlobState.DEAD).value,
+        "compacted": compacted,
+    }
     claimed = conn.execute(
         update(Blob)
         .where(Blob.path == path, Blob.state == BlobState.PENDING.value)

@@ -293,19 +293,7 @@ class Catalog:
             # The pending intent recorded before the upload becomes this blob's record; an
             # intent GC already took fails the flush (it is redone under a new path).
             try:
-                record_uploaded(
-                    conn,
-                    {
-                        "path": blob.path,
-                        "size": blob.size,
-                        "frame_count": blob.frame_count,
-                        "live_bytes": live,
-                        "retention_days": blob.retention_days,
-                        "created_at": blob.created_at,
-                        "expires_at": blob.expires_at,
-                        "state": (BlobState.LIVE if live else BlobState.DEAD).value,
-                    },
-                )
+                record_uploaded(conn, blob, live_bytes=live)
             except BlobIntentLost as exc:
                 raise BackendUnavailable(str(exc), backend=_BACKEND, op="insert") from None
         # Committed: these KEKs are on record for good.

@@ -287,20 +287,7 @@ class CompactionRepository:
             )
             live = sum(m.stop - m.start for m in moved)
             try:
-                record_uploaded(
-                    conn,
-                    {
-                        "path": blob.path,
-                        "size": blob.size,
-                        "frame_count": blob.frame_count,
-                        "live_bytes": live,
-                        "retention_days": blob.retention_days,
-                        "created_at": blob.created_at,
-                        "expires_at": blob.expires_at,
-                        "state": (BlobState.LIVE if live else BlobState.DEAD).value,
-                        "compacted": True,
-                    },
-                )
+                record_uploaded(conn, blob, live_bytes=live, compacted=True)
             except BlobIntentLost as exc:
                 raise CompactionIntentLost(str(exc), backend="catalog", op="compact") from None
             outcome = CommitOutcome(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,10 @@ import httpx
 import orjson
 
 from tests.integration.helpers import run
+from tests.peers.gcs import free_port
 from vault_store.core.message import build_message
 
 REPLAY = "0123456789abcdef0123456789abcdef"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_serve_answers_over_http(home: dict[str, str], tmp_path: Path) -> None:
@@ -47,7 +40,7 @@ def test_serve_answers_over_http(home: dict[str, str], tmp_path: Path) -> None:
         "--json",
     )
     token = json.loads(made.stdout)["token"]
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "vault_store", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=home,

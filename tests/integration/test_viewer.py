@@ -14,7 +14,6 @@ import hashlib
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from playwright.sync_api import BrowserContext, Page
 from tests.conftest import RECORDINGS_DIR, need
 from tests.integration.browser import VIEWER_DIR, chromium, player_package
 from tests.integration.helpers import run
+from tests.peers.gcs import free_port
 from vault_store.api import create_app
 from vault_store.api.viewer import CDN_BASE, INTEGRITY, RRWEB_PLAYER_VERSION
 from vault_store.core.message import build_message
@@ -51,13 +51,6 @@ DEMO = RECORDINGS_DIR / "rrweb" / "rrweb-player-demo-events.json"
 # structural mutation, and after the 352-node rewrite at 71 s.
 INSTANTS = [200, 30_000, 47_000, 76_000]
 XSS = '<img src=x onerror="window.__xss=1">'
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _sentry_events(start: int) -> list[dict[str, Any]]:
@@ -207,7 +200,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     token = json.loads(made.stdout)["token"]
     shred = ("delete", "replay", "--project", str(PROJECT), "--replay", GONE)
     assert run(env, *shred, "--by", "test", "--reason", "viewer test").returncode == 0
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "vault_store", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
+from vault_store.core import parts
 from vault_store.core.parts import merge, split
-from vault_store.core.rrweb import scan_array
+from vault_store.core.rrweb import Scan, scan_array
 
 CRUMB = b'{"type":5,"data":{"tag":"breadcrumb","payload":{"category":"console"}}}'
 SIZE = 2 * 1024 * 1024
@@ -85,11 +86,14 @@ def _deep_arrays_in_events() -> bytes:
         _deep_arrays_in_events,
     ],
 )
-def test_scan_and_split_peak_is_within_the_stated_factor(make: Callable[[], bytes]) -> None:
+@pytest.mark.parametrize("scan", [scan_array, parts.scan], ids=["spans", "codes"])
+def test_scan_and_split_peak_is_within_the_stated_factor(
+    make: Callable[[], bytes], scan: Callable[[bytes], Scan]
+) -> None:
     body = make()
     tracemalloc.start()
     try:
-        stored = split(body, scan_array(body))
+        stored = split(body, scan(body))
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

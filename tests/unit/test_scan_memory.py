@@ -61,6 +61,12 @@ def _distinct_heads() -> bytes:
     return b"[" + heads + b"," + CRUMB + b"]"
 
 
+def _tiny_usual_events() -> bytes:
+    # The densest body the one-pass scan decodes whole: an object, a span and an integer each.
+    events = b",".join(b'{"type":%d,"data":0}' % (300 + n % 9000) for n in range(SMALL // 22))
+    return b"[" + events + b"," + CRUMB + b"]"
+
+
 def _alternating_parts() -> bytes:
     # A part change at every event: one span entry per event, the most header per byte.
     return b"[" + b'{"type":2},0,' * (SMALL // 13) + CRUMB + b"]"
@@ -82,6 +88,7 @@ def _deep_arrays_in_events() -> bytes:
         _tiny_scalars,
         _tiny_arrays,
         _distinct_heads,
+        _tiny_usual_events,
         _alternating_parts,
         _deep_arrays_in_events,
     ],

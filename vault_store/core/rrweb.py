@@ -177,7 +177,7 @@ class Scan:
     an event.
     """
 
-    __slots__ = ("_body", "_field", "_found", "_heads", "codes")
+    __slots__ = ("_body", "_bulk", "_field", "_found", "_heads", "codes")
 
     def __init__(
         self,
@@ -187,14 +187,18 @@ class Scan:
         found: tuple[array[int], array[int]] | None = None,
         heads: Sequence[Head] | None = None,
         codes: bytearray | None = None,
+        bulk: bool = False,
     ) -> None:
         self._body, self._field, self._found, self._heads = body, field, found, heads
         self.codes = codes
+        # The elements are known to be at least 20 bytes long: their spans may be decoded in
+        # one call without counting them first.
+        self._bulk = bulk
 
     def _spans(self) -> tuple[array[int], array[int]]:
         if self._found is None:
             # The body was validated by the scan: this second pass only finds the offsets.
-            found = _find_spans(self._body, self._field)
+            found = _find_spans(self._body, self._field, bulk=self._bulk)
             self._found = (found.starts, found.stops)
         return self._found
 
@@ -333,10 +337,10 @@ def scan_array(
     return scan
 
 
-def _find_spans(body: bytes, field: str) -> _Collector:
+def _find_spans(body: bytes, field: str, *, bulk: bool = False) -> _Collector:
     """The general scan: the events' offsets (of any valid array, at any depth)."""
     try:
-        return _spans_of(body, field)
+        return _spans_of(body, field, bulk=bulk)
     except InvalidInput:
         # msgspec refuses lone surrogate escapes: scan a scratch copy with every surrogate
         # escape swapped for a same-length plain one (offsets unchanged; only scanned, never
@@ -349,36 +353,34 @@ def _find_spans(body: bytes, field: str) -> _Collector:
         return _spans_of(scratch, field)
 
 
-def _spans_of(text: bytes, field: str) -> _Collector:
+def _spans_of(text: bytes, field: str, *, bulk: bool = False) -> _Collector:
     try:
-        return _scan_fast(text, field)
+        return _scan_fast(text, field, bulk=bulk)
     except RecursionError:
         return _iterate(text, field, keep_heads=False)
 
 
 class _EventTop(msgspec.Struct, gc=False):
-    # The usual event: an object whose type is an integer (or absent or null). `data` is kept
-    # as a span, decoded only for events whose type does not decide their code.
-    type: int | None = None
-    data: msgspec.Raw = _ABSENT
+    # The usual event: an object with an integer (or null) type and a data field, kept as a
+    # span and decoded only for events whose type does not decide their code. Both fields are
+    # required, so an element costs at most about 120 bytes (this object, its list slot, the
+    # span, an integer) and is at least 20 bytes long ('{"type":0,"data":0},'): the decode
+    # stays within about 6 times the body without counting the elements first.
+    type: int | None
+    data: msgspec.Raw
 
 
 _EVENT_TOPS = msgspec.json.Decoder(list[_EventTop])
-# One object and a span per event (about 90 bytes) while the codes are made: kept for bodies
-# whose elements are at least this many bytes apart, as the spans' bulk decode below.
-_BYTES_PER_EVENT_FOR_TOPS = 10
 
 
 def _scan_usual(body: bytes, field: str, classifier: Classifier) -> Scan | None:
     """Validation and codes in one msgspec pass, when every event has the usual shape.
 
     None (the general scan decides) for any other body: an element that is not such an
-    object, invalid JSON (the error is worded by the general scan), a lone surrogate escape,
-    too many events, or elements so dense that an object each would cost more than the body.
-    Spans are not found here: most segments have one code and are stored whole.
+    object, invalid JSON (the error is worded by the general scan), a lone surrogate escape or
+    too many events. Spans are not found here: most segments have one code and are stored
+    whole.
     """
-    if (body.count(b",") + 1) * _BYTES_PER_EVENT_FOR_TOPS > len(body):
-        return None
     try:
         events = _EVENT_TOPS.decode(body)
     except (msgspec.DecodeError, RecursionError):
@@ -391,7 +393,7 @@ def _scan_usual(body: bytes, field: str, classifier: Classifier) -> Scan | None:
         event = events[index]
         code = by_type.get(event.type) if event.type is not None else None
         codes[index] = code if code is not None else of_head(_head_with(event.type, event.data))
-    return Scan(body, field, codes=codes)
+    return Scan(body, field, codes=codes, bulk=True)
 
 
 # A msgspec.Raw costs 48 bytes and its list slot 8: decoding the array in one call is kept for
@@ -403,8 +405,8 @@ _ANY_RAW = msgspec.json.Decoder(msgspec.Raw)
 _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 
 
-def _scan_fast(scratch: bytes, field: str) -> _Collector:
-    if (scratch.count(b",") + 1) * _BYTES_PER_ELEMENT_FOR_BULK > len(scratch):
+def _scan_fast(scratch: bytes, field: str, *, bulk: bool = False) -> _Collector:
+    if not bulk and (scratch.count(b",") + 1) * _BYTES_PER_ELEMENT_FOR_BULK > len(scratch):
         return _scan_each(scratch, field)
     try:
         raws = _ARRAY_OF_RAW.decode(scratch)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault_store.core import rrweb
+from vault_store.core import parts, rrweb
 from vault_store.core.parts import TYPED_PARTS, classify, classify_head, merge, split
 from vault_store.core.rrweb import scan_array
 from vault_store.errors import InvalidInput
@@ -180,3 +180,51 @@ def test_the_one_pass_head_reads_as_the_stepwise_one(event: Any) -> None:
 )
 def test_the_one_pass_head_reads_repeated_and_odd_fields_as_the_stepwise_one(raw: bytes) -> None:
     assert rrweb._head_of(raw) == rrweb._head_stepwise(raw)
+
+
+# Events of the usual shape (an object, an integer type), long enough to be read in one pass.
+_usual_event = st.fixed_dictionaries(
+    {"type": st.integers(min_value=0, max_value=7), "data": _json},
+    optional={"pad": st.just("x" * 64), "type ": st.just(1)},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_usual_event | _event, max_size=12), st.lists(_spaces, min_size=1, max_size=4))
+def test_the_parts_found_while_scanning_are_those_of_the_parsed_events(
+    events: list[Any], pads: list[str]
+) -> None:
+    body = _render(events, pads)
+    scanned = parts.scan(body)
+    assert scanned.codes is not None
+    parsed = json.loads(body)
+    assert [TYPED_PARTS[code] for code in scanned.codes] == [classify(e) for e in parsed]
+    # Spans found afterwards (only a segment of several parts needs them) are the scan's.
+    assert scanned == scan_array(body)
+
+
+@pytest.mark.parametrize(
+    ("event", "part"),
+    [
+        (
+            b'{"type":3,"type":5,"data":{"tag":"breadcrumb","payload":{"category":"console"}}}',
+            "console",
+        ),
+        (
+            b'{"type":5,"type":3,"data":{"tag":"breadcrumb","payload":{"category":"console"}}}',
+            "dom",
+        ),
+        (b'{"type":2.0,"data":{"tag":"options"}}', "dom"),
+        (b'{"type":"3","data":{"tag":"options"}}', "network"),
+        (b'{"type":5,"data":{"tag":"options"},"data":null}', "timeline"),
+        (b'{"type":5,"data":{"tag":"x\\ud83c"},"x":"\\udc00"}', "timeline"),
+        (b'{"type":6,"data":{"plugin":"rrweb/console@1"}}', "console"),
+    ],
+)
+def test_repeated_and_odd_fields_get_the_part_of_the_parsed_event(event: bytes, part: str) -> None:
+    body = b"[" + event + b"," + CONSOLE_CRUMB + b',{"type":3,"p":"' + b"p" * 200 + b'"}]'
+    assert json.loads(event) and classify(json.loads(event)) == part
+    scanned = parts.scan(body)
+    assert scanned.codes is not None and TYPED_PARTS[scanned.codes[0]] == part
+    stored = split(body, scanned)
+    assert merge(list(stored.items())) == body

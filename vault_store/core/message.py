@@ -11,7 +11,8 @@ from typing import Any
 import msgpack
 import orjson
 
-from vault_store.core.rrweb import Scan, scan_array
+from vault_store.core import parts
+from vault_store.core.rrweb import Scan
 from vault_store.errors import InvalidInput
 
 MESSAGE_TYPE = "replay_recording_not_chunked"
@@ -180,7 +181,7 @@ def decode_body(body: bytes) -> tuple[bytes, Scan]:
         raise InvalidInput("payload.body", f"body over {MAX_BODY_BYTES} bytes")
     if not body.lstrip()[:1] == b"[":
         raise InvalidInput("payload.body", "neither zlib data nor a JSON array")
-    return body, scan_array(body, field="payload.body")
+    return body, parts.scan(body, field="payload.body")
 
 
 def _inflate(body: bytes) -> bytes:

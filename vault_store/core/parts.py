@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from vault_store.core.rrweb import Head, Scan, scan_array
+from vault_store.core.rrweb import Classifier, Head, Scan, scan_array
 from vault_store.errors import CorruptData, InvalidInput
 
 RECORDING = "recording"
@@ -110,26 +110,41 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def split(body: bytes, scan: Scan | None = None) -> dict[str, bytes]:
+def _code_of(head: Head) -> int:
+    return _CODES[classify_head(head)]
+
+
+# What the scan needs to give each event its part as it validates (one byte an event, the
+# index in TYPED_PARTS): what the player draws is `dom` by its type alone, whatever its data.
+CLASSIFIER = Classifier(by_type=dict.fromkeys(_DRAWN, _CODES[DOM]), of_head=_code_of)
+
+
+def scan(body: bytes, *, field: str = "payload.body") -> Scan:
+    """`body` validated as one JSON array, each event's part found in the same pass."""
+    return scan_array(body, field=field, classifier=CLASSIFIER)
+
+
+def split(body: bytes, scanned: Scan | None = None) -> dict[str, bytes]:
     """A segment's JSON array as {part: sealed-frame body}; at least one part, never empty.
 
-    `scan` is `body` already scanned (ingest validation scans it once); without it the body is
-    scanned here. Every part is made of byte spans of `body`: `merge` of all of them is `body`.
+    `scanned` is `body` already scanned (ingest validation scans it once, with `scan`);
+    without it the body is scanned here. Every part is made of byte spans of `body`: `merge` of
+    all of them is `body`.
     """
-    if scan is None:
-        scan = scan_array(body)
-    count = len(scan.starts)
+    if scanned is None:
+        scanned = scan(body)
+    owners = scanned.codes
+    if owners is None:
+        # Scanned without the classifier: heads are read one at a time, never kept.
+        owners = bytearray(_code_of(head) for head in scanned.heads)
+    count = len(owners)
     if not count:
         # An empty segment still exists: keep it as an empty drawing part.
         return {DOM: body}
-    # One byte per event (the part's index): heads are read one at a time, never kept.
-    owners = bytearray(count)
-    for index, head in enumerate(scan.heads):
-        owners[index] = _CODES[classify_head(head)]
+    if owners.count(owners[0]) == count:
+        # One part holds everything, in order: store the original bytes (no spans needed).
+        return {TYPED_PARTS[owners[0]]: body}
     present = sorted(set(owners))
-    if len(present) == 1:
-        # One part holds everything, in order: store the original bytes.
-        return {TYPED_PARTS[present[0]]: body}
     # Chunks tile the body: each is a run of consecutive events of one part, from the previous
     # run's end to the run's last event's end (the last one to the end of the body, closing
     # bracket included). Headers and chunks are written straight into one buffer per part, and
@@ -137,7 +152,9 @@ def split(body: bytes, scan: Scan | None = None) -> dict[str, bytes]:
     headers = {code: bytearray() for code in present}
     pieces = {code: bytearray() for code in present}
     view = memoryview(body)
-    starts, stops = scan.starts, scan.stops
+    starts, stops = scanned.starts, scanned.stops
+    if len(starts) != count:
+        raise AssertionError("the scan's codes and spans disagree")
     previous = 0
     for run in _RUN.finditer(owners):
         first, last = run.start(), run.end() - 1
@@ -177,11 +194,12 @@ def merge(parts: Sequence[tuple[str, bytes]], wanted: Iterable[str] | None = Non
         if part != RECORDING:
             return b"[]"  # the segment's only part is not wanted
         # Stored whole (parts off): filter the events by part at read time.
-        scan = scan_array(body, field=RECORDING)
+        whole = scan(body, field=RECORDING)
+        wanted_codes = {_CODES[part] for part in chosen if part in _CODES}
         kept = [
             body[start:stop]
-            for start, stop, head in zip(scan.starts, scan.stops, scan.heads, strict=True)
-            if classify_head(head) in chosen
+            for start, stop, code in zip(whole.starts, whole.stops, whole.codes or b"", strict=True)
+            if code in wanted_codes
         ]
         return b"[" + b",".join(kept) + b"]"
     if any(_is_array(body) for _part, body in parts):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -159,22 +159,83 @@ class Head:
 
 
 @dataclass(frozen=True, slots=True)
+class Classifier:
+    """How the scan gives each event a one-byte code (its part): `by_type` for the rrweb types
+    whose code depends on the type alone, `of_head` for any other event."""
+
+    by_type: Mapping[int, int]
+    of_head: Callable[[Head], int]
+
+
 class Scan:
-    """A valid JSON array's top-level elements: byte spans [start, stop) and shallow heads.
+    """A valid JSON array's top-level elements: byte spans [start, stop), shallow heads, codes.
 
     Compact on purpose (memory per event, not per byte, is what many tiny events cost): the
-    spans are two arrays of offsets, and `heads` reads each event's head from the body when
-    asked (nothing is kept per event, so events with all-distinct heads cost no more).
+    spans are two arrays of offsets, found when first asked for (a segment whose events all
+    have one code never needs them), `heads` reads each event's head from the body when asked
+    (nothing is kept per event), and `codes`, when the scan was given a classifier, is one byte
+    an event.
     """
 
-    starts: array[int]
-    stops: array[int]
-    heads: Sequence[Head]
+    __slots__ = ("_body", "_bulk", "_field", "_found", "_heads", "codes")
+
+    def __init__(
+        self,
+        body: bytes,
+        field: str,
+        *,
+        found: tuple[array[int], array[int]] | None = None,
+        heads: Sequence[Head] | None = None,
+        codes: bytearray | None = None,
+        bulk: bool = False,
+    ) -> None:
+        self._body, self._field, self._found, self._heads = body, field, found, heads
+        self.codes = codes
+        # The elements are known to be at least 20 bytes long: their spans may be decoded in
+        # one call without counting them first.
+        self._bulk = bulk
+
+    def _spans(self) -> tuple[array[int], array[int]]:
+        if self._found is None:
+            # The body was validated by the scan: this second pass only finds the offsets.
+            found = _find_spans(self._body, self._field, bulk=self._bulk)
+            self._found = (found.starts, found.stops)
+        return self._found
+
+    @property
+    def starts(self) -> array[int]:
+        """Where each event starts."""
+        return self._spans()[0]
+
+    @property
+    def stops(self) -> array[int]:
+        """Where each event ends (exclusive)."""
+        return self._spans()[1]
+
+    @property
+    def heads(self) -> Sequence[Head]:
+        """Each event's head (read from the body one at a time unless the scanner kept them)."""
+        if self._heads is not None:
+            return self._heads
+        starts, stops = self._spans()
+        return _Heads(self._body, starts, stops, self._field)
 
     @property
     def spans(self) -> list[tuple[int, int]]:
         """The (start, stop) pairs, built on demand (tests and small segments)."""
         return list(zip(self.starts, self.stops, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Scan):
+            return NotImplemented
+        return (self.starts, self.stops) == (other.starts, other.stops) and list(
+            self.heads
+        ) == list(other.heads)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<scan of {len(self.starts)} events>"
 
 
 class _Heads(Sequence[Head]):
@@ -215,11 +276,13 @@ class _Heads(Sequence[Head]):
 
 def _head_at(body: bytes, start: int, stop: int, field: str) -> Head:
     event: bytes | memoryview = memoryview(body)[start:stop]
-    if body.find(b"\\u", start, stop) >= 0:
-        # Scanned as validation scanned it: surrogate escapes swapped (same length).
-        event = _SURROGATE_ESCAPE.sub(_PLAIN_ESCAPE, event)
     try:
-        return _head_of(event)
+        try:
+            return _head_of(event)
+        except msgspec.DecodeError:
+            # A lone surrogate escape (the body is valid: the scan said so): read it as the
+            # scan did, surrogate escapes swapped (same length).
+            return _head_of(_SURROGATE_ESCAPE.sub(_PLAIN_ESCAPE, event))
     except RecursionError:
         # Deeper than msgspec goes: this one event, token by token.
         return _scan_iteratively(b"[" + bytes(event) + b"]", field).heads[0]
@@ -245,25 +308,92 @@ class _Collector:
             self.heads.append(head)
 
     def scan(self, body: bytes, field: str) -> Scan:
-        if self.keep_heads:
-            return Scan(self.starts, self.stops, self.heads)
-        return Scan(self.starts, self.stops, _Heads(body, self.starts, self.stops, field))
+        spans = (self.starts, self.stops)
+        return Scan(body, field, found=spans, heads=self.heads if self.keep_heads else None)
 
 
-def scan_array(body: bytes, *, field: str = "payload.body") -> Scan:
+def scan_array(
+    body: bytes, *, field: str = "payload.body", classifier: Classifier | None = None
+) -> Scan:
     """Validate `body` as one JSON array and find its events; InvalidInput naming `field`.
 
     Accepts any valid JSON (any depth, lone surrogate escapes); never recurses per nesting
-    level in Python and builds no objects for the events' content. Memory: two offsets an
+    level in Python and builds no objects for the events' content. With a `classifier`, each
+    event gets its code in the same pass (`Scan.codes`). Memory: two offsets and a code an
     event, whatever the events hold (heads are read again when asked for).
     """
-    scratch = _SURROGATE_ESCAPE.sub(_PLAIN_ESCAPE, body) if b"\\u" in body else body
+    if classifier is not None:
+        usual = _scan_usual(body, field, classifier)
+        if usual is not None:
+            return usual
+    found = _find_spans(body, field)
+    scan = Scan(body, field, found=(found.starts, found.stops))
+    if classifier is not None:
+        # One head at a time, never kept: a code is one byte an event.
+        codes = bytearray(len(found.starts))
+        for index, head in enumerate(scan.heads):
+            codes[index] = classifier.of_head(head)
+        scan.codes = codes
+    return scan
+
+
+def _find_spans(body: bytes, field: str, *, bulk: bool = False) -> _Collector:
+    """The general scan: the events' offsets (of any valid array, at any depth)."""
     try:
-        found = _scan_fast(scratch, field)
+        return _spans_of(body, field, bulk=bulk)
+    except InvalidInput:
+        # msgspec refuses lone surrogate escapes: scan a scratch copy with every surrogate
+        # escape swapped for a same-length plain one (offsets unchanged; only scanned, never
+        # stored, and dropped with the scan). Only bodies that hold one pay for the search.
+        if b"\\u" not in body:
+            raise
+        scratch = _SURROGATE_ESCAPE.sub(_PLAIN_ESCAPE, body)
+        if scratch == body:
+            raise
+        return _spans_of(scratch, field)
+
+
+def _spans_of(text: bytes, field: str, *, bulk: bool = False) -> _Collector:
+    try:
+        return _scan_fast(text, field, bulk=bulk)
     except RecursionError:
-        found = _scan_iteratively(scratch, field, keep_heads=False)
-    # Heads are read from `body`, never from the scratch copy, so no copy outlives the scan.
-    return Scan(found.starts, found.stops, _Heads(body, found.starts, found.stops, field))
+        return _iterate(text, field, keep_heads=False)
+
+
+class _EventTop(msgspec.Struct, gc=False):
+    # The usual event: an object with an integer (or null) type and a data field, kept as a
+    # span and decoded only for events whose type does not decide their code. Both fields are
+    # required, so an element costs at most about 120 bytes (this object, its list slot, the
+    # span, an integer) and is at least 20 bytes long ('{"type":0,"data":0},'): the decode
+    # stays within about 6 times the body without counting the elements first.
+    type: int | None
+    data: msgspec.Raw
+
+
+_EVENT_TOPS = msgspec.json.Decoder(list[_EventTop])
+
+
+def _scan_usual(body: bytes, field: str, classifier: Classifier) -> Scan | None:
+    """Validation and codes in one msgspec pass, when every event has the usual shape.
+
+    None (the general scan decides) for any other body: an element that is not such an
+    object, invalid JSON (the error is worded by the general scan), a lone surrogate escape or
+    too many events. Spans are not found here: most segments have one code and are stored
+    whole.
+    """
+    try:
+        events = _EVENT_TOPS.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if len(events) > MAX_EVENTS:
+        return None
+    by_type, of_head = classifier.by_type, classifier.of_head
+    codes = bytearray(len(events))
+    for index in range(len(events)):
+        event = events[index]
+        code = by_type.get(event.type) if event.type is not None else None
+        codes[index] = code if code is not None else of_head(_head_with(event.type, event.data))
+    return Scan(body, field, codes=codes, bulk=True)
 
 
 # A msgspec.Raw costs 48 bytes and its list slot 8: decoding the array in one call is kept for
@@ -275,8 +405,8 @@ _ANY_RAW = msgspec.json.Decoder(msgspec.Raw)
 _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 
 
-def _scan_fast(scratch: bytes, field: str) -> Scan:
-    if (scratch.count(b",") + 1) * _BYTES_PER_ELEMENT_FOR_BULK > len(scratch):
+def _scan_fast(scratch: bytes, field: str, *, bulk: bool = False) -> _Collector:
+    if not bulk and (scratch.count(b",") + 1) * _BYTES_PER_ELEMENT_FOR_BULK > len(scratch):
         return _scan_each(scratch, field)
     try:
         raws = _ARRAY_OF_RAW.decode(scratch)
@@ -302,10 +432,10 @@ def _scan_fast(scratch: bytes, field: str) -> Scan:
             raise AssertionError("event span does not match the scanned element")
         found.add(position, stop)
         position = stop
-    return found.scan(scratch, field)
+    return found
 
 
-def _scan_each(scratch: bytes, field: str) -> Scan:
+def _scan_each(scratch: bytes, field: str) -> _Collector:
     """The dense case: one element at a time, no object kept per element.
 
     The whole body is validated first (one Raw, no per-element object); then each element is
@@ -323,7 +453,7 @@ def _scan_each(scratch: bytes, field: str) -> Scan:
     view = memoryview(scratch)
     position = _WHITESPACE.match(scratch, position + 1).end()  # type: ignore[union-attr]
     if scratch[position : position + 1] == b"]":
-        return found.scan(scratch, field)
+        return found
     while True:
         try:
             _ANY_RAW.decode(view[position:])
@@ -339,7 +469,7 @@ def _scan_each(scratch: bytes, field: str) -> Scan:
             raise InvalidInput(field, f"more than {MAX_EVENTS} events")
         found.add(position, stop)
         if scratch[separator] == ord("]"):
-            return found.scan(scratch, field)
+            return found
         position = _WHITESPACE.match(scratch, separator + 1).end()  # type: ignore[union-attr]
 
 
@@ -383,10 +513,15 @@ def _head_stepwise(raw: msgspec.Raw | memoryview | bytes) -> Head:
         event = _EVENT_HEAD.decode(raw)
     except msgspec.ValidationError:
         return Head()
+    return _head_with(_small(event.type), event.data)
+
+
+def _head_with(kind: object, data_raw: msgspec.Raw) -> Head:
+    """An object event's head from its (decoded) type and its `data` as a span."""
     data = None
-    if event.data:
+    if data_raw:
         try:
-            data = _DATA_HEAD.decode(event.data)
+            data = _DATA_HEAD.decode(data_raw)
         except msgspec.ValidationError:
             data = None
     payload = None
@@ -397,7 +532,7 @@ def _head_stepwise(raw: msgspec.Raw | memoryview | bytes) -> Head:
             payload = None
     return Head(
         is_object=True,
-        type=_small(event.type),
+        type=kind,
         data_is_object=data is not None,
         plugin=_small(data.plugin) if data else None,
         tag=_small(data.tag) if data else None,
@@ -436,6 +571,10 @@ _KEYED_LEVELS = 4
 
 
 def _scan_iteratively(data: bytes, field: str, *, keep_heads: bool = True) -> Scan:
+    return _iterate(data, field, keep_heads=keep_heads).scan(data, field)
+
+
+def _iterate(data: bytes, field: str, *, keep_heads: bool) -> _Collector:
     found = _Collector(len(data), keep_heads=keep_heads)
     kinds = bytearray()
     states = bytearray()
@@ -529,7 +668,7 @@ def _scan_iteratively(data: bytes, field: str, *, keep_heads: bool = True) -> Sc
         position = match.end()
     if not done:
         raise InvalidInput(field, "not valid JSON (unexpected end)")
-    return found.scan(data, field)
+    return found
 
 
 def _forget(

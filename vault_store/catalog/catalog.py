@@ -90,7 +90,10 @@ _RANGE_COLUMNS = (
     "expires_at",
     "expiry_bucket",
 )
-_COPY_CHUNK = 64 * 1024
+_COPY_CHUNK = 256 * 1024
+# Lines joined into one piece of the COPY stream (about 60 KB): few pieces per flush, and the
+# server still parses one while the next is rendered.
+_COPY_LINES_PER_CHUNK = 200
 # Execution option marking a connection of Catalog.transaction (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION = "vault_store_write"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -259,6 +262,23 @@ class Catalog:
         bucket = bucket_of(blob.expires_at)
         if self.dialect == "postgresql":
             self.ensure_partition(bucket)
+        try:
+            return self._insert_blob(blob, ranges, subjects, bucket, staged=False)
+        except _RangeConflict:
+            # The COPY met a row that is already there (a flush holding one segment twice):
+            # its whole transaction was rolled back, so it is redone, every check included,
+            # through the staging table that skips such rows.
+            return self._insert_blob(blob, ranges, subjects, bucket, staged=True)
+
+    def _insert_blob(
+        self,
+        blob: BlobRecord,
+        ranges: Sequence[RangeRecord],
+        subjects: Collection[tuple[int, str, bytes]],
+        bucket: date,
+        *,
+        staged: bool,
+    ) -> InsertOutcome:
         new_keks: set[str] = set()
         with self.transaction("insert") as conn:
             if self.dialect == "postgresql":
@@ -287,7 +307,7 @@ class Catalog:
             new_keks = {row.kek for row in keep} - self._recorded_keks
             record_keks(conn, self, new_keks, blob.created_at)
             if self.dialect == "postgresql":
-                inserted, live = _insert_ranges_postgresql(conn, keep, buckets)
+                inserted, live = _insert_ranges_postgresql(conn, keep, buckets, staged=staged)
             else:
                 inserted, live = _insert_ranges_sqlite(conn, keep, buckets)
             # The pending intent recorded before the upload becomes this blob's record; an
@@ -331,66 +351,66 @@ class Catalog:
     def _admit_postgresql(
         self, conn: Connection, ranges: Sequence[RangeRecord], bucket: date, now: datetime
     ) -> tuple[list[RangeRecord], int, dict[tuple[int, str], date]]:
-        """A flush's checks on PostgreSQL, in a fixed number of statements whatever its size:
-        the rows to insert (tombstoned replays and segments already stored dropped), how many
+        """A flush's checks on PostgreSQL, in two statements sent in one round trip whatever its
+        size: the rows to insert (tombstoned replays and segments already stored dropped), how many
         rows of stored segments were dropped, and each kept replay's bucket.
 
-        Locks first, in one statement: each project shared (a deletion request takes it
+        Locks first, in the first statement: each project shared (a deletion request takes it
         exclusively, so this flush commits before its tombstone exists or sees it), then each
         replay exclusively (two flushes of one segment cannot both find it absent), each kind
         in sorted order, so flushes never wait on each other in a cycle.
         """
         replays = sorted({(row.project_id, row.replay_id) for row in ranges})
-        conn.execute(
-            text(
-                "SELECT (SELECT count(pg_advisory_xact_lock_shared(p)) "
-                "FROM unnest(CAST(:projects AS bigint[])) AS p), "
-                "(SELECT count(pg_advisory_xact_lock(:space, hashtext(k))) "
-                "FROM unnest(CAST(:keys AS text[])) AS k)"
-            ),
+        # Then the rest in a second statement, sent with the first in one round trip:
+        # in READ COMMITTED each statement takes its own snapshot, so this one, started once
+        # the locks are held, sees a tombstone committed while the flush waited. It finds which
+        # replays are tombstoned, the others' buckets (new ones recorded in this flush's
+        # bucket) and which of their segments are stored. Under the replay locks no flush
+        # records these replays meanwhile; a pair missing from the answer (another writer's
+        # row this snapshot missed) is read again.
+        spans: dict[tuple[int, str], tuple[int, int]] = {}
+        for row in ranges:
+            pair = (row.project_id, row.replay_id)
+            low, high = spans.get(pair, (row.segment_id, row.segment_id))
+            spans[pair] = (min(low, row.segment_id), max(high, row.segment_id))
+        answer = conn.execute(
+            _LOCK_AND_ADMIT,
             {
-                "projects": sorted({project for project, _ in replays}),
+                "lock_projects": sorted({project for project, _ in replays}),
                 "space": _SEGMENT_LOCK_SPACE,
                 "keys": [f"{project}:{replay}" for project, replay in replays],
-            },
-        )
-        keep = self._drop_tombstoned(conn, ranges)
-        live = sorted({(row.project_id, row.replay_id) for row in keep})
-        if not live:
-            return [], 0, {}
-        # Each replay's bucket, recording the new ones in this flush's bucket, in one
-        # statement. Under the replay locks no flush records these replays meanwhile; a pair
-        # missing from the answer (another writer's row this snapshot missed) is read again.
-        answer = conn.execute(
-            text(
-                "WITH wanted AS (SELECT w.p, w.r FROM unnest(CAST(:projects AS bigint[]), "
-                "CAST(:replays AS text[])) AS w(p, r)), "
-                "found AS (SELECT r.project_id, r.replay_id, r.expiry_bucket FROM replay r "
-                "JOIN wanted w ON r.project_id = w.p AND r.replay_id = w.r), "
-                "added AS (INSERT INTO replay (project_id, replay_id, expiry_bucket, "
-                "first_seen_at) SELECT w.p, w.r, :bucket, :now FROM wanted w WHERE NOT EXISTS "
-                "(SELECT 1 FROM found f WHERE f.project_id = w.p AND f.replay_id = w.r) "
-                "ON CONFLICT DO NOTHING RETURNING project_id, replay_id, expiry_bucket) "
-                "SELECT project_id, replay_id, expiry_bucket, true FROM found "
-                "UNION ALL SELECT project_id, replay_id, expiry_bucket, false FROM added"
-            ),
-            {
-                "projects": [p for p, _ in live],
-                "replays": [r for _, r in live],
+                "projects": [p for p, _ in replays],
+                "replays": [r for _, r in replays],
+                "lows": [spans[pair][0] for pair in replays],
+                "highs": [spans[pair][1] for pair in replays],
                 "bucket": bucket,
                 "now": now,
             },
         ).all()
-        found = {(int(p), str(r)): b for p, r, b, _known in answer}
-        known = {(int(p), str(r)): b for p, r, b, was_known in answer if was_known}
-        unanswered = [pair for pair in live if pair not in found]
+        dead: set[tuple[int, str]] = set()
+        found: dict[tuple[int, str], date] = {}
+        stored: set[tuple[int, str, int]] = set()
+        for kind, project, replay, replay_bucket, segment in answer:
+            pair = (int(project), str(replay))
+            if kind == _ADMIT_DEAD:
+                dead.add(pair)
+            elif kind == _ADMIT_STORED:
+                stored.add((pair[0], pair[1], int(segment)))
+            else:
+                found[pair] = replay_bucket
+        keep = [row for row in ranges if (row.project_id, row.replay_id) not in dead]
+        unanswered = {
+            (row.project_id, row.replay_id)
+            for row in keep
+            if (row.project_id, row.replay_id) not in found
+        }
         if unanswered:
-            again = self._buckets_of(conn, unanswered)
+            again = self._buckets_of(conn, sorted(unanswered))
             found.update(again)
-            known.update(again)
-        # A segment is one unit: a later delivery of a stored segment id is ignored whole. Only
-        # a replay recorded before this flush can have rows, all in its bucket's partition.
-        stored = _stored_in_buckets(conn, keep, known)
+            stored |= _stored_in_buckets(
+                conn, [row for row in keep if (row.project_id, row.replay_id) in again], again
+            )
+        # A segment is one unit: a later delivery of a stored segment id is ignored whole.
         kept = [r for r in keep if (r.project_id, r.replay_id, r.segment_id) not in stored]
         return kept, len(keep) - len(kept), found
 
@@ -794,29 +814,33 @@ class Catalog:
 
 
 def _insert_ranges_postgresql(
-    conn: Connection, rows: Sequence[RangeRecord], buckets: dict[tuple[int, str], date]
+    conn: Connection,
+    rows: Sequence[RangeRecord],
+    buckets: dict[tuple[int, str], date],
+    *,
+    staged: bool,
 ) -> tuple[int, int]:
-    """COPY straight into the table; on a duplicate, redo through a staging table.
+    """COPY straight into the table; `staged`, through a staging table that skips duplicates.
 
-    Duplicates are rare (redelivery after a crash), so the common path is a bare COPY. COPY cannot
-    skip conflicting rows, so the fallback copies into a temporary table and inserts from it with
-    ON CONFLICT DO NOTHING, summing the bytes of the rows that really went in.
+    Duplicates are rare (the flush's checks drop segments already stored), so the common path
+    is a bare COPY, with no savepoint around it (two round trips per flush): a COPY that meets
+    a duplicate fails the transaction with _RangeConflict, and the caller redoes it staged.
+    COPY cannot skip conflicting rows, so the staged path copies into a temporary table and
+    inserts from it with ON CONFLICT DO NOTHING, summing the bytes of the rows that went in.
     """
     if not rows:
         return 0, 0
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     columns = ", ".join(_RANGE_COLUMNS)
-    savepoint = conn.begin_nested()
-    try:
-        cursor.copy_expert(
-            f"COPY recording_byte_range ({columns}) FROM STDIN",
-            _CopyStream(_copy_lines(rows, buckets)),
-            size=_COPY_CHUNK,
-        )
-    except psycopg2.errors.UniqueViolation:
-        savepoint.rollback()
-    else:
-        savepoint.commit()
+    if not staged:
+        try:
+            cursor.copy_expert(
+                f"COPY recording_byte_range ({columns}) FROM STDIN",
+                _CopyStream(_copy_lines(rows, buckets)),
+                size=_COPY_CHUNK,
+            )
+        except psycopg2.errors.UniqueViolation:
+            raise _RangeConflict from None
         return len(rows), sum(row.size for row in rows)
     cursor.execute(
         "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_range "
@@ -835,6 +859,10 @@ def _insert_ranges_postgresql(
     cursor.execute(insert_new)
     sizes = [size for (size,) in cursor.fetchall()]
     return len(sizes), sum(sizes)
+
+
+class _RangeConflict(Exception):
+    """A flush's COPY met a range row already stored (its transaction is lost)."""
 
 
 def _stored_in_buckets(
@@ -948,35 +976,51 @@ def _insert_ranges_sqlite(
 
 
 def _copy_lines(rows: Sequence[RangeRecord], buckets: dict[tuple[int, str], date]) -> Iterator[str]:
-    """Rows in COPY text format (tab-separated, bytea as \\x hex), one line each.
+    """Rows in COPY text format (tab-separated, bytea as \\x hex), in chunks of whole lines.
 
-    A flush's rows share their blob path and timestamps, and each replay's rows share a wrapped
-    key and key check: those columns are rendered once per distinct value, not once per row.
+    Only the segment id and the offsets are rendered per row: a replay's rows share their
+    project, replay id, wrapped key, key check and timestamps (rendered once per replay, as a
+    head and a tail), and a flush's rows share their part and blob path (once per distinct
+    pair). About half the time of rendering every column per row, and that time is inside the
+    flush's COPY.
     """
-    tails: dict[tuple[bytes, bytes, str, datetime, datetime, date], str] = {}
-    texts: dict[str, str] = {}
+    ends: dict[tuple[int, str, bytes, bytes, str, datetime, datetime], tuple[str, str]] = {}
+    middles: dict[tuple[str, str], str] = {}
+    lines: list[str] = []
     for row in rows:
-        bucket = buckets[(row.project_id, row.replay_id)]
-        key = (row.wrapped_dek, row.key_check, row.kek, row.created_at, row.expires_at, bucket)
-        tail = tails.get(key)
-        if tail is None:
-            tail = tails[key] = (
+        key = (
+            row.project_id,
+            row.replay_id,
+            row.wrapped_dek,
+            row.key_check,
+            row.kek,
+            row.created_at,
+            row.expires_at,
+        )
+        head_tail = ends.get(key)
+        if head_tail is None:
+            bucket = buckets[(row.project_id, row.replay_id)]
+            head_tail = ends[key] = (
+                f"{row.project_id}\t{row.replay_id.translate(_COPY_ESCAPES)}\t",
                 f"\t\\\\x{row.wrapped_dek.hex()}\t{row.kek.translate(_COPY_ESCAPES)}"
                 f"\t\\\\x{row.key_check.hex()}\t{row.created_at.isoformat()}"
-                f"\t{row.expires_at.isoformat()}\t{bucket.isoformat()}\n"
+                f"\t{row.expires_at.isoformat()}\t{bucket.isoformat()}\n",
             )
-        part = texts.get(row.part) or texts.setdefault(row.part, row.part.translate(_COPY_ESCAPES))
-        path = texts.get(row.blob_path) or texts.setdefault(
-            row.blob_path, row.blob_path.translate(_COPY_ESCAPES)
-        )
-        yield (
-            f"{row.project_id}\t{row.replay_id}\t{row.segment_id}\t{part}\t{path}"
-            f"\t{row.start}\t{row.stop}{tail}"
-        )
+        middle = middles.get((row.part, row.blob_path))
+        if middle is None:
+            middle = middles[(row.part, row.blob_path)] = (
+                f"\t{row.part.translate(_COPY_ESCAPES)}\t{row.blob_path.translate(_COPY_ESCAPES)}\t"
+            )
+        lines.append(f"{head_tail[0]}{row.segment_id}{middle}{row.start}\t{row.stop}{head_tail[1]}")
+        if len(lines) == _COPY_LINES_PER_CHUNK:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)
 
 
 class _CopyStream:
-    """A file-like view of COPY lines for psycopg2, produced as the server asks for them.
+    """A file-like view of COPY text for psycopg2, produced as the server asks for it.
 
     Streaming lets PostgreSQL parse one chunk while the next is being formatted here.
     """
@@ -1181,4 +1225,45 @@ def _prepare_sqlite_file(path: Path) -> None:
 _TOMBSTONES_OF = select(Tombstone.project_id, Tombstone.replay_id).where(
     Tombstone.project_id.in_(bindparam("projects", expanding=True)),
     Tombstone.replay_id.in_(bindparam("replays", expanding=True)) | Tombstone.replay_id.is_(None),
+)
+
+# A flush's locks, then its admission on PostgreSQL (Catalog._admit_postgresql), one row per
+# answer: `dead` (the replay or its project is tombstoned), `known` (recorded before, with its
+# bucket), `new` (recorded now, in this flush's bucket) or `stored` (a segment id the replay
+# already has rows of). Every lookup is a primary-key probe per replay (the LATERAL and EXISTS
+# subqueries, kept apart by OFFSET 0): a join of the flush's replays against the replay table
+# was planned as a scan of all of it, which grows with the catalog, and a tombstone check may
+# otherwise be hashed over every tombstone. The stored segments are looked for only in
+# replays recorded before this flush (a replay with no replay row has no range row: they are
+# written in one transaction), one range probe each over the span of segment ids the flush
+# holds, in the one partition its bucket names (chosen as the statement runs).
+_ADMIT_DEAD, _ADMIT_KNOWN, _ADMIT_NEW, _ADMIT_STORED = 0, 1, 2, 3
+_LOCK_AND_ADMIT = text(
+    # The locks (Catalog._admit_postgresql), each kind in sorted order. Only our own constants
+    # are formatted in.
+    "SELECT (SELECT count(pg_advisory_xact_lock_shared(p)) "  # noqa: S608
+    "FROM unnest(CAST(:lock_projects AS bigint[])) AS p), "
+    "(SELECT count(pg_advisory_xact_lock(:space, hashtext(k))) "
+    "FROM unnest(CAST(:keys AS text[])) AS k); "
+    "WITH checked AS MATERIALIZED (SELECT w.p, w.r, w.low, w.high, (EXISTS (SELECT 1 FROM "
+    "tombstone t WHERE t.project_id = w.p AND t.replay_id = w.r OFFSET 0) OR EXISTS (SELECT 1 "
+    "FROM tombstone t WHERE t.project_id = w.p AND t.replay_id IS NULL OFFSET 0)) AS dead "
+    "FROM unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[]), "
+    "CAST(:lows AS bigint[]), CAST(:highs AS bigint[])) AS w(p, r, low, high)), "
+    "found AS MATERIALIZED (SELECT c.p, c.r, c.low, c.high, x.expiry_bucket FROM checked c, "
+    "LATERAL (SELECT r.expiry_bucket FROM replay r WHERE r.project_id = c.p "
+    "AND r.replay_id = c.r OFFSET 0) AS x WHERE NOT c.dead), "
+    "added AS (INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
+    "SELECT c.p, c.r, :bucket, :now FROM checked c WHERE NOT c.dead AND NOT EXISTS "
+    "(SELECT 1 FROM found f WHERE f.p = c.p AND f.r = c.r) "
+    "ON CONFLICT DO NOTHING RETURNING project_id, replay_id, expiry_bucket), "
+    "stored AS (SELECT f.p, f.r, s.segment_id FROM found f, LATERAL (SELECT t.segment_id "
+    "FROM recording_byte_range t WHERE t.project_id = f.p AND t.replay_id = f.r "
+    "AND t.segment_id BETWEEN f.low AND f.high AND t.expiry_bucket = f.expiry_bucket "
+    "OFFSET 0) AS s) "
+    f"SELECT {_ADMIT_DEAD}, p, r, CAST(NULL AS date), CAST(NULL AS bigint) FROM checked "
+    f"WHERE dead UNION ALL SELECT {_ADMIT_KNOWN}, p, r, expiry_bucket, NULL FROM found "
+    f"UNION ALL SELECT {_ADMIT_NEW}, project_id, replay_id, expiry_bucket, NULL FROM added "
+    f"UNION ALL SELECT DISTINCT {_ADMIT_STORED}, p, r, CAST(NULL AS date), segment_id "
+    "FROM stored"
 )

@@ -238,7 +238,11 @@ def delete_replays_rows(
                 "WHERE r.project_id = :project "
                 "AND (r.expiry_bucket, r.replay_id) > (:after_bucket, :after_replay) "
                 f"{'AND ' + replays if replays else ''} "
-                "ORDER BY r.expiry_bucket, r.replay_id LIMIT :batch"
+                # LIMIT as a subquery: the planner then assumes it takes a small part of the
+                # rows and walks the index in order. Given the number, analyzed or not, it
+                # chose a bitmap scan of all the project's replays left and a sort of them,
+                # for every batch: a project's shred read its replay rows again and again.
+                "ORDER BY r.expiry_bucket, r.replay_id LIMIT (SELECT CAST(:batch AS bigint))"
             ),
             {
                 **params,

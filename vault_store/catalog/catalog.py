@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -455,8 +456,32 @@ class Catalog:
         """Which of these (project_id, replay_id) are deleted (the replay or its project)."""
         if not replays:
             return set()
+        if len(replays) == 1:
+            ((project_id, replay_id),) = replays
+            if project_id <= MAX_STORED_ID:
+                dead = self._tombstone_of(project_id, replay_id)
+                return {(project_id, replay_id)} if dead else set()
         with self.connection("tombstones") as conn:
             return self._tombstoned(conn, replays)
+
+    def _tombstone_of(self, project_id: int, replay_id: str) -> bool:
+        """Whether one replay or its project is deleted: one statement on a pooled driver
+        connection. Ingest asks this before every new replay key; through SQLAlchemy's
+        connection (its BEGIN, execution context and reset) it cost about ten times the
+        query (550 against 50 microseconds on SQLite). One statement reads one snapshot, so
+        no transaction is needed; the pool still rolls the connection back on return."""
+        sql = _TOMBSTONE_OF_SQL[self.dialect]
+        with self._errors("tombstones"):
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(sql, (project_id, replay_id))
+                    return cursor.fetchone() is not None
+                finally:
+                    cursor.close()
+            finally:
+                connection.close()
 
     def record_dropped_deleted(
         self,
@@ -782,7 +807,7 @@ class Catalog:
         """Map database errors: lost or refused connections are retryable, the rest are not."""
         try:
             yield
-        except (DBAPIError, psycopg2.Error) as exc:
+        except (DBAPIError, psycopg2.Error, sqlite3.Error) as exc:
             brief = _brief(exc)
             if _is_configuration(exc, brief):
                 # Not "retry later": a wrong name, password or permission stays wrong.
@@ -792,7 +817,8 @@ class Catalog:
                 ) from None
             where = f"{brief} (at {self.location})"
             invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
-            if isinstance(exc, OperationalError | psycopg2.OperationalError) or invalidated:
+            retryable = OperationalError | psycopg2.OperationalError | sqlite3.OperationalError
+            if isinstance(exc, retryable) or invalidated:
                 raise BackendUnavailable(where, backend=_BACKEND, op=op) from None
             raise BackendError(where, backend=_BACKEND, op=op) from None
         except SQLAlchemyError as exc:
@@ -1200,7 +1226,14 @@ _TOMBSTONES_OF = select(Tombstone.project_id, Tombstone.replay_id).where(
     Tombstone.project_id.in_(bindparam("projects", expanding=True)),
     Tombstone.replay_id.in_(bindparam("replays", expanding=True)) | Tombstone.replay_id.is_(None),
 )
-# The same question for one replay: its tombstone or its project's, if any.
+# The same question for one replay, as the driver's own SQL (see Catalog._tombstone_of).
+_TOMBSTONE_OF_SQL = {
+    "sqlite": "SELECT 1 FROM tombstone WHERE project_id = ? AND (replay_id = ? OR "
+    "replay_id IS NULL) LIMIT 1",
+    "postgresql": "SELECT 1 FROM tombstone WHERE project_id = %s AND (replay_id = %s OR "
+    "replay_id IS NULL) LIMIT 1",
+}
+# The same question for one replay, in a transaction: its tombstone or its project's, if any.
 _TOMBSTONE_OF = (
     select(Tombstone.id)
     .where(

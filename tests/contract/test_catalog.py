@@ -110,6 +110,19 @@ def test_rows_of_tombstoned_replays_and_projects_are_dropped(catalog: Catalog) -
     assert catalog.replay_page(1, live_replay, stop_segment=0) == (ReplayState.STORED, [])
 
 
+def test_tombstoned_answers_one_replay_as_it_answers_many(catalog: Catalog) -> None:
+    # One replay is asked on a driver connection of its own (ingest asks before every new
+    # key); the answer must be the same as in a batch, on each database.
+    dead_replay, live_replay = "a" * 32, "b" * 32
+    tombstone(catalog, 1, dead_replay)
+    tombstone(catalog, 2, None)
+    pairs = [(1, dead_replay), (1, live_replay), (2, live_replay), (3, dead_replay)]
+    dead = {(1, dead_replay), (2, live_replay)}
+    assert catalog.tombstoned(set(pairs)) == dead
+    for pair in pairs:
+        assert catalog.tombstoned({pair}) == ({pair} & dead)
+
+
 def test_cursor_pagination_in_segment_order(catalog: Catalog) -> None:
     rows = [_row(n, at=n * 100) for n in (7, 3, 11, 0, 5, 9, 1)]
     catalog.insert_blob(_blob("b1", rows), rows)

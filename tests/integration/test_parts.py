@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import VaultFactory
 from tests.integration.helpers import read_events, run
-from vault_store import ReadPolicy, Vault
+from vault_store import Catalog, ReadPolicy, Vault
 from vault_store.api import create_app
 from vault_store.core.message import Segment, build_message
 from vault_store.core.parts import CONSOLE, DOM, NETWORK, TIMELINE, classify
@@ -261,3 +261,38 @@ def test_pages_read_every_segment_when_segments_have_more_parts_than_guessed(
     wanted = frozenset({CONSOLE})
     got = orjson.loads(b"".join(reader.read_recording(4, replay, only=wanted)))
     assert got == [[e for e in s if classify(e) in wanted] for s in shapes]
+
+
+def test_later_pages_share_a_range_query(
+    make_vault: VaultFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each range query costs its statement and bucket lookup: after the first page, one query
+    # fetches the rows of several pages, which are cut into pages without asking again.
+    shapes = [
+        [{"type": 3, "timestamp": n, "data": {"source": 1}}, CONSOLE_EVENT] for n in range(41)
+    ]
+    vault = make_vault(typed_parts=True)
+    replay = "e" * 32
+    for n, events in enumerate(shapes):
+        vault.ingest_segment(
+            Segment(
+                project_id=4,
+                replay_id=replay,
+                segment_id=n,
+                body=orjson.dumps(events),
+                retention_days=30,
+            )
+        )
+    vault.flush()
+    queries = []
+    original = Catalog.replay_ranges
+
+    def counted(catalog: Catalog, *args: Any, **kwargs: Any) -> Any:
+        queries.append(kwargs.get("min_segment"))
+        return original(catalog, *args, **kwargs)
+
+    monkeypatch.setattr(Catalog, "replay_ranges", counted)
+    reader = make_vault(read=ReadPolicy(page_segments=2))
+    assert orjson.loads(b"".join(reader.read_recording(4, replay))) == shapes
+    # 39 segments after the first page of 2: 20 pages, rows of 4 pages per query.
+    assert len(queries) <= 6

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -475,8 +476,32 @@ class Catalog:
         """Which of these (project_id, replay_id) are deleted (the replay or its project)."""
         if not replays:
             return set()
+        if len(replays) == 1:
+            ((project_id, replay_id),) = replays
+            if project_id <= MAX_STORED_ID:
+                dead = self._tombstone_of(project_id, replay_id)
+                return {(project_id, replay_id)} if dead else set()
         with self.connection("tombstones") as conn:
             return self._tombstoned(conn, replays)
+
+    def _tombstone_of(self, project_id: int, replay_id: str) -> bool:
+        """Whether one replay or its project is deleted: one statement on a pooled driver
+        connection. Ingest asks this before every new replay key; through SQLAlchemy's
+        connection (its BEGIN, execution context and reset) it cost about ten times the
+        query (550 against 50 microseconds on SQLite). One statement reads one snapshot, so
+        no transaction is needed; the pool still rolls the connection back on return."""
+        sql = _TOMBSTONE_OF_SQL[self.dialect]
+        with self._errors("tombstones"):
+            connection = self.engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(sql, (project_id, replay_id))
+                    return cursor.fetchone() is not None
+                finally:
+                    cursor.close()
+            finally:
+                connection.close()
 
     def record_dropped_deleted(
         self,
@@ -573,6 +598,12 @@ class Catalog:
         projects = {project for project, _ in replays}
         if not projects:
             return set()
+        if len(replays) == 1:
+            # Ingest asks this for every new replay key: a statement without expanding
+            # parameters skips rendering them on each call (a third of the check's time).
+            ((project, replay),) = replays
+            found = conn.execute(_TOMBSTONE_OF, {"project": project, "replay": replay}).first()
+            return set() if found is None else {(project, replay)}
         # Only the tombstones that can match these replays: theirs, and whole projects.
         # Tombstones accumulate with every deletion; a flush must not read them all.
         dead = conn.execute(
@@ -796,7 +827,7 @@ class Catalog:
         """Map database errors: lost or refused connections are retryable, the rest are not."""
         try:
             yield
-        except (DBAPIError, psycopg2.Error) as exc:
+        except (DBAPIError, psycopg2.Error, sqlite3.Error) as exc:
             brief = _brief(exc)
             if _is_configuration(exc, brief):
                 # Not "retry later": a wrong name, password or permission stays wrong.
@@ -806,7 +837,8 @@ class Catalog:
                 ) from None
             where = f"{brief} (at {self.location})"
             invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
-            if isinstance(exc, OperationalError | psycopg2.OperationalError) or invalidated:
+            retryable = OperationalError | psycopg2.OperationalError | sqlite3.OperationalError
+            if isinstance(exc, retryable) or invalidated:
                 raise BackendUnavailable(where, backend=_BACKEND, op=op) from None
             raise BackendError(where, backend=_BACKEND, op=op) from None
         except SQLAlchemyError as exc:
@@ -1123,13 +1155,25 @@ def _has_rows(conn: Connection, project_id: int, replay_id: str, bucket: date) -
 
 
 def _range_record(row: Any) -> RangeRecord:
-    values = dict(zip(_RANGE_COLUMNS, row, strict=True))
-    values.pop("expiry_bucket")
-    values["created_at"] = as_utc(values["created_at"])
-    values["expires_at"] = as_utc(values["expires_at"])
-    values["wrapped_dek"] = bytes(values["wrapped_dek"])
-    values["key_check"] = bytes(values["key_check"])
-    return RangeRecord(**values)
+    # Positional, in _RANGE_COLUMNS order (expiry_bucket last, not kept): a read decodes
+    # hundreds of rows, and building a dict per row cost more than the query.
+    (project, replay, segment, part, path, start, stop, wrapped, kek, check, created, expires) = (
+        row[:12]
+    )
+    return RangeRecord(
+        project,
+        replay,
+        segment,
+        part,
+        path,
+        start,
+        stop,
+        bytes(wrapped),
+        kek,
+        bytes(check),
+        as_utc(created),
+        as_utc(expires),
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
@@ -1266,4 +1310,21 @@ _LOCK_AND_ADMIT = text(
     f"UNION ALL SELECT {_ADMIT_NEW}, project_id, replay_id, expiry_bucket, NULL FROM added "
     f"UNION ALL SELECT DISTINCT {_ADMIT_STORED}, p, r, CAST(NULL AS date), segment_id "
     "FROM stored"
+)
+
+# The same question for one replay, as the driver's own SQL (see Catalog._tombstone_of).
+_TOMBSTONE_OF_SQL = {
+    "sqlite": "SELECT 1 FROM tombstone WHERE project_id = ? AND (replay_id = ? OR "
+    "replay_id IS NULL) LIMIT 1",
+    "postgresql": "SELECT 1 FROM tombstone WHERE project_id = %s AND (replay_id = %s OR "
+    "replay_id IS NULL) LIMIT 1",
+}
+# The same question for one replay, in a transaction: its tombstone or its project's, if any.
+_TOMBSTONE_OF = (
+    select(Tombstone.id)
+    .where(
+        Tombstone.project_id == bindparam("project"),
+        (Tombstone.replay_id == bindparam("replay")) | Tombstone.replay_id.is_(None),
+    )
+    .limit(1)
 )

@@ -14,7 +14,6 @@ AES-GCM is not key-committing, so each row also carries
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import struct
@@ -49,7 +48,7 @@ class DataKey:
         self._material = bytes(material)
         self._aead = AESGCM(self._material)
         # The commitment is a function of the key alone: computed once, compared per row.
-        self._check = hmac.new(self._material, _KEY_CHECK_LABEL, hashlib.sha256).digest()
+        self._check = hmac.digest(self._material, _KEY_CHECK_LABEL, "sha256")
 
     @classmethod
     def generate(cls, random_bytes: Callable[[int], bytes] = os.urandom) -> DataKey:

@@ -217,7 +217,16 @@ class Reader:
             raise ReplayShredded(f"replay {replay_id} of project {project_id} was deleted")
         if state is ReplayState.UNKNOWN:
             raise ReplayNotFound(f"replay {replay_id} of project {project_id} not found")
-        return _cut(project_id, replay_id, rows, segments, max_bytes, only, stop, limit=limit)
+        return _cut(
+            project_id,
+            replay_id,
+            rows,
+            segments,
+            max_bytes,
+            only,
+            stop,
+            truncated=len(rows) == limit,
+        )
 
     def plan_page_at(
         self,
@@ -336,19 +345,29 @@ class Reader:
         limit = _bounded_limit(2 * segments + 2, segments)
         page = self._plan(project_id, replay_id, start, stop, segments, None, only, limit)
         yield page
+        # Later queries ask for the rows of up to _PAGES_PER_QUERY pages (a row is cheap
+        # metadata; each query costs its statement and its bucket lookup), cut here into pages.
+        rows: list[RangeRecord] = []
+        truncated = False
         while page.next_cursor is not None:
-            counts = _rows_per_segment(page.rows)
-            mean = len(page.rows) / max(len(counts), 1)
-            wanted = int(segments * mean * 1.1) + max(counts, default=1) + 1
-            limit = _bounded_limit(wanted, segments)
-            rows = self._catalog.replay_ranges(
-                project_id,
-                replay_id,
-                min_segment=page.next_cursor,
-                stop_segment=stop,
-                limit=limit,
+            rows = rows[len(page.rows) :]
+            if not rows or (truncated and rows[0].segment_id == rows[-1].segment_id):
+                # Nothing left, or only the last segment, which the query may have cut short.
+                counts = _rows_per_segment(page.rows)
+                mean = len(page.rows) / max(len(counts), 1)
+                wanted = int(segments * _PAGES_PER_QUERY * mean * 1.1) + max(counts, default=1)
+                limit = _bounded_limit(wanted + 1, segments * _PAGES_PER_QUERY)
+                rows = self._catalog.replay_ranges(
+                    project_id,
+                    replay_id,
+                    min_segment=page.next_cursor,
+                    stop_segment=stop,
+                    limit=limit,
+                )
+                truncated = len(rows) == limit
+            page = _cut(
+                project_id, replay_id, rows, segments, None, only, stop, truncated=truncated
             )
-            page = _cut(project_id, replay_id, rows, segments, None, only, stop, limit=limit)
             yield page
 
     def _loaded(self, pages: Iterator[Page]) -> Iterator[tuple[list[int], list[StoredSegment]]]:
@@ -406,29 +425,45 @@ class Reader:
         return fetching
 
     def _decode(self, page: _FetchingPage) -> tuple[list[int], list[StoredSegment]]:
-        """Wait for the GETs holding the page's frames, then open them in parallel; each frame
-        is a view of its GET (never copied), and `map` keeps row order, so an integrity error
-        names the earliest bad segment."""
+        """Wait for the GETs holding the page's frames, then open them in a few batches in
+        parallel; each frame is a view of its GET (never copied), and batches keep row order,
+        so an integrity error names the earliest bad segment."""
         rows = page.rows
+        if not rows:
+            return page.segment_ids, []
+        keys = self._page_keys(rows)
         frames = [
             memoryview(got.result())[offset : offset + row.size]
             for row, (got, offset) in zip(rows, page.located, strict=True)
         ]
-        bodies = self._pool.map(lambda i: self._open(rows[i], frames[i]), range(len(rows)))
-        opened = [
-            StoredSegment(row.segment_id, row.part, body)
-            for row, body in zip(rows, bodies, strict=True)
-        ]
-        return page.segment_ids, opened
+        # A task per batch, not per frame: a future per frame cost more thread hand-offs than
+        # AES-GCM itself. A few batches still let zstd (which releases the GIL) use every core.
+        bounds = _batches(rows, self._policy.concurrency)
+        opened = self._pool.map(lambda b: _open_batch(rows, frames, keys, *b), bounds)
+        return page.segment_ids, [stored for batch in opened for stored in batch]
+
+    def _page_keys(self, rows: Sequence[RangeRecord]) -> dict[tuple[int, str, bytes], DataKey]:
+        """Each distinct wrapped key of the page, unwrapped (cache or KMS) once, and checked
+        once against each distinct key check its rows carry, before any decryption."""
+        keys: dict[tuple[int, str, bytes], DataKey] = {}
+        checked: set[tuple[int, str, bytes, bytes]] = set()
+        for row in rows:
+            lookup = (row.project_id, row.replay_id, row.wrapped_dek)
+            if (*lookup, row.key_check) in checked:
+                continue
+            key = keys.get(lookup)
+            if key is None:
+                key = keys[lookup] = self._data_key(row)
+            # AES-GCM does not commit to its key: check the row's commitment before decrypting.
+            elif not key.matches(row.key_check):
+                raise CorruptData(f"segment {row.segment_id} failed its key check")
+            checked.add((*lookup, row.key_check))
+        return keys
 
     def _fetch(self, fetch: Fetch) -> bytes:
         data = self._blob_store.get_range(fetch.blob_path, fetch.start, fetch.stop)
         self.counters.add(gets=1, bytes_fetched=len(data), frames=len(fetch.members))
         return data
-
-    def _open(self, row: RangeRecord, frame: bytes | memoryview) -> bytes:
-        identity = FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
-        return open_frame(frame, self._data_key(row), identity)
 
     def _data_key(self, row: RangeRecord) -> DataKey:
         owner = (row.project_id, row.replay_id)
@@ -442,6 +477,46 @@ class Reader:
         if not key.matches(row.key_check):
             raise CorruptData(f"segment {row.segment_id} failed its key check")
         return key
+
+
+# Frames of at least this many stored bytes make a batch worth its own task.
+_BATCH_BYTES = 256 * 1024
+
+
+def _batches(rows: Sequence[RangeRecord], most: int) -> list[tuple[int, int]]:
+    """Consecutive (first, stop) row spans: at most `most`, each of about the same stored bytes
+    and at least _BATCH_BYTES unless there is only one."""
+    total = sum(row.size for row in rows)
+    count = max(1, min(most, total // _BATCH_BYTES, len(rows)))
+    share = total / count
+    bounds: list[tuple[int, int]] = []
+    first, size = 0, 0
+    for index, row in enumerate(rows):
+        size += row.size
+        if size >= share * (len(bounds) + 1) and len(bounds) < count - 1:
+            bounds.append((first, index + 1))
+            first = index + 1
+    bounds.append((first, len(rows)))
+    return [(a, b) for a, b in bounds if a < b]
+
+
+def _open_batch(
+    rows: Sequence[RangeRecord],
+    frames: Sequence[memoryview],
+    keys: dict[tuple[int, str, bytes], DataKey],
+    first: int,
+    stop: int,
+) -> list[StoredSegment]:
+    """Open rows[first:stop] in order under the page's checked keys."""
+    opened = []
+    for index in range(first, stop):
+        row = rows[index]
+        key = keys[(row.project_id, row.replay_id, row.wrapped_dek)]
+        identity = FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
+        opened.append(
+            StoredSegment(row.segment_id, row.part, open_frame(frames[index], key, identity))
+        )
+    return opened
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +557,10 @@ def _windows(pages: Iterator[Page], max_bytes: int) -> Iterator[list[Page]]:
         yield window
 
 
+# Pages' worth of rows a later range query of a read asks for.
+_PAGES_PER_QUERY = 4
+
+
 def _row_limit(segments: int) -> int:
     """Rows to ask for a page of `segments`: up to eight parts each (four typed ones and the
     whole recording, with room to spare), and one more to tell whether the query cut it short."""
@@ -509,11 +588,11 @@ def _cut(
     only: frozenset[str] | None,
     stop: int | None,
     *,
-    limit: int | None = None,
+    truncated: bool,
 ) -> Page:
-    """The page the rows of one range query make: whole segments only, at most `max_segments`
-    of them within `max_bytes` of wanted parts, and where the next page starts (`limit`: the
-    query's row limit, by default `_row_limit(max_segments)`)."""
+    """The page the rows of a range query make (from its first row): whole segments only, at
+    most `max_segments` of them within `max_bytes` of wanted parts, and where the next page
+    starts (`truncated`: the query hit its row limit, so its last segment may be cut short)."""
     kept: list[RangeRecord] = []
     segments: list[int] = []
     size = 0
@@ -536,7 +615,7 @@ def _cut(
         if _wanted(row, only):
             size += row.size
     else:
-        if len(rows) == (limit or _row_limit(max_segments)) and kept:
+        if truncated and kept:
             # The query limit cut the page short: continue after the last whole segment.
             last = kept[-1].segment_id
             kept = [row for row in kept if row.segment_id != last] or kept

@@ -9,7 +9,8 @@ refused) and the factor over the decompressed body. Shapes: every real recording
 ../shared/data/recordings (one message per recording, whole), and adversarial ones of about
 2 to 8 MB (ADVERSARIAL): many tiny objects, scalars or arrays (900,000 events, under
 the 1,000,000-event cap), one long string, deep nesting (10,000 levels), a body of nothing but
-nested brackets, events whose heads all differ, a part change at every event, long numbers,
+nested brackets, events whose heads all differ, the densest usual events (read in one
+pass: an object with a type and data each), a part change at every event, long numbers,
 many keys in one object, and many events each nested past msgspec's depth limit.
 """
 
@@ -36,6 +37,7 @@ ADVERSARIAL = [
     "tiny scalars",
     "tiny arrays",
     "distinct heads",
+    "tiny usual events",
     "alternating parts",
     "long numbers",
     "many keys",
@@ -65,6 +67,11 @@ def body_of(shape: str) -> bytes:
         return b"[" + b"[]," * 900_000 + CRUMB + b"]"
     if shape == "distinct heads":
         return b"[" + b",".join(b'{"type":%d}' % n for n in range(900_000)) + b"," + CRUMB + b"]"
+    if shape == "tiny usual events":
+        # The one-pass scan keeps an object, a data span and an integer per event while it
+        # classifies: these are its smallest events (integers past the cached small ones).
+        events = b",".join(b'{"type":%d,"data":0}' % (300 + n) for n in range(900_000))
+        return b"[" + events + b"," + CRUMB + b"]"
     if shape == "alternating parts":
         return b"[" + b'{"type":2},0,' * 450_000 + CRUMB + b"]"
     if shape == "long numbers":

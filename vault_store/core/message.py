@@ -47,7 +47,8 @@ class Segment:
     received: int = 0
     replay_event: bytes | None = None
     replay_video: bytes | None = None
-    # The body's event spans found by validation, handed on so typed parts need not scan again.
+    # The body's scan by validation (each event's part code), handed on so typed parts need not
+    # scan again.
     scan: Scan | None = field(default=None, compare=False, repr=False)
 
 
@@ -152,7 +153,7 @@ def _parse_message(raw: bytes) -> Segment:
 
 
 def parse_payload(payload: object) -> tuple[int, bytes, Scan]:
-    """Split `{"segment_id":N}\\n<body>`: (N, the decompressed rrweb JSON, its event spans)."""
+    """Split `{"segment_id":N}\\n<body>`: (N, the decompressed rrweb JSON, its scan)."""
     if not isinstance(payload, bytes):
         raise InvalidInput("payload", f"expected bytes, got {_type_name(payload)}")
     header, newline, body = payload.partition(b"\n")
@@ -172,7 +173,7 @@ def parse_payload(payload: object) -> tuple[int, bytes, Scan]:
 
 
 def decode_body(body: bytes) -> tuple[bytes, Scan]:
-    """The rrweb JSON of a body that is zlib-compressed or raw JSON, and its event spans."""
+    """The rrweb JSON of a body that is zlib-compressed or raw JSON, and its scan (part codes)."""
     if _looks_like_zlib(body):
         if len(body) > MAX_COMPRESSED_BODY_BYTES:
             raise InvalidInput("payload.body", f"compressed body over {MAX_COMPRESSED_BODY_BYTES}")

@@ -84,11 +84,14 @@ def segment_bodies(
 # JSON array" and where each top-level event starts and ends, plus the few shallow fields that
 # classification reads (type; data.plugin, data.tag; data.payload.category, data.payload.op).
 # msgspec does that in C without building objects for what it skips (msgspec.Raw keeps a byte
-# span). Two things it refuses that browsers produce are handled around it:
+# span). With a classifier (typed parts), the usual body is read in one pass that validates it
+# and gives each event its part code; its spans are found only if the segment holds several
+# parts. Two things msgspec refuses that browsers produce are handled around it:
 #
-# - lone UTF-16 surrogate escapes (a text node cut mid-emoji): every surrogate escape is
-#   swapped for a same-length plain escape in a scratch copy that is only scanned, never stored,
-#   so offsets are unchanged and the stored bytes keep the original escape;
+# - lone UTF-16 surrogate escapes (a text node cut mid-emoji): when msgspec refuses a body that
+#   holds one, every surrogate escape is swapped for a same-length plain escape in a scratch
+#   copy that is only scanned, never stored, so offsets are unchanged and the stored bytes keep
+#   the original escape (a body without one never pays for the search);
 # - nesting deeper than its recursion limit: the iterative scanner below, one token at a time
 #   with an explicit stack, takes over (slower, and only for such rare segments).
 

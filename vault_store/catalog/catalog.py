@@ -295,7 +295,7 @@ class Catalog:
                 buckets = self._replay_buckets(
                     conn, {(row.project_id, row.replay_id) for row in keep}, bucket, blob.created_at
                 )
-            live_replays = {(row.project_id, row.replay_id) for row in keep}
+            live_replays = {(row.project_id, row.replay_id) for row in keep} if subjects else set()
             new_subjects = [
                 {"project_id": project, "replay_id": replay, "subject_hash": subject}
                 for project, replay, subject in subjects
@@ -361,7 +361,20 @@ class Catalog:
         replay exclusively (two flushes of one segment cannot both find it absent), each kind
         in sorted order, so flushes never wait on each other in a cycle.
         """
-        replays = sorted({(row.project_id, row.replay_id) for row in ranges})
+        # Each replay's span of segment ids, in one pass over the rows (a flush holds
+        # thousands; the pairs of consecutive rows are usually the same replay's).
+        spans: dict[tuple[int, str], list[int]] = {}
+        for row in ranges:
+            pair = (row.project_id, row.replay_id)
+            segment = row.segment_id
+            span = spans.get(pair)
+            if span is None:
+                spans[pair] = [segment, segment]
+            elif segment < span[0]:
+                span[0] = segment
+            elif segment > span[1]:
+                span[1] = segment
+        replays = sorted(spans)
         # Then the rest in a second statement, sent with the first in one round trip:
         # in READ COMMITTED each statement takes its own snapshot, so this one, started once
         # the locks are held, sees a tombstone committed while the flush waited. It finds which
@@ -369,11 +382,6 @@ class Catalog:
         # bucket) and which of their segments are stored. Under the replay locks no flush
         # records these replays meanwhile; a pair missing from the answer (another writer's
         # row this snapshot missed) is read again.
-        spans: dict[tuple[int, str], tuple[int, int]] = {}
-        for row in ranges:
-            pair = (row.project_id, row.replay_id)
-            low, high = spans.get(pair, (row.segment_id, row.segment_id))
-            spans[pair] = (min(low, row.segment_id), max(high, row.segment_id))
         answer = conn.execute(
             _LOCK_AND_ADMIT,
             {
@@ -399,18 +407,20 @@ class Catalog:
                 stored.add((pair[0], pair[1], int(segment)))
             else:
                 found[pair] = replay_bucket
-        keep = [row for row in ranges if (row.project_id, row.replay_id) not in dead]
-        unanswered = {
-            (row.project_id, row.replay_id)
-            for row in keep
-            if (row.project_id, row.replay_id) not in found
-        }
+        keep = (
+            [row for row in ranges if (row.project_id, row.replay_id) not in dead]
+            if dead
+            else list(ranges)
+        )
+        unanswered = [pair for pair in replays if pair not in found and pair not in dead]
         if unanswered:
-            again = self._buckets_of(conn, sorted(unanswered))
+            again = self._buckets_of(conn, unanswered)
             found.update(again)
             stored |= _stored_in_buckets(
                 conn, [row for row in keep if (row.project_id, row.replay_id) in again], again
             )
+        if not stored:
+            return keep, 0, found
         # A segment is one unit: a later delivery of a stored segment id is ignored whole.
         kept = [r for r in keep if (r.project_id, r.replay_id, r.segment_id) not in stored]
         return kept, len(keep) - len(kept), found

@@ -270,16 +270,20 @@ class IngestWindow:
             if generation == self._generation:
                 self._current -= 1
 
-    def pressed(self) -> bool:
-        """Whether the batch should be committed now: paused, stopped for want of room, or the
-        window at its aim (not about to grow) and the messages held at three quarters of what the
-        consumer may bring them to (the last quarter streams in while the batch is written)."""
+    def press_at(self) -> int | None:
+        """How many staged messages (sealed, waiting for their commit) make the batch worth
+        committing now: 1 when paused or stopped for want of room; three quarters of what the
+        consumer may bring the held messages to when the window is at its aim (the last quarter
+        streams in while the batch is written); None while it is still growing. Messages held
+        but not yet staged do not count: committing early frees the window only of staged ones.
+        """
         with self._lock:
             if self.paused or self.window == 0:
-                return True
+                return 1
             reach = self.count - self._current + self.window
-            grown = reach * 3 > self.aim() * 2  # `plan` grows a window under two thirds of its aim
-            return grown and self.count >= max(1, reach * 3 // 4)
+            if reach * 3 <= self.aim() * 2:  # `plan` grows a window under two thirds of its aim
+                return None
+            return max(1, reach * 3 // 4)
 
     def plan(self) -> bool:
         """Whether the ingest consumer should be started again (with `begin`'s count): it is off
@@ -330,7 +334,7 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
     The ingest queue is consumed with a prefetch window sized to `max_held_bytes` (see
     IngestWindow): Celery's own consumer starts without it, and the consumer thread starts,
     resizes and stops the ingest consumer on a timer. A batch is committed early when the window
-    is nearly full, so the broker keeps sending while it is written.
+    is nearly full of staged messages, so the broker keeps sending while it is written.
     """
 
     max_held_bytes: int = 256 * 1024 * 1024
@@ -436,11 +440,11 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
                 finally:  # an acknowledgement lost with the connection still frees the bytes
                     window.give_back(size, generation)
 
-        # Whether to commit now is decided here, in the consumer's process (a prefork child has
-        # no window of its own).
+        # When to commit early is decided here, in the consumer's process (a prefork child has no
+        # window of its own).
         return self._pool.apply_async(
             apply_batches_task,
-            (self, (requests, window.pressed()), 0, None),
+            (self, (requests, window.press_at()), 0, None),
             callback=on_return,
         )
 
@@ -454,9 +458,9 @@ def _key(request: Any) -> str:
 
 
 @_task(INGEST_TASK, queue=INGEST_QUEUE, base=ReconnectingBatches, acks_late=True)
-def ingest(requests: list[SimpleRequest], pressed: bool = False) -> dict[str, Any]:
-    """Stage messages as they arrive (parse, admit, seal); commit the batch once it is due, or at
-    once when `pressed` (the consumer's window is nearly full).
+def ingest(requests: list[SimpleRequest], press_at: int | None = None) -> dict[str, Any]:
+    """Stage messages as they arrive (parse, admit, seal); commit the batch once it is due, or
+    once `press_at` messages are staged (the consumer's window is nearly full of them).
 
     Returns the deliveries settled by this run (`settled`: their keys), the only ones the
     consumer acknowledges.
@@ -469,9 +473,8 @@ def ingest(requests: list[SimpleRequest], pressed: bool = False) -> dict[str, An
     with lock:
         try:
             settled = stage.add(deliveries)
-            if (pressed and stage.staged > 0) or stage.due(
-                max_segments=task.flush_every, max_age=task.batch_age
-            ):
+            pressed = press_at is not None and stage.staged >= max(1, press_at)
+            if pressed or stage.due(max_segments=task.flush_every, max_age=task.batch_age):
                 outcome, committed = stage.commit()
                 settled += committed
                 summary = asdict(outcome)

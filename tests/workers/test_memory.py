@@ -96,15 +96,15 @@ def test_the_window_holds_half_the_budget_in_mean_sized_messages() -> None:
     assert window.take(10) == 2 and window.plan()  # reach 4, aim 50: grows again
     assert window.begin() == 14  # 16 less the two held
     window.give_back(10, 1)  # the first consumer's message: not in the current one's count
-    assert window.count == 1 and window.take(10) == 3 and window.pressed() is False
+    assert window.count == 1 and window.take(10) == 3 and window.press_at() is None
     for _ in range(13):
         window.take(10)
-    assert not window.pressed()  # 15 held, all it may come to, but it grows rather than commits
+    assert window.press_at() is None  # 15 held, all it may come to, but it grows instead
     assert window.plan() and window.begin() == 35  # the aim, 50, less the 15 held
     assert not window.plan()  # at its aim
     for _ in range(22):
         window.take(10)
-    assert window.pressed()  # 37 held of the 50 it may come to: commit the batch now
+    assert window.press_at() == 37  # 3/4 of the 50 it may come to: commit once that many are staged
 
 
 def test_the_window_shrinks_when_messages_grow_and_waits_for_room() -> None:
@@ -119,7 +119,7 @@ def test_the_window_shrinks_when_messages_grow_and_waits_for_room() -> None:
     generation = window.take(400)  # the mean jumps: 100 bytes over about 100
     assert generation is not None and window.aim() < window.window
     assert window.plan() and window.begin() == 0  # held more than the aim: no consumer
-    assert window.pressed()  # so the batch is committed now
+    assert window.press_at() == 1  # so what is staged is committed now
     window.give_back(400, generation)
     assert window.plan() and window.begin() > 0  # room again
 

@@ -361,27 +361,14 @@ class Catalog:
         replay exclusively (two flushes of one segment cannot both find it absent), each kind
         in sorted order, so flushes never wait on each other in a cycle.
         """
-        # Each replay's span of segment ids, in one pass over the rows (a flush holds
-        # thousands; the pairs of consecutive rows are usually the same replay's).
-        spans: dict[tuple[int, str], list[int]] = {}
-        for row in ranges:
-            pair = (row.project_id, row.replay_id)
-            segment = row.segment_id
-            span = spans.get(pair)
-            if span is None:
-                spans[pair] = [segment, segment]
-            elif segment < span[0]:
-                span[0] = segment
-            elif segment > span[1]:
-                span[1] = segment
-        replays = sorted(spans)
+        replays = sorted({(row.project_id, row.replay_id) for row in ranges})
         # Then the rest in a second statement, sent with the first in one round trip:
         # in READ COMMITTED each statement takes its own snapshot, so this one, started once
         # the locks are held, sees a tombstone committed while the flush waited. It finds which
         # replays are tombstoned, the others' buckets (new ones recorded in this flush's
-        # bucket) and which of their segments are stored. Under the replay locks no flush
+        # bucket). Under the replay locks no flush
         # records these replays meanwhile; a pair missing from the answer (another writer's
-        # row this snapshot missed) is read again.
+        # row this snapshot missed) is read again. The stored segments come after.
         answer = conn.execute(
             _LOCK_AND_ADMIT,
             {
@@ -390,23 +377,21 @@ class Catalog:
                 "keys": [f"{project}:{replay}" for project, replay in replays],
                 "projects": [p for p, _ in replays],
                 "replays": [r for _, r in replays],
-                "lows": [spans[pair][0] for pair in replays],
-                "highs": [spans[pair][1] for pair in replays],
                 "bucket": bucket,
                 "now": now,
             },
         ).all()
         dead: set[tuple[int, str]] = set()
         found: dict[tuple[int, str], date] = {}
-        stored: set[tuple[int, str, int]] = set()
-        for kind, project, replay, replay_bucket, segment in answer:
+        known: dict[tuple[int, str], date] = {}
+        for kind, project, replay, replay_bucket in answer:
             pair = (int(project), str(replay))
             if kind == _ADMIT_DEAD:
                 dead.add(pair)
-            elif kind == _ADMIT_STORED:
-                stored.add((pair[0], pair[1], int(segment)))
             else:
                 found[pair] = replay_bucket
+                if kind == _ADMIT_KNOWN:
+                    known[pair] = replay_bucket
         keep = (
             [row for row in ranges if (row.project_id, row.replay_id) not in dead]
             if dead
@@ -416,9 +401,12 @@ class Catalog:
         if unanswered:
             again = self._buckets_of(conn, unanswered)
             found.update(again)
-            stored |= _stored_in_buckets(
-                conn, [row for row in keep if (row.project_id, row.replay_id) in again], again
-            )
+            known.update(again)
+        # Only a replay recorded before this flush can have rows, all in its bucket's
+        # partition. A statement of its own, sent only then: in the statement above, naming
+        # the partitioned table made every flush cost 0.7 to 1 s with 147 partitions, though
+        # it probed nothing.
+        stored = _stored_in_buckets(conn, keep, known) if known else set()
         if not stored:
             return keep, 0, found
         # A segment is one unit: a later delivery of a stored segment id is ignored whole.
@@ -1283,15 +1271,11 @@ _TOMBSTONES_OF = select(Tombstone.project_id, Tombstone.replay_id).where(
 
 # A flush's locks, then its admission on PostgreSQL (Catalog._admit_postgresql), one row per
 # answer: `dead` (the replay or its project is tombstoned), `known` (recorded before, with its
-# bucket), `new` (recorded now, in this flush's bucket) or `stored` (a segment id the replay
-# already has rows of). Every lookup is a primary-key probe per replay (the LATERAL and EXISTS
-# subqueries, kept apart by OFFSET 0): a join of the flush's replays against the replay table
-# was planned as a scan of all of it, which grows with the catalog, and a tombstone check may
-# otherwise be hashed over every tombstone. The stored segments are looked for only in
-# replays recorded before this flush (a replay with no replay row has no range row: they are
-# written in one transaction), one range probe each over the span of segment ids the flush
-# holds, in the one partition its bucket names (chosen as the statement runs).
-_ADMIT_DEAD, _ADMIT_KNOWN, _ADMIT_NEW, _ADMIT_STORED = 0, 1, 2, 3
+# bucket) or `new` (recorded now, in this flush's bucket). Every lookup is a primary-key probe
+# per replay (the LATERAL and EXISTS subqueries, kept apart by OFFSET 0): a join of the
+# flush's replays against the replay table was planned as a scan of all of it, which grows
+# with the catalog, and a tombstone check may otherwise be hashed over every tombstone.
+_ADMIT_DEAD, _ADMIT_KNOWN, _ADMIT_NEW = 0, 1, 2
 _LOCK_AND_ADMIT = text(
     # The locks (Catalog._admit_postgresql), each kind in sorted order. Only our own constants
     # are formatted in.
@@ -1299,27 +1283,20 @@ _LOCK_AND_ADMIT = text(
     "FROM unnest(CAST(:lock_projects AS bigint[])) AS p), "
     "(SELECT count(pg_advisory_xact_lock(:space, hashtext(k))) "
     "FROM unnest(CAST(:keys AS text[])) AS k); "
-    "WITH checked AS MATERIALIZED (SELECT w.p, w.r, w.low, w.high, (EXISTS (SELECT 1 FROM "
+    "WITH checked AS MATERIALIZED (SELECT w.p, w.r, (EXISTS (SELECT 1 FROM "
     "tombstone t WHERE t.project_id = w.p AND t.replay_id = w.r OFFSET 0) OR EXISTS (SELECT 1 "
     "FROM tombstone t WHERE t.project_id = w.p AND t.replay_id IS NULL OFFSET 0)) AS dead "
-    "FROM unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[]), "
-    "CAST(:lows AS bigint[]), CAST(:highs AS bigint[])) AS w(p, r, low, high)), "
-    "found AS MATERIALIZED (SELECT c.p, c.r, c.low, c.high, x.expiry_bucket FROM checked c, "
+    "FROM unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[])) AS w(p, r)), "
+    "found AS MATERIALIZED (SELECT c.p, c.r, x.expiry_bucket FROM checked c, "
     "LATERAL (SELECT r.expiry_bucket FROM replay r WHERE r.project_id = c.p "
     "AND r.replay_id = c.r OFFSET 0) AS x WHERE NOT c.dead), "
     "added AS (INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
     "SELECT c.p, c.r, :bucket, :now FROM checked c WHERE NOT c.dead AND NOT EXISTS "
     "(SELECT 1 FROM found f WHERE f.p = c.p AND f.r = c.r) "
-    "ON CONFLICT DO NOTHING RETURNING project_id, replay_id, expiry_bucket), "
-    "stored AS (SELECT f.p, f.r, s.segment_id FROM found f, LATERAL (SELECT t.segment_id "
-    "FROM recording_byte_range t WHERE t.project_id = f.p AND t.replay_id = f.r "
-    "AND t.segment_id BETWEEN f.low AND f.high AND t.expiry_bucket = f.expiry_bucket "
-    "OFFSET 0) AS s) "
-    f"SELECT {_ADMIT_DEAD}, p, r, CAST(NULL AS date), CAST(NULL AS bigint) FROM checked "
-    f"WHERE dead UNION ALL SELECT {_ADMIT_KNOWN}, p, r, expiry_bucket, NULL FROM found "
-    f"UNION ALL SELECT {_ADMIT_NEW}, project_id, replay_id, expiry_bucket, NULL FROM added "
-    f"UNION ALL SELECT DISTINCT {_ADMIT_STORED}, p, r, CAST(NULL AS date), segment_id "
-    "FROM stored"
+    "ON CONFLICT DO NOTHING RETURNING project_id, replay_id, expiry_bucket) "
+    f"SELECT {_ADMIT_DEAD}, p, r, CAST(NULL AS date) FROM checked WHERE dead "
+    f"UNION ALL SELECT {_ADMIT_KNOWN}, p, r, expiry_bucket FROM found "
+    f"UNION ALL SELECT {_ADMIT_NEW}, project_id, replay_id, expiry_bucket FROM added"
 )
 
 # The same question for one replay, as the driver's own SQL (see Catalog._tombstone_of).

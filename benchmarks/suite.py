@@ -124,14 +124,21 @@ def _ingest(bench: Bench) -> dict[str, Any]:
         # New replay ids every round, so no segment is a duplicate of an earlier round: one per
         # segment (every segment pays for a new replay key: tombstone check, KMS wrap), or one
         # per replay of the input (keep_replays: about 40 segments share a key, as in traffic).
+        # They are made before the clock starts: naming is the harness's work, not ingest's.
+        fresh: dict[str, str] = {}
+        renamed = [
+            replace(
+                segment,
+                replay_id=fresh.setdefault(segment.replay_id, uuid.uuid4().hex)
+                if keep_replays
+                else uuid.uuid4().hex[:8] + segment.replay_id[8:],
+            )
+            for segment in segments
+        ]
+
         def run() -> None:
-            fresh: dict[str, str] = {}
-            for segment in segments:
-                if keep_replays:
-                    replay = fresh.setdefault(segment.replay_id, uuid.uuid4().hex)
-                else:
-                    replay = uuid.uuid4().hex[:8] + segment.replay_id[8:]
-                vault.ingest_segment(replace(segment, replay_id=replay))
+            for segment in renamed:
+                vault.ingest_segment(segment)
             vault.flush()
 
         return run

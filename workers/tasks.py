@@ -219,9 +219,11 @@ class IngestWindow:
     taken, so a message larger than the budget still goes through.
     """
 
-    # The window grows at most this many times over at a time: a few small first messages do not
-    # open it to thousands of larger ones before their sizes are seen.
-    GROWTH = 4
+    # The window grows at most this many times over at a time (every ADJUST seconds): a few small
+    # first messages do not open it to thousands of larger ones before their sizes are seen, and
+    # it opens within a few tenths of a second (8, 128, 2,048 at the default budget).
+    GROWTH = 16
+    ADJUST = 0.05
     # The mean size follows the last few thousand messages (an average of all, up to that many).
     MEMORY = 2048
 
@@ -385,7 +387,7 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
 
         # The consumer is changed in its own thread (kombu channels are not thread-safe).
         if self._consumes:  # a worker on Redis serves the tasks queue only
-            consumer.timer.call_repeatedly(0.1, adjust)
+            consumer.timer.call_repeatedly(window.ADJUST, adjust)
         consumer.timer.call_repeatedly(STAGE_INTERVAL, self.tick)
 
         def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any):  # type: ignore[no-untyped-def]

@@ -55,6 +55,21 @@ def _with_sentry_events(events: list[Any], seed: int) -> list[Any]:
     return mixed
 
 
+def _store_segments(vault: Vault, replay: str, segments: list[list[Any]]) -> None:
+    """Ingest each event list as segment 0, 1, ... of `replay` in project 4, then flush."""
+    for n, events in enumerate(segments):
+        vault.ingest_segment(
+            Segment(
+                project_id=4,
+                replay_id=replay,
+                segment_id=n,
+                body=orjson.dumps(events),
+                retention_days=30,
+            )
+        )
+    vault.flush()
+
+
 def test_every_real_recording_round_trips_with_typed_parts(
     make_vault: VaultFactory, recordings: list[Recording]
 ) -> None:
@@ -80,17 +95,7 @@ def mixed_replay(
     segments = [orjson.loads(b) for b in segment_bodies(_with_sentry_events(demo.events, seed=1))]
     vault = make_vault(typed_parts=True, read=ReadPolicy(gap_bytes=0))
     replay = "e" * 32
-    for n, events in enumerate(segments):
-        vault.ingest_segment(
-            Segment(
-                project_id=4,
-                replay_id=replay,
-                segment_id=n,
-                body=orjson.dumps(events),
-                retention_days=30,
-            )
-        )
-    vault.flush()
+    _store_segments(vault, replay, segments)
     return vault, replay, segments
 
 
@@ -205,17 +210,7 @@ def test_api_pages_count_every_segment_under_a_part_filter(make_vault: VaultFact
         [{"type": 3, "data": {"n": 1}}],
         [dict(CONSOLE_EVENT)],
     ]
-    for n, events in enumerate(bodies):
-        vault.ingest_segment(
-            Segment(
-                project_id=4,
-                replay_id=replay,
-                segment_id=n,
-                body=orjson.dumps(events),
-                retention_days=30,
-            )
-        )
-    vault.flush()
+    _store_segments(vault, replay, bodies)
     token = vault.issue_token([4], ["read"]).token
     auth = {"Authorization": f"Bearer {token}"}
     pages: list[Any] = []
@@ -245,17 +240,7 @@ def test_pages_read_every_segment_when_segments_have_more_parts_than_guessed(
     shapes = ([] if rich_first else [[dom]] * 5) + rich + [[dom]] * 3
     vault = make_vault(typed_parts=True)
     replay = "f" * 32
-    for n, events in enumerate(shapes):
-        vault.ingest_segment(
-            Segment(
-                project_id=4,
-                replay_id=replay,
-                segment_id=n,
-                body=orjson.dumps(events),
-                retention_days=30,
-            )
-        )
-    vault.flush()
+    _store_segments(vault, replay, shapes)
     reader = make_vault(read=ReadPolicy(page_segments=page_segments))
     assert orjson.loads(b"".join(reader.read_recording(4, replay))) == shapes
     wanted = frozenset({CONSOLE})
@@ -273,17 +258,7 @@ def test_later_pages_share_a_range_query(
     ]
     vault = make_vault(typed_parts=True)
     replay = "e" * 32
-    for n, events in enumerate(shapes):
-        vault.ingest_segment(
-            Segment(
-                project_id=4,
-                replay_id=replay,
-                segment_id=n,
-                body=orjson.dumps(events),
-                retention_days=30,
-            )
-        )
-    vault.flush()
+    _store_segments(vault, replay, shapes)
     queries = []
     original = Catalog.replay_ranges
 

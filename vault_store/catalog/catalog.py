@@ -596,12 +596,6 @@ class Catalog:
         projects = {project for project, _ in replays}
         if not projects:
             return set()
-        if len(replays) == 1:
-            # Ingest asks this for every new replay key: a statement without expanding
-            # parameters skips rendering them on each call (a third of the check's time).
-            ((project, replay),) = replays
-            found = conn.execute(_TOMBSTONE_OF, {"project": project, "replay": replay}).first()
-            return set() if found is None else {(project, replay)}
         # Only the tombstones that can match these replays: theirs, and whole projects.
         # Tombstones accumulate with every deletion; a flush must not read them all.
         dead = conn.execute(
@@ -1306,12 +1300,3 @@ _TOMBSTONE_OF_SQL = {
     "postgresql": "SELECT 1 FROM tombstone WHERE project_id = %s AND (replay_id = %s OR "
     "replay_id IS NULL) LIMIT 1",
 }
-# The same question for one replay, in a transaction: its tombstone or its project's, if any.
-_TOMBSTONE_OF = (
-    select(Tombstone.id)
-    .where(
-        Tombstone.project_id == bindparam("project"),
-        (Tombstone.replay_id == bindparam("replay")) | Tombstone.replay_id.is_(None),
-    )
-    .limit(1)
-)

@@ -58,8 +58,9 @@ PREFORK = ("--pool", "prefork", "--concurrency", "1")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    # 120 copies queue 20,280 messages (about 800 MB): more than one worker's byte budget, so a
-    # second worker finds work (of 5,070, the first worker to start prefetches them all).
+    # 120 copies queue 20,280 messages (about 800 MB): six times a worker's prefetch window (half
+    # its byte budget, about 3,400 of these messages), so a second worker finds work from the
+    # start and the last windows are a small part of the run.
     parser.add_argument("--copies", type=int, default=120, help="replays per recording")
     parser.add_argument("--pg", default=PG_URL)
     parser.add_argument("--broker", default=BROKER_URL)

@@ -91,7 +91,8 @@ class WorkerPolicy:
     overwrite_interval_seconds: float = 600.0
     maintain_interval_seconds: float = 3600.0
     compact_interval_seconds: float = 900.0
-    # Bytes of ingest messages a worker process holds unacknowledged: past it, the worker stops
+    # Bytes of ingest messages a worker process holds unacknowledged: its prefetch window (a
+    # count) aims at half of it in messages of the mean size seen; past it, the worker stops
     # consuming the ingest queue (messages already on their way go back to it) until its batches
     # have brought it under half. Bounds resident memory whatever the message sizes.
     max_held_bytes: int = 256 * 1024 * 1024

@@ -20,6 +20,7 @@ from celery import Celery, Task
 from celery_batches import Batches, SimpleRequest, apply_batches_task
 
 from vault_store import Scope
+from vault_store.core.message import MAX_MESSAGE_BYTES
 from vault_store.errors import BackendUnavailable
 from vault_store.settings import Settings, WorkerPolicy
 from vault_store.vault import Vault
@@ -197,45 +198,130 @@ class CeleryOutbox:
         self._app.send_task(DEAD_LETTER_TASK, args=[delivery.raw, reason, time.time()])
 
 
-class HeldBytes:
-    """The bytes of ingest messages a worker process holds unacknowledged, against a budget.
+class IngestWindow:
+    """How many ingest messages a worker process lets the broker send it: a prefetch window sized
+    to the byte budget (VAULT_STORE_WORKER_MAX_HELD_BYTES), and the budget as the hard stop.
 
-    The consumer thread takes each message (`take`); the pool thread that settles a batch gives
-    its bytes back (`give_back`). Past the budget the consumer stops consuming the ingest queue
-    and messages still on their way are sent back to it; `poll`, in the consumer thread, starts
-    consuming again once under half. At least one message is always taken, so a single message
-    larger than the budget still goes through.
+    RabbitMQ's prefetch is a count of messages (it ignores a prefetch in bytes) and, on quorum
+    queues, a count per consumer fixed when the consumer starts: a basic.qos on a live consumer
+    changes nothing. So the window aims at half the budget over the mean size of the messages
+    seen so far (before the first, the largest a message may be), at most Celery's prefetch count;
+    when the consumer's window is off that aim by half, the consumer thread cancels the ingest
+    consumer and consumes again with a new count (`plan`, then `begin`). A cancel gives nothing
+    back: messages delivered before it stay held and are acknowledged as usual. A new consumer's
+    count does not cover what its predecessors delivered, so it gets the aim less what is held.
+    Half the budget leaves room for a run of messages larger than the mean.
+
+    The consumer thread takes each message (`take`); the thread that settles a batch gives its
+    bytes back (`give_back`). A message that brings the held bytes to the budget (only possible
+    when sizes jump within one window) cancels the consumer at once: messages still on their way
+    go back to the queue, and consuming resumes once under half. At least one message is always
+    taken, so a message larger than the budget still goes through.
     """
 
-    def __init__(self, budget: int) -> None:
+    # The window grows at most this many times over at a time (every ADJUST seconds): a few small
+    # first messages do not open it to thousands of larger ones before their sizes are seen, and
+    # it opens within a few tenths of a second (8, 128, 2,048 at the default budget).
+    GROWTH = 16
+    ADJUST = 0.05
+    # The mean size follows the last few thousand messages (an average of all, up to that many).
+    MEMORY = 2048
+
+    def __init__(self, budget: int, cap: int) -> None:
         self.budget = budget
-        self.held = 0
+        self.cap = max(1, cap)
+        self.held = 0  # bytes of the messages held
+        self.count = 0  # messages held
         self.peak = 0
-        self.paused = False
+        self.paused = False  # at the budget: not consuming until under half
+        self.window = 0  # the ingest consumer's prefetch count (0: not consuming)
+        self.restarts = 0
+        self._generation = 0  # one per ingest consumer
+        self._current = 0  # messages held that the current consumer delivered
+        self._goal = 0
+        self._seen = 0
+        self._mean = 0.0
         self._lock = threading.Lock()
 
-    def take(self, size: int) -> bool:
-        """Hold a message of `size` bytes; False (send it back) while paused."""
+    def aim(self) -> int:
+        """The messages to hold: half the budget over the mean size, at least 1, at most the cap."""
+        size = self._mean or MAX_MESSAGE_BYTES
+        return max(1, min(self.cap, int(self.budget / 2 / size)))
+
+    def take(self, size: int) -> int | None:
+        """Hold a message of `size` bytes; its consumer's generation (for `give_back`), or None
+        (send it back) while paused at the budget."""
         with self._lock:
             if self.paused:
-                return False
+                return None
             self.held += size
+            self.count += 1
+            self._current += 1
             self.peak = max(self.peak, self.held)
-            self.paused = self.held >= self.budget
-            return True
+            self._seen += 1
+            self._mean += (size - self._mean) / min(self._seen, self.MEMORY)
+            if self.held >= self.budget:
+                self.paused, self.window = True, 0
+            return self._generation
 
-    def give_back(self, size: int) -> None:
-        """A settled batch's bytes."""
+    def give_back(self, size: int, generation: int) -> None:
+        """A settled message's bytes."""
         with self._lock:
             self.held -= size
+            self.count -= 1
+            if generation == self._generation:
+                self._current -= 1
 
-    def resumable(self) -> bool:
-        """Paused and back under half the budget: consume again (and no longer paused)."""
+    def press_at(self) -> int | None:
+        """How many staged messages (sealed, waiting for their commit) make the batch worth
+        committing now: 1 when paused or stopped for want of room; three quarters of what the
+        consumer may bring the held messages to when the window is at its aim (the last quarter
+        streams in while the batch is written); None while it is still growing. Messages held
+        but not yet staged do not count: committing early frees the window only of staged ones.
+        """
         with self._lock:
-            if self.paused and self.held <= self.budget // 2:
-                self.paused = False
-                return True
-            return False
+            if self.paused or self.window == 0:
+                return 1
+            reach = self.count - self._current + self.window
+            if reach * 3 <= self.aim() * 2:  # `plan` grows a window under two thirds of its aim
+                return None
+            return max(1, reach * 3 // 4)
+
+    def plan(self) -> bool:
+        """Whether the ingest consumer should be started again (with `begin`'s count): it is off
+        its aim by half, or stopped with room for a quarter of the aim. In the consumer thread."""
+        with self._lock:
+            aim = self.aim()
+            if self.window == 0:
+                if self.paused and self.held > self.budget // 2:
+                    return False
+                self._goal = aim
+                return aim - self.count >= max(1, aim // 4)
+            reach = self.count - self._current + self.window  # the most it may come to hold
+            goal = min(aim, self.GROWTH * reach)
+            if goal * 2 < reach * 3 and reach * 2 <= aim * 3:
+                return False  # within half of its aim either way
+            self._goal = goal
+            return True
+
+    def begin(self) -> int:
+        """The count for a new ingest consumer, once the last one is cancelled (0: do not
+        consume yet). Messages held so far count against it."""
+        with self._lock:
+            self.restarts += 1
+            self._generation += 1
+            self._current = 0
+            room = self._goal - self.count
+            self.paused = self.paused and room < 1
+            self.window = room if room >= 1 and not self.paused else 0
+            return self.window
+
+    def stop(self) -> None:
+        """The ingest consumer is gone (cancelled, or its connection lost): none consumes."""
+        with self._lock:
+            self._generation += 1
+            self._current = 0
+            self.window = 0
 
 
 class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is untyped
@@ -247,50 +333,74 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
     until the worker dies. Celery builds each task's strategy anew on every consumer start, so
     forgetting the timer there makes the next message start a fresh one.
 
-    The prefetch is a count of messages (RabbitMQ ignores a prefetch in bytes), so the bytes are
-    bounded here (`max_held_bytes`, see HeldBytes): when the budget is reached the buffer is
-    flushed at once and the ingest queue's consumer is cancelled until the batches are settled.
+    The ingest queue is consumed with a prefetch window sized to `max_held_bytes` (see
+    IngestWindow): Celery's own consumer starts without it, and the consumer thread starts,
+    resizes and stops the ingest consumer on a timer. A batch is committed early when the window
+    is nearly full of staged messages, so the broker keeps sending while it is written.
     """
 
     max_held_bytes: int = 256 * 1024 * 1024
     # A batch is committed once it has flush_every messages or its first is this old.
     batch_age: float = 10.0
-    _held: HeldBytes | None = None
+    _window: IngestWindow | None = None
+    _consumes: bool | None = None
 
     def __init__(self) -> None:
         super().__init__()
-        self._waiting: dict[str, tuple[Any, int]] = {}
+        self._waiting: dict[str, tuple[Any, int, int]] = {}
+        self._taken: dict[int, int] = {}  # id(message) -> its consumer's generation
         self._waiting_lock = threading.Lock()
         self._ticking = False
 
-    def held_bytes(self) -> HeldBytes:
-        """This process's byte budget (one per task instance, kept across reconnects)."""
-        if self._held is None:
-            self._held = HeldBytes(self.max_held_bytes)
-        return self._held
+    def window(self) -> IngestWindow:
+        """This process's window (one per task instance, kept across reconnects)."""
+        if self._window is None:
+            self._window = IngestWindow(self.max_held_bytes, 1)
+        return self._window
 
     def Strategy(self, task: Any, app: Celery, consumer: Any) -> Any:  # Celery's name
         self._tref = None
         handle = super().Strategy(task, app, consumer)
-        held = self.held_bytes()
+        window = self.window()
+        # Celery's prefetch count (multiplier x pool size) is the most the window may open to
+        # (Celery lowers it for a while after a reconnect: the first count is kept).
+        window.cap = max(window.cap, consumer.initial_prefetch_count)
         queue = str(self.queue)
+        # Celery consumes its queues at the count it chose; the ingest queue is left to `adjust`,
+        # which consumes it at the window's count (also after a reconnect, which rebuilds the
+        # consumer from the selected queues).
+        if self._consumes is None:  # whether this worker was told to consume the ingest queue
+            self._consumes = queue in app.amqp.queues.consume_from
+        window.stop()
+        app.amqp.queues.deselect(queue)
 
-        def resume() -> None:
-            if held.resumable():
+        def adjust() -> None:
+            if consumer.task_consumer is None or not window.plan():
+                return
+            if consumer.task_consumer.consuming_from(queue):
+                consumer.task_consumer.cancel_by_queue(queue)  # delivers what is on its way
+            count = window.begin()
+            _log.debug("ingest prefetch window: %d messages, %d held", count, window.count)
+            if count:
+                consumer.task_consumer.qos(prefetch_count=count, apply_global=False)
                 consumer.add_task_queue(queue)
 
-        # Consuming resumes in the consumer's own thread (kombu channels are not thread-safe).
-        consumer.timer.call_repeatedly(0.1, resume)
+        # The consumer is changed in its own thread (kombu channels are not thread-safe).
+        if self._consumes:  # a worker on Redis serves the tasks queue only
+            consumer.timer.call_repeatedly(window.ADJUST, adjust)
         consumer.timer.call_repeatedly(STAGE_INTERVAL, self.tick)
 
         def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any):  # type: ignore[no-untyped-def]
-            if not held.take(len(message.body)):
-                message.reject(requeue=True)  # on its way before the pause: back to the queue
+            generation = window.take(len(message.body))
+            if generation is None:
+                message.reject(requeue=True)  # on its way past the budget: back to the queue
                 return
+            self._taken[id(message)] = generation
             handle(message, body, ack, reject, callbacks, **kw)
-            if held.paused:
+            if window.paused:
                 self._do_flush()  # the held messages become a batch now, not at its age
-                consumer.cancel_task_queue(queue)
+                if consumer.task_consumer.consuming_from(queue):
+                    consumer.task_consumer.cancel_by_queue(queue)
 
         return on_message
 
@@ -300,7 +410,9 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
         batch, in this run or a later one)."""
         with self._waiting_lock:
             for request in requests:
-                self._waiting[_key(request)] = (request, len(request.message.body))
+                message = request.message
+                generation = self._taken.pop(id(message), -1)
+                self._waiting[_key(request)] = (request, len(message.body), generation)
         return self._run([SimpleRequest.from_request(r) for r in requests])
 
     def tick(self) -> None:
@@ -313,7 +425,7 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
         self._run([], tick=True)
 
     def _run(self, requests: list[Any], *, tick: bool = False) -> Any:
-        held = self.held_bytes()
+        window = self.window()
 
         def on_return(result: Any) -> None:
             settled = result.get("settled", []) if isinstance(result, dict) else []
@@ -324,14 +436,18 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
             for entry in done:
                 if entry is None:
                     continue
-                request, size = entry
+                request, size, generation = entry
                 try:
                     request.acknowledge()
                 finally:  # an acknowledgement lost with the connection still frees the bytes
-                    held.give_back(size)
+                    window.give_back(size, generation)
 
+        # When to commit early is decided here, in the consumer's process (a prefork child has no
+        # window of its own).
         return self._pool.apply_async(
-            apply_batches_task, (self, (requests,), 0, None), callback=on_return
+            apply_batches_task,
+            (self, (requests, window.press_at()), 0, None),
+            callback=on_return,
         )
 
 
@@ -344,8 +460,9 @@ def _key(request: Any) -> str:
 
 
 @_task(INGEST_TASK, queue=INGEST_QUEUE, base=ReconnectingBatches, acks_late=True)
-def ingest(requests: list[SimpleRequest]) -> dict[str, Any]:
-    """Stage messages as they arrive (parse, admit, seal); commit the batch once it is due.
+def ingest(requests: list[SimpleRequest], press_at: int | None = None) -> dict[str, Any]:
+    """Stage messages as they arrive (parse, admit, seal); commit the batch once it is due, or
+    once `press_at` messages are staged (the consumer's window is nearly full of them).
 
     Returns the deliveries settled by this run (`settled`: their keys), the only ones the
     consumer acknowledges.
@@ -358,7 +475,7 @@ def ingest(requests: list[SimpleRequest]) -> dict[str, Any]:
     with lock:
         try:
             settled = stage.add(deliveries)
-            pressed = stage.staged > 0 and task.held_bytes().paused  # the byte budget is full
+            pressed = press_at is not None and stage.staged >= max(1, press_at)
             if pressed or stage.due(max_segments=task.flush_every, max_age=task.batch_age):
                 outcome, committed = stage.commit()
                 settled += committed

@@ -57,8 +57,9 @@ def test_a_burst_of_the_largest_messages_stays_under_the_memory_bound(
     workers: Workers,
     worker_env: EnvFactory,
 ) -> None:
-    # A prefetch of 600 messages (1.2 batches of 500) would let the worker take the whole
-    # burst, 24 x 15 MiB: only the byte budget keeps it from holding all of it.
+    # Celery's prefetch of 1,200 messages (1.2 batches of 500 per pool thread) would let the
+    # worker take the whole burst, 24 x 15 MiB: only the window sized to the byte budget keeps
+    # it from holding all of it.
     env = worker_env(
         rabbitmq_url,
         VAULT_STORE_WORKER_MAX_HELD_BYTES=str(BUDGET),
@@ -84,17 +85,55 @@ def test_a_burst_of_the_largest_messages_stays_under_the_memory_bound(
     assert row_count(worker_catalog) == BURST  # every message stored once
 
 
-def test_held_bytes_pauses_at_the_budget_and_resumes_under_half() -> None:
-    from workers.tasks import HeldBytes
+def test_the_window_holds_half_the_budget_in_mean_sized_messages() -> None:
+    from workers.tasks import IngestWindow
 
-    held = HeldBytes(100)
-    assert held.take(250)  # one message larger than the budget still goes through
-    assert held.paused and not held.take(1)  # then nothing more until it is settled
-    held.give_back(250)
-    assert held.resumable() and not held.paused
-    assert held.take(60) and not held.paused
-    assert held.take(60) and held.paused  # 120 held: paused
-    held.give_back(60)
-    assert not held.resumable()  # 60 is over half the budget
-    held.give_back(10)
-    assert held.resumable() and held.held == 50 and held.peak == 250
+    window = IngestWindow(1000, cap=300)
+    window.GROWTH = 4  # the steps below are counted with 4
+    assert window.aim() == 1  # no size seen: the largest message allowed, so one at a time
+    assert window.plan() and window.begin() == 1
+    assert window.take(10) == 1 and window.aim() == 50  # 500 bytes over a mean of 10
+    assert window.plan() and window.begin() == 3  # grows 4 times at most: 4 less the one held
+    assert window.take(10) == 2 and window.plan()  # reach 4, aim 50: grows again
+    assert window.begin() == 14  # 16 less the two held
+    window.give_back(10, 1)  # the first consumer's message: not in the current one's count
+    assert window.count == 1 and window.take(10) == 3 and window.press_at() is None
+    for _ in range(13):
+        window.take(10)
+    assert window.press_at() is None  # 15 held, all it may come to, but it grows instead
+    assert window.plan() and window.begin() == 35  # the aim, 50, less the 15 held
+    assert not window.plan()  # at its aim
+    for _ in range(22):
+        window.take(10)
+    assert window.press_at() == 37  # 3/4 of the 50 it may come to: commit once that many are staged
+
+
+def test_the_window_shrinks_when_messages_grow_and_waits_for_room() -> None:
+    from workers.tasks import IngestWindow
+
+    window = IngestWindow(1000, cap=300)
+    window.plan(), window.begin()
+    for _ in range(3):
+        window.take(5)
+        window.plan(), window.begin()
+    assert window.window > 10
+    generation = window.take(400)  # the mean jumps: 100 bytes over about 100
+    assert generation is not None and window.aim() < window.window
+    assert window.plan() and window.begin() == 0  # held more than the aim: no consumer
+    assert window.press_at() == 1  # so what is staged is committed now
+    window.give_back(400, generation)
+    assert window.plan() and window.begin() > 0  # room again
+
+
+def test_the_budget_pauses_at_once_and_resumes_under_half() -> None:
+    from workers.tasks import IngestWindow
+
+    window = IngestWindow(100, cap=300)
+    window.plan(), window.begin()
+    generation = window.take(250)  # one message larger than the budget still goes through
+    assert generation is not None and window.paused and window.window == 0
+    assert window.take(1) is None  # then nothing more until it is settled
+    assert not window.plan() or window.held <= 50
+    window.give_back(250, generation)
+    assert window.plan() and window.begin() == 1 and not window.paused
+    assert window.peak == 250

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from queue import Empty
 from typing import Any, TypeVar
 
 from celery import Celery, Task
@@ -331,7 +332,8 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
     lost its broker connection clears its timers when it restarts: the remembered timer never
     fires again, and a batch short of VAULT_STORE_FLUSH_MAX_SEGMENTS then waits, unacknowledged,
     until the worker dies. Celery builds each task's strategy anew on every consumer start, so
-    forgetting the timer there makes the next message start a fresh one.
+    forgetting the timer there makes the next message start a fresh one; the messages still
+    buffered from the lost connection are let go of there too (the broker delivers them again).
 
     The ingest queue is consumed with a prefetch window sized to `max_held_bytes` (see
     IngestWindow): Celery's own consumer starts without it, and the consumer thread starts,
@@ -360,6 +362,7 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
 
     def Strategy(self, task: Any, app: Celery, consumer: Any) -> Any:  # Celery's name
         self._tref = None
+        self._let_go_of_buffered()
         handle = super().Strategy(task, app, consumer)
         window = self.window()
         # Celery's prefetch count (multiplier x pool size) is the most the window may open to
@@ -403,6 +406,28 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
                     consumer.task_consumer.cancel_by_queue(queue)
 
         return on_message
+
+    def _let_go_of_buffered(self) -> None:
+        """Free the messages a lost connection delivered that Batches had not yet handed on.
+
+        They cannot be acknowledged on a new channel, and the broker delivers them again. Kept,
+        they would stay in the window's count with no flush timer left to hand them on, and a
+        window they nearly fill would never open again (the worker would stop consuming).
+        """
+        window = self.window()
+        let_go = 0
+        while True:
+            try:
+                request = self._buffer.get_nowait()
+            except Empty:
+                break
+            message = request.message
+            window.give_back(len(message.body), self._taken.pop(id(message), -1))
+            let_go += 1
+        if let_go:
+            _log.info(
+                "%d ingest messages of the lost connection are left to be delivered again", let_go
+            )
 
     def flush(self, requests: Any) -> Any:
         """Hand the requests to the pool to be staged; acknowledge, and free the bytes of, only

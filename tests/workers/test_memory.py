@@ -137,3 +137,44 @@ def test_the_budget_pauses_at_once_and_resumes_under_half() -> None:
     window.give_back(250, generation)
     assert window.plan() and window.begin() == 1 and not window.paused
     assert window.peak == 250
+
+
+def test_a_reconnect_lets_go_of_what_the_lost_connection_buffered() -> None:
+    """Messages Batches buffered but had not handed on when the connection was lost are freed
+    when the consumer starts again (the broker delivers them again): kept, they stayed in the
+    window with no flush timer left to hand them on, and a window they nearly filled never
+    opened again (the worker stopped consuming after a RabbitMQ restart)."""
+    from types import SimpleNamespace
+
+    from vault_store.settings import Settings
+    from workers.app import create_app
+    from workers.tasks import INGEST_TASK
+
+    app = create_app(Settings.from_env({"VAULT_STORE_BROKER_URL": "memory://"}))
+    task = app.tasks[INGEST_TASK]
+    window = task.window()
+    timers: list[float] = []
+    consumer = SimpleNamespace(
+        pool=SimpleNamespace(apply_async=None),
+        hostname="test@host",
+        connection_errors=(),
+        event_dispatcher=None,
+        initial_prefetch_count=100,
+        task_consumer=None,
+        timer=SimpleNamespace(call_repeatedly=lambda seconds, fun: timers.append(seconds)),
+    )
+    task.Strategy(task, app, consumer)
+    window._goal = window.cap  # as `plan` sets it before a consumer begins
+    window.begin()
+    for _ in range(90):  # delivered on the first connection, still in Batches' buffer
+        generation = window.take(100)
+        message = SimpleNamespace(body=b"x" * 100)
+        task._taken[id(message)] = generation
+        task._buffer.put(SimpleNamespace(message=message))
+    assert window.count == 90 and window.held == 9000
+
+    task.Strategy(task, app, consumer)  # the connection was lost; the consumer starts again
+
+    assert task._buffer.empty() and not task._taken
+    assert window.count == 0 and window.held == 0
+    assert window.plan() and window.begin() > 0  # so the ingest queue is consumed again

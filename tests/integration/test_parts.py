@@ -269,5 +269,5 @@ def test_later_pages_share_a_range_query(
     monkeypatch.setattr(Catalog, "replay_ranges", counted)
     reader = make_vault(read=ReadPolicy(page_segments=2))
     assert orjson.loads(b"".join(reader.read_recording(4, replay))) == shapes
-    # 39 segments after the first page of 2: 20 pages, rows of 4 pages per query.
-    assert len(queries) <= 6
+    # 39 segments after the first page of 2: 20 pages, rows of 16 pages per query.
+    assert len(queries) <= 3

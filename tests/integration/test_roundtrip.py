@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ import pytest
 
 from tests.conftest import RECORDINGS_DIR, VaultFactory, need
 from tests.integration.helpers import read_events
-from vault_store import FlushPolicy, ReadPolicy, ReplayNotFound
+from vault_store import Catalog, FlushPolicy, ReadPolicy, ReplayNotFound
 from vault_store.core.message import Segment, build_message
 from vault_store.core.rrweb import segment_bodies
 from vault_store.services.samples import Recording, as_messages, as_replays
@@ -75,6 +76,37 @@ def test_segment_window_and_gaps_in_segment_ids(make_vault: VaultFactory) -> Non
         b"".join(vault.read_recording(1, "cd" * 16))
     with pytest.raises(ReplayNotFound):
         b"".join(vault.read_recording(2, replay))  # another project's replay does not exist
+
+
+def test_the_first_page_is_sent_while_later_pages_are_planned(
+    make_vault: VaultFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The range queries that plan later pages run on a page thread, not on the caller's: the
+    # first page does not wait for them (here, the later query waits for the first page).
+    vault = make_vault()
+    replay = "9a" * 16
+    for segment_id in range(6):
+        body = b'[{"type":3,"n":%d}]' % segment_id
+        vault.ingest_segment(
+            Segment(
+                project_id=1, replay_id=replay, segment_id=segment_id, body=body, retention_days=30
+            )
+        )
+    vault.flush()
+    first_sent = threading.Event()
+    original = Catalog.replay_ranges
+
+    def after_first_page(catalog: Catalog, *args: Any, **kwargs: Any) -> Any:
+        assert first_sent.wait(timeout=10), "the first page waited for the later pages' query"
+        return original(catalog, *args, **kwargs)
+
+    monkeypatch.setattr(Catalog, "replay_ranges", after_first_page)
+    chunks = make_vault(read=ReadPolicy(page_segments=2)).read_recording(1, replay)
+    assert next(chunks) == b"["
+    assert next(chunks) == b'[{"type":3,"n":0}],[{"type":3,"n":1}]'
+    first_sent.set()
+    rest = b"".join(chunks)
+    assert rest == b',[{"type":3,"n":2}],[{"type":3,"n":3}],[{"type":3,"n":4}],[{"type":3,"n":5}]]'
 
 
 def _ingest_interleaved(vault_factory: VaultFactory) -> tuple[str, str]:

@@ -638,7 +638,7 @@ class Catalog:
                 return []
             # A constant bucket lets PostgreSQL look in one partition only.
             rows = conn.execute(query.where(RecordingByteRange.expiry_bucket == bucket)).all()
-        return [_range_record(row) for row in rows]
+        return _range_records(rows)
 
     def replay_page(
         self,
@@ -676,7 +676,7 @@ class Catalog:
                 else []
             )
             if rows:
-                return ReplayState.STORED, [_range_record(row) for row in rows]
+                return ReplayState.STORED, _range_records(rows)
             stored = _has_rows(conn, project_id, replay_id, bucket)
         return (ReplayState.STORED if stored else ReplayState.UNKNOWN), []
 
@@ -721,7 +721,7 @@ class Catalog:
                 .order_by(rbr.segment_id, rbr.part)
             ).all()
             if rows:
-                return ReplayState.STORED, [_range_record(row) for row in rows]
+                return ReplayState.STORED, _range_records(rows)
             stored = _has_rows(conn, project_id, replay_id, bucket)
         return (ReplayState.STORED if stored else ReplayState.UNKNOWN), []
 
@@ -1146,26 +1146,41 @@ def _has_rows(conn: Connection, project_id: int, replay_id: str, bucket: date) -
     return exists is not None
 
 
-def _range_record(row: Any) -> RangeRecord:
-    # Positional, in _RANGE_COLUMNS order (expiry_bucket last, not kept): a read decodes
-    # hundreds of rows, and building a dict per row cost more than the query.
-    (project, replay, segment, part, path, start, stop, wrapped, kek, check, created, expires) = (
-        row[:12]
-    )
-    return RangeRecord(
-        project,
-        replay,
-        segment,
-        part,
-        path,
-        start,
-        stop,
-        bytes(wrapped),
-        kek,
-        bytes(check),
-        as_utc(created),
-        as_utc(expires),
-    )
+def _range_records(rows: Sequence[Any]) -> list[RangeRecord]:
+    """Range rows as records, positionally in _RANGE_COLUMNS order (expiry_bucket last, not
+    kept): a read decodes hundreds of rows, and building a dict per row cost more than the
+    query."""
+    # A replay's rows share the few times of the flushes that wrote them, and as_utc cost
+    # more per row than the rest of the record: convert each distinct time once per query.
+    utc: dict[datetime, datetime] = {}
+    records = []
+    for row in rows:
+        (project, replay, segment, part, path, start, stop, wrapped, kek, check, made, ends) = row[
+            :12
+        ]
+        created = utc.get(made)
+        if created is None:
+            created = utc[made] = as_utc(made)
+        expires = utc.get(ends)
+        if expires is None:
+            expires = utc[ends] = as_utc(ends)
+        records.append(
+            RangeRecord(
+                project,
+                replay,
+                segment,
+                part,
+                path,
+                start,
+                stop,
+                bytes(wrapped),
+                kek,
+                bytes(check),
+                created,
+                expires,
+            )
+        )
+    return records
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:

@@ -135,7 +135,9 @@ class OverwriteJobs:
 
 
 # The chunk's row ids on SQLite: a temporary table, private to its connection (see
-# _delete_rows_sqlite). Named with its schema, so no table of the catalog can shadow it.
+# _delete_rows_sqlite), created when the connection opens (Catalog's SQLite pragmas), not by
+# a statement per chunk. Named with its schema, so no table of the catalog can shadow it.
+CHUNK_TABLE_DDL = "CREATE TEMP TABLE IF NOT EXISTS deleted_chunk (rid INTEGER PRIMARY KEY)"
 _CHUNK = Table("deleted_chunk", MetaData(), Column("rid", Integer, primary_key=True), schema="temp")
 _JOB_COLUMNS = ["deletion_id", "blob_path", "start", "stop", "created_at"]
 
@@ -209,7 +211,7 @@ def _delete_rows_sqlite(
     # between these statements.
     rbr = RecordingByteRange
     row_id: ColumnElement[Any] = literal_column("rowid")
-    conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS deleted_chunk (rid INTEGER PRIMARY KEY)")
+    # Emptied first, whatever an earlier chunk on this connection left in it.
     conn.execute(delete(_CHUNK))
     taken = conn.execute(
         insert(_CHUNK).from_select(

@@ -142,6 +142,15 @@ def show(results: dict[str, Any]) -> None:
         f"shred, largest replay against one segment: {deletes['shred_largest_to_1_segment']}x "
         f"(limit {deletes['shred_ratio_limit']}x)"
     )
+    if "postgresql_shred_by_replay_size" in deletes:
+        by_size = ", ".join(
+            f"{d['segments']}: {d['ms']} ms" for d in deletes["postgresql_shred_by_replay_size"]
+        )
+        stdout.print(
+            f"shred on PostgreSQL ({by_size}): largest against one segment "
+            f"{deletes['postgresql_shred_largest_to_1_segment']}x "
+            f"(limit {deletes['shred_ratio_limit']}x)"
+        )
     overwrite = deletes["forced_overwrite"]
     stdout.print(
         f"project shred: {deletes['project_shred_rows_per_second']:,} rows/s; "

@@ -132,7 +132,31 @@ def show(results: dict[str, Any]) -> None:
         f"raw {decode['raw_mb_per_second']} MB/s ({decode['ratio_to_raw']}x"
         + (f", goal at least {decode['ratio_goal']}x)" if "ratio_goal" in decode else ")")
     )
-    deletes = results["deletes"]
+    show_deletes(results["deletes"])
+    cost = results["cost"]
+    _table(
+        f"USD per million segments per month ({cost['stored_gb_per_million_segments']} GB stored)",
+        ["layout", "flush MiB", "writes", "storage", "reads", "kms", "total"],
+        [
+            [
+                c["layout"],
+                c["flush_mib"] or "",
+                c["writes"],
+                c["storage"],
+                c["reads"],
+                c["kms"],
+                c["total"],
+            ]
+            for c in cost["per_million_segments_per_month"]
+        ],
+    )
+    if "traffic" in results:
+        show_traffic(results["traffic"])
+
+
+def show_deletes(deletes: dict[str, Any]) -> None:
+    """The deletes section: shred latency by replay size (and on PostgreSQL with --pg), the
+    project shred and the forced overwrite."""
     _table(
         "shred latency",
         ["segments", "ms"],
@@ -157,25 +181,6 @@ def show(results: dict[str, Any]) -> None:
         f"forced overwrite rewrites {overwrite['rewritten_per_byte_deleted']} bytes "
         "per byte deleted"
     )
-    cost = results["cost"]
-    _table(
-        f"USD per million segments per month ({cost['stored_gb_per_million_segments']} GB stored)",
-        ["layout", "flush MiB", "writes", "storage", "reads", "kms", "total"],
-        [
-            [
-                c["layout"],
-                c["flush_mib"] or "",
-                c["writes"],
-                c["storage"],
-                c["reads"],
-                c["kms"],
-                c["total"],
-            ]
-            for c in cost["per_million_segments_per_month"]
-        ],
-    )
-    if "traffic" in results:
-        show_traffic(results["traffic"])
 
 
 def show_traffic(traffic: dict[str, Any]) -> None:

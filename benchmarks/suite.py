@@ -63,10 +63,17 @@ class Bench:
     def close(self) -> None:
         self._scratch.cleanup()
 
-    def vault(self, *, flush: FlushPolicy | None = None, read: ReadPolicy | None = None) -> Vault:
-        """A fresh SQLite catalog and blob directory (one key file for the whole run)."""
+    def vault(
+        self,
+        *,
+        flush: FlushPolicy | None = None,
+        read: ReadPolicy | None = None,
+        catalog_url: str | None = None,
+    ) -> Vault:
+        """A fresh catalog (SQLite unless `catalog_url` names one) and blob directory (one key
+        file for the whole run)."""
         name = uuid.uuid4().hex
-        catalog = Catalog(f"sqlite:///{self.root / f'{name}.sqlite3'}")
+        catalog = Catalog(catalog_url or f"sqlite:///{self.root / f'{name}.sqlite3'}")
         catalog.migrate()
         return Vault(
             catalog=catalog,
@@ -444,36 +451,9 @@ SHRED_RATIO_LIMIT = 1.5
 
 def deletes(bench: Bench) -> dict[str, Any]:
     """Shred latency against replay size; project shred rows/s; overwrite amplification."""
-    lengths = [1, 10, 100] if bench.quick else [1, 10, 100, 700]
-    rounds = 3 if bench.quick else 7
     vault = bench.vault()
-    replays: dict[tuple[int, int], str] = {}
-    for length in lengths:
-        for round_ in range(rounds):
-            for segment in bench.segments(1, segments_per_replay=length):
-                vault.ingest_segment(segment)
-                replays[(length, round_)] = segment.replay_id
     neighbours = bench.segments(1, segments_per_replay=40)
-    for segment in neighbours:
-        vault.ingest_segment(segment)
-    vault.flush()
-    warm = bench.segments(1, segments_per_replay=1)[0]
-    vault.ingest_segment(warm)
-    vault.flush()
-    vault.shred(Scope.REPLAY, 1, replay_id=warm.replay_id, requested_by="bench", reason="warm-up")
-    # Interleaved rounds, one replay of each size per round; medians.
-    seconds: dict[int, list[float]] = {length: [] for length in lengths}
-    for round_ in range(rounds):
-        for length in lengths:
-
-            def shred(replay: str = replays[(length, round_)]) -> None:
-                vault.shred(Scope.REPLAY, 1, replay_id=replay, requested_by="bench", reason="bench")
-
-            seconds[length].append(timed(shred))
-    shreds = [
-        {"segments": length, "ms": round(statistics.median(seconds[length]) * 1000, 2)}
-        for length in lengths
-    ]
+    shreds, largest = _replay_shreds(bench, vault, neighbours)
     doomed = neighbours[0].replay_id
     status = vault.shred(
         Scope.REPLAY,
@@ -500,15 +480,63 @@ def deletes(bench: Bench) -> dict[str, Any]:
     deletion = shredder.request(Scope.PROJECT, 9, requested_by="bench", reason="bench")
     project_seconds = timed(lambda: shredder.run(deletion))
     vault.close()
-    largest = statistics.median(seconds[lengths[-1]]) / statistics.median(seconds[1])
-    return {
+    measured: dict[str, Any] = {
         "shred_by_replay_size": shreds,
         # The largest replay measured (700 segments; 100 with --quick) against one segment.
-        "shred_largest_to_1_segment": round(largest, 2),
+        "shred_largest_to_1_segment": largest,
         "shred_ratio_limit": SHRED_RATIO_LIMIT,
         "project_shred_rows_per_second": round(rows / project_seconds),
         "forced_overwrite": overwrite,
     }
+    if bench.pg_url:
+        # The same replay shreds with the catalog on PostgreSQL (the keys above are SQLite's).
+        with _scratch_schema(bench.pg_url) as url:
+            pg_vault = bench.vault(catalog_url=url)
+            try:
+                pg_shreds, pg_largest = _replay_shreds(
+                    bench, pg_vault, bench.segments(1, segments_per_replay=40)
+                )
+            finally:
+                pg_vault.close()
+        measured["postgresql_shred_by_replay_size"] = pg_shreds
+        measured["postgresql_shred_largest_to_1_segment"] = pg_largest
+    return measured
+
+
+def _replay_shreds(
+    bench: Bench, vault: Vault, neighbours: list[Segment]
+) -> tuple[list[dict[str, Any]], float]:
+    """Median shred ms of replays of 1 to 700 segments (interleaved rounds, one replay of each
+    size per round) stored beside `neighbours`; the largest against one segment."""
+    lengths = [1, 10, 100] if bench.quick else [1, 10, 100, 700]
+    rounds = 3 if bench.quick else 7
+    replays: dict[tuple[int, int], str] = {}
+    for length in lengths:
+        for round_ in range(rounds):
+            for segment in bench.segments(1, segments_per_replay=length):
+                vault.ingest_segment(segment)
+                replays[(length, round_)] = segment.replay_id
+    for segment in neighbours:
+        vault.ingest_segment(segment)
+    vault.flush()
+    warm = bench.segments(1, segments_per_replay=1)[0]
+    vault.ingest_segment(warm)
+    vault.flush()
+    vault.shred(Scope.REPLAY, 1, replay_id=warm.replay_id, requested_by="bench", reason="warm-up")
+    seconds: dict[int, list[float]] = {length: [] for length in lengths}
+    for round_ in range(rounds):
+        for length in lengths:
+
+            def shred(replay: str = replays[(length, round_)]) -> None:
+                vault.shred(Scope.REPLAY, 1, replay_id=replay, requested_by="bench", reason="bench")
+
+            seconds[length].append(timed(shred))
+    shreds = [
+        {"segments": length, "ms": round(statistics.median(seconds[length]) * 1000, 2)}
+        for length in lengths
+    ]
+    largest = statistics.median(seconds[lengths[-1]]) / statistics.median(seconds[1])
+    return shreds, round(largest, 2)
 
 
 def cost(ingested: dict[str, Any], written: dict[str, Any], read: dict[str, Any]) -> dict[str, Any]:

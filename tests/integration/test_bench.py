@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PG_URL, need
 from tests.integration.helpers import run
-from vault_store.cli.bench import show
+from vault_store.cli.bench import load_suite, show, show_deletes
 
 
 def test_quick_bench_reports_every_section(
@@ -95,3 +96,28 @@ def test_a_plots_directory_that_cannot_be_made_is_refused_before_measuring(
     assert result.returncode == 2, result.stderr
     assert b"--plots" in result.stderr and str(blocker).encode() in result.stderr
     assert b"measuring" not in result.stderr and b"Traceback" not in result.stderr
+
+
+@pytest.mark.postgres
+def test_the_deletes_section_times_the_replay_shreds_on_postgresql_too(
+    tmp_path: Path, postgres_available: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    need(postgres_available, f"PostgreSQL not reachable at {PG_URL}")
+    empty = tmp_path / "no-recordings"
+    empty.mkdir()
+    suite = load_suite()
+    bench = suite.Bench(quick=True, pg_url=PG_URL, recordings=empty)
+    try:
+        deletes = suite.deletes(bench)
+    finally:
+        bench.close()
+    # New keys beside the old ones (SQLite's), which keep their names.
+    assert {"shred_by_replay_size", "shred_largest_to_1_segment", "shred_ratio_limit"} <= set(
+        deletes
+    )
+    postgresql = deletes["postgresql_shred_by_replay_size"]
+    assert [d["segments"] for d in postgresql] == [1, 10, 100]
+    assert all(d["ms"] > 0 for d in postgresql)
+    assert deletes["postgresql_shred_largest_to_1_segment"] > 0
+    show_deletes(deletes)
+    assert "shred on PostgreSQL (1: " in capsys.readouterr().out

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
 
 from tests.builders import segment
 from tests.conftest import VaultFactory
@@ -71,6 +71,49 @@ def test_shredding_a_700_segment_replay_touches_no_blob(
             conn.execute(select(func.count()).where(RecordingByteRange.replay_id == X)).scalar_one()
             == 0
         )
+
+
+def test_a_replay_shred_sends_the_same_statements_whatever_its_rows_and_blobs(
+    make_vault: VaultFactory,
+) -> None:
+    # Per-row work stays in the database (issue 20): the deleted rows are summed per blob there,
+    # and the blobs' live bytes lowered in one statement, so a replay of twice the rows over
+    # twice the blobs sends exactly the same statements, none returning a row per range row.
+    vault = make_vault(flush=FlushPolicy(max_segments=40))
+    for replay, segments in ((X, 120), (Y, 240), (Z, 1)):  # 3, 6 and 1 blobs
+        for n in range(segments):
+            vault.ingest_segment(segment(replay, n, padded=True))
+        vault.flush()
+    vault.shred(Scope.REPLAY, 1, replay_id=Z, requested_by="a", reason="warm-up")
+    engine = vault._catalog.engine
+    live = vault.stats().live_bytes
+
+    def shred(replay: str) -> tuple[int, list[str], int]:
+        sent: list[str] = []
+        returned: list[int] = []
+
+        def count(_c: Any, cursor: Any, statement: str, *_args: Any) -> None:
+            sent.append(statement)
+            # psycopg2 knows how many rows a statement returned; sqlite3 does not say.
+            if cursor.description is not None and engine.dialect.name == "postgresql":
+                returned.append(cursor.rowcount)
+
+        event.listen(engine, "after_cursor_execute", count)
+        try:
+            status = vault.shred(Scope.REPLAY, 1, replay_id=replay, requested_by="a", reason="b")
+        finally:
+            event.remove(engine, "after_cursor_execute", count)
+        assert status.status is Status.DONE
+        nonlocal live
+        assert vault.stats().live_bytes == live - status.bytes_shredded
+        live -= status.bytes_shredded
+        return status.rows_deleted, sent, max(returned, default=0)
+
+    rows_x, sent_x, most_x = shred(X)
+    rows_y, sent_y, most_y = shred(Y)
+    assert (rows_x, rows_y) == (120, 240)
+    assert len(sent_y) == len(sent_x)
+    assert max(most_x, most_y) <= 6
 
 
 def test_reads_stop_as_soon_as_a_deletion_is_recorded(make_vault: VaultFactory) -> None:

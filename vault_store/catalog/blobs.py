@@ -7,7 +7,17 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, delete, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    bindparam,
+    case,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from vault_store.catalog import audit
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, SupersededRange
@@ -124,8 +134,8 @@ class BlobRepository:
         transaction; how many (0: none left)."""
         with self._catalog.transaction("expire") as conn:
             chunk = delete_rows(conn, RecordingByteRange.expires_at <= now, limit)
-            lower_live_bytes(conn, chunk)
-        return len(chunk)
+            lower_live_bytes(conn, chunk.bytes_per_blob)
+        return chunk.rows
 
     def forget(self, path: str, now: datetime) -> None:
         """Mark a blob deleted from the store; its pending overwrites are moot (done at `now`)."""
@@ -151,12 +161,17 @@ class BlobRepository:
         record_event(self._catalog, "expire", kind="retention.run", at=at, details=details)
 
 
-def lower_live_bytes(conn: Connection, rows: Iterable[ByteRange]) -> int:
-    """Subtract deleted rows from their blobs' live bytes; a blob with nothing live left
-    becomes dead. Returns the bytes subtracted."""
+def bytes_per_blob(rows: Iterable[ByteRange]) -> dict[str, int]:
+    """The stored bytes of these ranges, summed per blob path (what lower_live_bytes takes)."""
     per_blob: dict[str, int] = defaultdict(int)
     for row in rows:
         per_blob[row.blob_path] += row.size
+    return per_blob
+
+
+def lower_live_bytes(conn: Connection, per_blob: Mapping[str, int]) -> int:
+    """Subtract deleted bytes (per blob path) from their blobs' live bytes; a blob with nothing
+    live left becomes dead. Returns the bytes subtracted."""
     if conn.dialect.name == "postgresql" and len(per_blob) > 1:
         # A chunk of whole replays touches many blobs: two statements, not one per blob. The
         # rows are locked in path order first, so two deletions sharing blobs cannot deadlock.
@@ -178,16 +193,19 @@ def lower_live_bytes(conn: Connection, rows: Iterable[ByteRange]) -> int:
             {"paths": paths, "sizes": [per_blob[p] for p in paths], "dead": BlobState.DEAD.value},
         )
         return sum(per_blob.values())
-    for path, size in sorted(per_blob.items()):
-        remaining = Blob.live_bytes - size
-        conn.execute(
-            update(Blob)
-            .where(Blob.path == path)
-            .values(
-                live_bytes=remaining,
-                state=case((remaining <= 0, BlobState.DEAD.value), else_=Blob.state),
-            )
-        )
+    if not per_blob:
+        return 0
+    # One statement run for every blob (executemany), in path order.
+    remaining = Blob.live_bytes - bindparam("lowered_by", type_=BigInteger)
+    conn.execute(
+        update(Blob)
+        .where(Blob.path == bindparam("blob"))
+        .values(
+            live_bytes=remaining,
+            state=case((remaining <= 0, BlobState.DEAD.value), else_=Blob.state),
+        ),
+        [{"blob": path, "lowered_by": size} for path, size in sorted(per_blob.items())],
+    )
     return sum(per_blob.values())
 
 

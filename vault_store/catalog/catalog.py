@@ -45,7 +45,7 @@ from vault_store.catalog.models import (
     ReplaySubject,
     Tombstone,
 )
-from vault_store.catalog.partitions import bucket_of, ensure, partitions
+from vault_store.catalog.partitions import CHUNK_TABLE_DDL, bucket_of, ensure, partitions
 from vault_store.catalog.records import (
     MAX_STORED_ID,
     BlobRecord,
@@ -1195,6 +1195,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # A deletion chunk's row ids (partitions._delete_rows_sqlite): in the connection's own
+    # temporary schema, made once here rather than by a statement in every chunk.
+    cursor.execute(CHUNK_TABLE_DDL)
     cursor.close()
 
 

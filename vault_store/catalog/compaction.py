@@ -30,7 +30,12 @@ from sqlalchemy import (
 )
 
 from vault_store.catalog import audit
-from vault_store.catalog.blobs import BlobIntentLost, lower_live_bytes, record_uploaded
+from vault_store.catalog.blobs import (
+    BlobIntentLost,
+    bytes_per_blob,
+    lower_live_bytes,
+    record_uploaded,
+)
 from vault_store.catalog.catalog import _RANGE_COLUMNS
 from vault_store.catalog.models import (
     Blob,
@@ -283,7 +288,8 @@ class CompactionRepository:
                     ],
                 )
             lower_live_bytes(
-                conn, [ByteRange(m.row.blob_path, m.row.start, m.row.stop) for m in moved]
+                conn,
+                bytes_per_blob(ByteRange(m.row.blob_path, m.row.start, m.row.stop) for m in moved),
             )
             live = sum(m.stop - m.start for m in moved)
             try:

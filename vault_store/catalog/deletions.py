@@ -19,9 +19,14 @@ from vault_store.catalog.models import (
     ReplaySubject,
     Tombstone,
 )
-from vault_store.catalog.partitions import ReplayWalk, delete_replays_rows, delete_rows
+from vault_store.catalog.partitions import (
+    OverwriteJobs,
+    ReplayWalk,
+    delete_replays_rows,
+    delete_rows,
+)
 from vault_store.catalog.records import (
-    ByteRange,
+    DeletedRows,
     DeletionStatus,
     OverwriteJobRecord,
     Scope,
@@ -169,44 +174,36 @@ class DeletionRepository:
         for the overwrite if asked, lower their blobs' live bytes, count them. Returns how
         many (0: nothing left)."""
         with self._catalog.transaction("shred") as conn:
-            chunk = self._delete_target_rows(conn, deletion, limit)
-            if not chunk:
+            # Same transaction as the delete (the same statement on PostgreSQL): the ranges are
+            # on record for the overwrite exactly when the rows (the only other record of where
+            # the ciphertext lies) are gone.
+            jobs = OverwriteJobs(deletion.id, now) if deletion.overwrite_requested else None
+            chunk = self._delete_target_rows(conn, deletion, limit, jobs)
+            if not chunk.rows:
                 return 0
-            if deletion.overwrite_requested:
-                # Same transaction as the delete: the ranges are on record exactly when the rows
-                # (the only other record of where the ciphertext lies) are gone.
-                conn.execute(
-                    insert(OverwriteJob),
-                    [
-                        {
-                            "deletion_id": deletion.id,
-                            "blob_path": row.blob_path,
-                            "start": row.start,
-                            "stop": row.stop,
-                            "created_at": now,
-                        }
-                        for row in chunk
-                    ],
-                )
-            shredded = lower_live_bytes(conn, chunk)
+            shredded = lower_live_bytes(conn, chunk.bytes_per_blob)
             conn.execute(
                 update(Deletion)
                 .where(Deletion.id == deletion.id)
                 .values(
                     status=Status.RUNNING.value,
-                    rows_deleted=Deletion.rows_deleted + len(chunk),
+                    rows_deleted=Deletion.rows_deleted + chunk.rows,
                     bytes_shredded=Deletion.bytes_shredded + shredded,
                 )
             )
-        return len(chunk)
+        return chunk.rows
 
     def _delete_target_rows(
-        self, conn: Connection, deletion: DeletionStatus, limit: int
-    ) -> list[ByteRange]:
+        self,
+        conn: Connection,
+        deletion: DeletionStatus,
+        limit: int,
+        jobs: OverwriteJobs | None,
+    ) -> DeletedRows:
         """Up to `limit` of the target's rows, deleted: on PostgreSQL replay by replay (see
         delete_replays_rows), then any row no replay row leads to; on SQLite by rowid."""
         if conn.dialect.name != "postgresql":
-            return delete_rows(conn, _target(deletion), limit)
+            return delete_rows(conn, _target(deletion), limit, jobs=jobs)
         with self._walks_lock:
             walk = self._walks.setdefault(deletion.id, ReplayWalk())
         replays, params = "", {}
@@ -216,11 +213,13 @@ class DeletionRepository:
                 "WHERE deletion_id = :deletion AND project_id = :project)"
             )
             params = {"deletion": deletion.id}
-        chunk = delete_replays_rows(conn, deletion.project_id, replays, params, limit, walk)
-        if not chunk:
+        chunk = delete_replays_rows(
+            conn, deletion.project_id, replays, params, limit, walk, jobs=jobs
+        )
+        if not chunk.rows:
             # Rows the walk cannot reach (none, unless a replay row went missing): the general
             # path, which scans the target's index entries, dead ones included, once at the end.
-            chunk = delete_rows(conn, _target(deletion), limit)
+            chunk = delete_rows(conn, _target(deletion), limit, jobs=jobs)
         return chunk
 
     def finish(self, deletion: DeletionStatus, *, now: datetime) -> DeletionStatus:

@@ -18,17 +18,22 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    Integer,
     MetaData,
+    String,
     Table,
     delete,
+    func,
+    insert,
+    literal,
     literal_column,
     select,
     text,
 )
 from sqlalchemy.sql.util import ClauseAdapter
 
-from vault_store.catalog.models import RecordingByteRange
-from vault_store.catalog.records import ByteRange, Partition, as_utc
+from vault_store.catalog.models import OverwriteJob, RecordingByteRange, Timestamp
+from vault_store.catalog.records import DeletedRows, Partition, as_utc
 
 TABLE = "recording_byte_range"
 PREFIX = f"{TABLE}_p"
@@ -120,36 +125,55 @@ def drop(conn: Connection, partition: Partition) -> None:
     conn.execute(text(f"DROP TABLE {partition.name}"))
 
 
-def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> list[ByteRange]:
-    """Delete up to `limit` range rows matching `where`; returns where their frames lay.
+@dataclass(frozen=True, slots=True)
+class OverwriteJobs:
+    """Record each deleted row's byte range as an overwrite job of this deletion, in the
+    statement that deletes it."""
+
+    deletion_id: str
+    created_at: datetime
+
+
+# The chunk's row ids on SQLite: a temporary table, private to its connection (see
+# _delete_rows_sqlite), created when the connection opens (Catalog's SQLite pragmas), not by
+# a statement per chunk. Named with its schema, so no table of the catalog can shadow it.
+CHUNK_TABLE_DDL = "CREATE TEMP TABLE IF NOT EXISTS deleted_chunk (rid INTEGER PRIMARY KEY)"
+_CHUNK = Table("deleted_chunk", MetaData(), Column("rid", Integer, primary_key=True), schema="temp")
+_JOB_COLUMNS = ["deletion_id", "blob_path", "start", "stop", "created_at"]
+
+
+def delete_rows(
+    conn: Connection,
+    where: ColumnElement[bool],
+    limit: int,
+    *,
+    jobs: OverwriteJobs | None = None,
+) -> DeletedRows:
+    """Delete up to `limit` range rows matching `where`; returns how many, and their bytes per
+    blob, summed by the database (no row travels back to Python). With `jobs`, each row's
+    range is recorded as an overwrite job in the same transaction.
 
     By physical row id from an index-driven subquery: no list of keys travels back and forth,
-    whatever the chunk size. On SQLite that is rowid, in one statement. On the partitioned
-    PostgreSQL table, one query over the parent finds the chunk's `(tableoid, ctid)` pairs, then
-    one DELETE per partition that holds some of them removes those rows by ctid (unique only
-    within its partition), with `where` checked again: a ctid freed and reused between the two
-    statements can only ever name a row of the target. Partitions holding none of the chunk
-    are not visited. (One DELETE over the parent by `(tableoid, ctid)` would be planned as a
-    join of every matching row of every partition against the chunk.)
+    whatever the chunk size. On SQLite that is rowid (see _delete_rows_sqlite). On the
+    partitioned PostgreSQL table, one query over the parent finds the chunk's `(tableoid, ctid)`
+    pairs, then one DELETE per partition that holds some of them removes those rows by ctid
+    (unique only within its partition), with `where` checked again: a ctid freed and reused
+    between the two statements can only ever name a row of the target. Partitions holding none
+    of the chunk are not visited. (One DELETE over the parent by `(tableoid, ctid)` would be
+    planned as a join of every matching row of every partition against the chunk.)
     """
     rbr = RecordingByteRange
     if conn.dialect.name != "postgresql":
-        row_id: ColumnElement[Any] = literal_column("rowid")
-        victims = select(row_id).select_from(rbr).where(where).limit(limit)
-        statement = (
-            delete(rbr)
-            .where(row_id.in_(victims.scalar_subquery()))
-            .returning(rbr.blob_path, rbr.start, rbr.stop)
-        )
-        return [ByteRange(*row) for row in conn.execute(statement)]
+        return _delete_rows_sqlite(conn, where, limit, jobs)
     found: list[Any] = conn.execute(  # type: ignore[assignment]
         select(literal_column("tableoid"), literal_column("ctid"))
         .select_from(rbr)
         .where(where)
         .limit(limit)
     ).all()
+    deleted = DeletedRows()
     if not found:
-        return []
+        return deleted
     by_partition: dict[int, list[str]] = {}
     for oid, ctid in found:
         by_partition.setdefault(int(oid), []).append(str(ctid))
@@ -159,7 +183,6 @@ def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> lis
             {"oids": sorted(by_partition)},
         ).all()
     )
-    deleted: list[ByteRange] = []
     for oid, ctids in sorted(by_partition.items()):
         table = _partition_table(str(names[oid]))
         # The same condition, on the partition's columns (subqueries on other tables untouched).
@@ -168,12 +191,84 @@ def delete_rows(conn: Connection, where: ColumnElement[bool], limit: int) -> lis
             include_fn=lambda column: getattr(column, "table", None) is rbr.__table__,
             adapt_on_names=True,
         ).traverse(where)
-        statement = (
+        gone = (
             delete(table)
             .where(text("ctid = ANY(CAST(:ctids AS tid[]))").bindparams(ctids=ctids), local)
             .returning(table.c.blob_path, table.c.start, table.c.stop)
+            .cte("gone")
         )
-        deleted += [ByteRange(*row) for row in conn.execute(statement)]
+        deleted.extend(_summed(conn, gone, jobs))
+    return deleted
+
+
+def _delete_rows_sqlite(
+    conn: Connection, where: ColumnElement[bool], limit: int, jobs: OverwriteJobs | None
+) -> DeletedRows:
+    # SQLite has no DELETE inside a WITH, so the sums are read before the DELETE. Both, and the
+    # overwrite jobs, must name exactly the same rows: a `LIMIT` subquery repeated in each
+    # statement is not promised to pick the same ones, so the chunk's row ids are put in a
+    # temporary table first. The transaction holds SQLite's write lock: no row can change
+    # between these statements.
+    rbr = RecordingByteRange
+    row_id: ColumnElement[Any] = literal_column("rowid")
+    # Emptied first, whatever an earlier chunk on this connection left in it.
+    conn.execute(delete(_CHUNK))
+    taken = conn.execute(
+        insert(_CHUNK).from_select(
+            ["rid"], select(row_id).select_from(rbr).where(where).limit(limit)
+        )
+    ).rowcount
+    deleted = DeletedRows()
+    if not taken:
+        return deleted
+    victims = row_id.in_(select(_CHUNK.c.rid).scalar_subquery())
+    if jobs is not None:
+        conn.execute(
+            insert(OverwriteJob).from_select(
+                _JOB_COLUMNS, select(*_job_values(rbr.__table__, jobs)).where(victims)
+            )
+        )
+    summed = (
+        select(rbr.blob_path, func.count(), func.sum(rbr.stop - rbr.start))
+        .where(victims)
+        .group_by(rbr.blob_path)
+    )
+    for path, rows, size in conn.execute(summed):
+        deleted.add(str(path), int(rows), int(size))
+    removed = conn.execute(delete(rbr).where(victims)).rowcount
+    if removed != deleted.rows:
+        # Cannot happen under the write lock; never let the blobs' live bytes drift from it.
+        raise RuntimeError(f"deleted {removed} range rows, counted {deleted.rows}")
+    return deleted
+
+
+def _job_values(source: Any, jobs: OverwriteJobs) -> list[ColumnElement[Any]]:
+    """The overwrite_job columns (_JOB_COLUMNS) of each row of `source`."""
+    return [
+        literal(jobs.deletion_id, String()),
+        source.c.blob_path,
+        source.c.start,
+        source.c.stop,
+        literal(jobs.created_at, Timestamp),
+    ]
+
+
+def _summed(conn: Connection, gone: Any, jobs: OverwriteJobs | None) -> DeletedRows:
+    """Run a `DELETE .. RETURNING blob_path, start, stop` given as the CTE `gone` (PostgreSQL),
+    recording the overwrite jobs in the same statement if asked; its rows and bytes per blob."""
+    statement = select(
+        gone.c.blob_path, func.count(), func.sum(gone.c.stop - gone.c.start)
+    ).group_by(gone.c.blob_path)
+    if jobs is not None:
+        # Run to completion though the outer query never reads it (a data-modifying WITH).
+        statement = statement.add_cte(
+            insert(OverwriteJob)
+            .from_select(_JOB_COLUMNS, select(*_job_values(gone, jobs)))
+            .cte("jobs")
+        )
+    deleted = DeletedRows()
+    for path, rows, size in conn.execute(statement):
+        deleted.add(str(path), int(rows), int(size))
     return deleted
 
 
@@ -211,7 +306,9 @@ def delete_replays_rows(
     params: dict[str, Any],
     limit: int,
     walk: ReplayWalk,
-) -> list[ByteRange]:
+    *,
+    jobs: OverwriteJobs | None = None,
+) -> DeletedRows:
     """Delete up to `limit` rows of the project's replays, walking them in (bucket, replay id)
     order, each group of one bucket in the one partition that bucket names (PostgreSQL).
 
@@ -223,13 +320,13 @@ def delete_replays_rows(
     index entries of rows earlier chunks deleted (a scan of the project's index would, until
     vacuum: the cost of a chunk grew with what was already deleted), and never looks into
     partitions its replays do not live in. Rows no replay row leads to are left to
-    `delete_rows`, once the walk is exhausted.
+    `delete_rows`, once the walk is exhausted. Returns what `delete_rows` does.
     """
-    deleted: list[ByteRange] = []
+    deleted = DeletedRows()
     # Which partition holds each bucket met in this chunk (this transaction's view).
     holders: dict[date, str] = {}
-    while len(deleted) < limit and not walk.exhausted:
-        remaining = limit - len(deleted)
+    while deleted.rows < limit and not walk.exhausted:
+        remaining = limit - deleted.rows
         batch = max(1, min(_WALK_BATCH_MAX, int(remaining / walk.rows_per_replay) + 1))
         # Our own constant SQL; `replays` is one of the caller's constants too, never input.
         found = conn.execute(
@@ -260,17 +357,17 @@ def delete_replays_rows(
             groups.setdefault(bucket, []).append(replay_id)
         walked = 0
         for bucket, names in groups.items():
-            left = limit - len(deleted)
-            rows = _delete_in_bucket(conn, project_id, bucket, names, left, holders)
-            deleted += rows
-            if len(rows) >= left:
+            left = limit - deleted.rows
+            rows = _delete_in_bucket(conn, project_id, bucket, names, left, holders, jobs)
+            deleted.extend(rows)
+            if rows.rows >= left:
                 # The chunk is full, perhaps before this group's last row: the walk stays
                 # before the group (the next chunk probes these replays again, and only them).
                 break
             walked += len(names)
             walk.after = (bucket, names[-1])
         else:
-            walk.rows_per_replay = max(1.0, (len(deleted) - (limit - remaining)) / walked)
+            walk.rows_per_replay = max(1.0, (deleted.rows - (limit - remaining)) / walked)
     return deleted
 
 
@@ -281,7 +378,8 @@ def _delete_in_bucket(
     replays: list[str],
     limit: int,
     holders: dict[date, str],
-) -> list[ByteRange]:
+    jobs: OverwriteJobs | None,
+) -> DeletedRows:
     # Sent to the partition itself: through the parent, planning the statement alone cost
     # about 3.6 ms with 147 partitions (pruning them), more than running it. Every row with
     # this bucket lives in this one partition. One primary-key probe per replay (the lateral
@@ -289,18 +387,24 @@ def _delete_in_bucket(
     # scan every entry of the project in the partition, deleted ones included.
     name = holders.get(bucket) or _holder(conn, bucket, holders)
     if name is None:
-        return []  # no partition holds the bucket: no row can have it
-    rows = conn.execute(
-        text(
-            f"DELETE FROM {name} WHERE ctid = ANY(ARRAY("  # noqa: S608
-            "SELECT x.ctid FROM unnest(CAST(:replays AS text[])) AS v(replay_id), LATERAL ("
-            f"SELECT t.ctid FROM {name} t WHERE t.project_id = :project "
-            "AND t.replay_id = v.replay_id AND t.expiry_bucket = :bucket OFFSET 0) AS x "
-            "LIMIT :limit)) RETURNING blob_path, start, stop"
-        ),
-        {"project": project_id, "bucket": bucket, "replays": replays, "limit": limit},
+        return DeletedRows()  # no partition holds the bucket: no row can have it
+    table = _partition_table(name)
+    # The partition's name is ours (is_partition), never input.
+    victims = text(
+        "ctid = ANY(ARRAY("  # noqa: S608
+        "SELECT x.ctid FROM unnest(CAST(:replays AS text[])) AS v(replay_id), LATERAL ("
+        f"SELECT t.ctid FROM {name} t WHERE t.project_id = :project "
+        "AND t.replay_id = v.replay_id AND t.expiry_bucket = :bucket OFFSET 0) AS x "
+        "LIMIT :limit))"
+    ).bindparams(project=project_id, bucket=bucket, replays=replays, limit=limit)
+    # Summed per blob in the same statement (a DELETE inside a WITH): the rows never travel.
+    gone = (
+        delete(table)
+        .where(victims)
+        .returning(table.c.blob_path, table.c.start, table.c.stop)
+        .cte("gone")
     )
-    return [ByteRange(*row) for row in rows]
+    return _summed(conn, gone, jobs)
 
 
 def _holder(conn: Connection, bucket: date, holders: dict[date, str]) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
@@ -186,6 +186,26 @@ class ByteRange:
     def size(self) -> int:
         """Stored bytes of the frame."""
         return self.stop - self.start
+
+
+@dataclass(slots=True)
+class DeletedRows:
+    """What a chunk of deleted range rows leaves behind, summed by the database: how many rows,
+    and their stored bytes per blob (one entry per blob, never one per row)."""
+
+    rows: int = 0
+    bytes_per_blob: dict[str, int] = field(default_factory=dict)
+
+    def add(self, path: str, rows: int, size: int) -> None:
+        """Count `rows` rows of blob `path` holding `size` bytes."""
+        self.rows += rows
+        self.bytes_per_blob[path] = self.bytes_per_blob.get(path, 0) + size
+
+    def extend(self, other: DeletedRows) -> None:
+        """Add another chunk's rows and bytes to these."""
+        for path, size in other.bytes_per_blob.items():
+            self.bytes_per_blob[path] = self.bytes_per_blob.get(path, 0) + size
+        self.rows += other.rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,22 +132,7 @@ def show(results: dict[str, Any]) -> None:
         f"raw {decode['raw_mb_per_second']} MB/s ({decode['ratio_to_raw']}x"
         + (f", goal at least {decode['ratio_goal']}x)" if "ratio_goal" in decode else ")")
     )
-    deletes = results["deletes"]
-    _table(
-        "shred latency",
-        ["segments", "ms"],
-        [[d["segments"], d["ms"]] for d in deletes["shred_by_replay_size"]],
-    )
-    stdout.print(
-        f"shred, largest replay against one segment: {deletes['shred_largest_to_1_segment']}x "
-        f"(limit {deletes['shred_ratio_limit']}x)"
-    )
-    overwrite = deletes["forced_overwrite"]
-    stdout.print(
-        f"project shred: {deletes['project_shred_rows_per_second']:,} rows/s; "
-        f"forced overwrite rewrites {overwrite['rewritten_per_byte_deleted']} bytes "
-        "per byte deleted"
-    )
+    show_deletes(results["deletes"])
     cost = results["cost"]
     _table(
         f"USD per million segments per month ({cost['stored_gb_per_million_segments']} GB stored)",
@@ -167,6 +152,35 @@ def show(results: dict[str, Any]) -> None:
     )
     if "traffic" in results:
         show_traffic(results["traffic"])
+
+
+def show_deletes(deletes: dict[str, Any]) -> None:
+    """The deletes section: shred latency by replay size (and on PostgreSQL with --pg), the
+    project shred and the forced overwrite."""
+    _table(
+        "shred latency",
+        ["segments", "ms"],
+        [[d["segments"], d["ms"]] for d in deletes["shred_by_replay_size"]],
+    )
+    stdout.print(
+        f"shred, largest replay against one segment: {deletes['shred_largest_to_1_segment']}x "
+        f"(limit {deletes['shred_ratio_limit']}x)"
+    )
+    if "postgresql_shred_by_replay_size" in deletes:
+        by_size = ", ".join(
+            f"{d['segments']}: {d['ms']} ms" for d in deletes["postgresql_shred_by_replay_size"]
+        )
+        stdout.print(
+            f"shred on PostgreSQL ({by_size}): largest against one segment "
+            f"{deletes['postgresql_shred_largest_to_1_segment']}x "
+            f"(limit {deletes['shred_ratio_limit']}x)"
+        )
+    overwrite = deletes["forced_overwrite"]
+    stdout.print(
+        f"project shred: {deletes['project_shred_rows_per_second']:,} rows/s; "
+        f"forced overwrite rewrites {overwrite['rewritten_per_byte_deleted']} bytes "
+        "per byte deleted"
+    )
 
 
 def show_traffic(traffic: dict[str, Any]) -> None:

@@ -114,7 +114,7 @@ class _BufferedAmqpConnection(pyamqp.Connection):
         try:
             super().drain_events(timeout)
         finally:
-            transport = self.transport
+            transport = self._transport  # the property warns while not connected
             if (
                 timeout != 0
                 and self.read_soon is not None

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
+from amqp.exceptions import RecoverableConnectionError
 from amqp.transport import TCPTransport
 from celery.app.amqp import AMQP
 from kombu.connection import Connection
@@ -151,6 +152,27 @@ class BufferedAmqpTransport(pyamqp.Transport):
     """kombu's py-amqp transport over BufferedTCPTransport."""
 
     Connection = _BufferedAmqpConnection
+
+    def on_readable(self, connection: Any, loop: Any) -> None:
+        """kombu's reader (its Transport.on_readable) reads one message, then queues itself to
+        read the next after the event loop has polled the socket again. Messages read ahead are
+        not announced by the socket, so that poll would wait for the next timer (up to a
+        second): they are all read here first, then the reader is queued as kombu's is."""
+        while True:
+            if not connection.connected:
+                raise RecoverableConnectionError("Socket was disconnected")
+            try:
+                connection.drain_events(timeout=0)
+            except TimeoutError:
+                return
+            except OSError as error:
+                if error.errno in (errno.EAGAIN, errno.EINTR):
+                    return
+                raise
+            transport = connection._transport
+            if not (isinstance(transport, BufferedTCPTransport) and transport.whole_frame_ahead()):
+                break
+        loop.call_soon(self.on_readable, connection, loop)
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         super().register_with_event_loop(connection, loop)  # type: ignore[no-untyped-call]

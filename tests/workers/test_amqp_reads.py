@@ -7,6 +7,7 @@ import socket
 import struct
 import threading
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -119,5 +120,35 @@ def test_frames_read_ahead_are_announced() -> None:
     assert transport.whole_frame_ahead()
     assert transport.read_frame() == (3, 1, b"x")
     assert not transport.whole_frame_ahead()
+    ours.close()
+    theirs.close()
+
+
+def test_the_reader_reads_every_message_read_ahead_before_the_loop_polls_again() -> None:
+    """kombu's reader reads one message and queues itself behind the event loop's next poll of
+    the socket; messages already read ahead are not announced by the socket, so that poll would
+    wait for the next timer. The reader reads them all first."""
+    from types import SimpleNamespace
+
+    from workers.amqp_reads import BufferedAmqpTransport
+
+    ours, theirs = socket.socketpair()
+    ours.settimeout(0)
+    transport = connected_transport(ours)
+    theirs.sendall(b"".join(frame(1, 1, b"m%d" % n) for n in range(3)))
+    read: list[bytes] = []
+
+    def drain_events(timeout: float | None = None) -> None:
+        read.append(transport.read_frame()[2])
+
+    connection = SimpleNamespace(connected=True, drain_events=drain_events, _transport=transport)
+    queued: list[object] = []
+    loop = SimpleNamespace(call_soon=lambda *args: queued.append(args))
+    reader: Any = SimpleNamespace(on_readable=object())  # the transport, as far as it is used
+    BufferedAmqpTransport.on_readable(reader, connection, loop)
+    assert read == [b"m0", b"m1", b"m2"]  # all three, in one call
+    assert len(queued) == 1  # then queued again, as kombu's reader is
+    BufferedAmqpTransport.on_readable(reader, connection, loop)
+    assert read == [b"m0", b"m1", b"m2"] and len(queued) == 1  # nothing left: the socket times out
     ours.close()
     theirs.close()

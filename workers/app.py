@@ -65,13 +65,7 @@ def create_app(
             "amqp://user:password@host:5672//)"
         )
     batch_size, batch_age = _batch_limits(settings.flush)
-    # BufferedAMQP: RabbitMQ's socket is read in chunks, not a recv call per frame part.
-    app = Celery(
-        "vault_store",
-        broker=policy.broker_url,
-        set_as_current=False,
-        amqp="workers.amqp_reads:BufferedAMQP",
-    )
+    app = Celery("vault_store", broker=policy.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="msgpack",
         accept_content=["msgpack"],

@@ -14,11 +14,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from queue import Empty
 from typing import Any, TypeVar
 
 from celery import Celery, Task
-from celery_batches import Batches, SimpleRequest, apply_batches_task
+from celery_batches import Batches, SimpleRequest, apply_batches_task, consume_queue
 
 from vault_store import Scope
 from vault_store.core.message import MAX_MESSAGE_BYTES
@@ -416,11 +415,7 @@ class ReconnectingBatches(Batches):  # type: ignore[misc]  # celery-batches is u
         """
         window = self.window()
         let_go = 0
-        while True:
-            try:
-                request = self._buffer.get_nowait()
-            except Empty:
-                break
+        for request in consume_queue(self._buffer):  # as Batches drains it to flush
             message = request.message
             window.give_back(len(message.body), self._taken.pop(id(message), -1))
             let_go += 1

@@ -9,12 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import delete, func, select
 
 from tests.builders import segment
 from tests.conftest import VaultFactory
-from tests.integration.helpers import read_events, run
+from tests.integration.helpers import driver_statements, read_events, run
 from vault_store import FlushPolicy, LocalBlobStore, LocalKms, Settings, Vault
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
@@ -58,9 +57,7 @@ def test_a_replay_keeps_its_partition_and_a_late_duplicate_is_ignored(
     assert catalog.replay_bucket(3, replay) == (DAY + timedelta(days=30)).date()
 
 
-def test_a_replay_lookup_touches_one_partition(
-    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_replay_lookup_touches_one_partition(postgres_url: str, tmp_path: Path) -> None:
     clock = Clock(DAY)
     pg = Catalog(postgres_url)
     pg.migrate()
@@ -77,38 +74,8 @@ def test_a_replay_lookup_touches_one_partition(
     catalog = vault._catalog
     with catalog.connection("test") as conn:
         assert len(partitions(conn)) == 4
-    statements: list[tuple[str, Any]] = []
-    # Reads run their range query on a pooled driver connection (Catalog._read_cursor), past
-    # SQLAlchemy's events: record what its cursors execute.
-    raw_connection = catalog.engine.raw_connection
-
-    class Recording:
-        def __init__(self, cursor: Any) -> None:
-            self._cursor = cursor
-
-        def execute(self, statement: str, parameters: Any = None) -> Any:
-            if "FROM recording_byte_range" in statement:
-                statements.append((statement, parameters))
-            return self._cursor.execute(statement, parameters)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._cursor, name)
-
-    class Connection:
-        def __init__(self) -> None:
-            self._connection = raw_connection()
-
-        def cursor(self) -> Recording:
-            return Recording(self._connection.cursor())
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._connection, name)
-
-    monkeypatch.setattr(catalog.engine, "raw_connection", Connection)
-    try:
+    with driver_statements(catalog, "FROM recording_byte_range") as statements:
         assert len(catalog.replay_ranges(3, f"{3:032x}")) == 1
-    finally:
-        monkeypatch.undo()
     (statement, parameters) = statements[-1]
     with catalog.engine.connect() as conn:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

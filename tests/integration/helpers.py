@@ -93,3 +93,40 @@ def serving(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+@contextmanager
+def driver_statements(catalog: Catalog, containing: str) -> Iterator[list[tuple[str, Any]]]:
+    """(statement, parameters) of what the catalog's pooled driver connections execute that
+    contain `containing`: reads run there (Catalog._read_cursor), past SQLAlchemy's events."""
+    seen: list[tuple[str, Any]] = []
+    engine = catalog.engine
+    raw_connection = engine.raw_connection
+
+    class Recording:
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def execute(self, statement: str, parameters: Any = ()) -> Any:
+            if containing in statement:
+                seen.append((statement, parameters))
+            return self._cursor.execute(statement, parameters)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cursor, name)
+
+    class Connection:
+        def __init__(self) -> None:
+            self._connection = raw_connection()
+
+        def cursor(self) -> Recording:
+            return Recording(self._connection.cursor())
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._connection, name)
+
+    engine.raw_connection = Connection  # type: ignore[method-assign,assignment]
+    try:
+        yield seen
+    finally:
+        del engine.raw_connection

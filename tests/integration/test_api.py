@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import VaultFactory
+from tests.integration.helpers import driver_statements
 from vault_store import BackendUnavailable, FlushPolicy, ReadPolicy, Vault
 from vault_store.api import create_app
 from vault_store.blobstore import LocalBlobStore
@@ -337,23 +338,24 @@ def test_secrets_with_underscores_authenticate(make_vault: VaultFactory) -> None
 
 
 @pytest.fixture
-def range_queries(api: Api) -> Iterator[list[str]]:
-    """Every statement that reads recording_byte_range, as the catalog sends it."""
+def range_queries(api: Api) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement that reads recording_byte_range, as the catalog sends it: through
+    SQLAlchemy, or on a pooled driver connection (as reads do)."""
     from sqlalchemy import event
 
-    seen: list[str] = []
+    catalog = api.vault._catalog
+    with driver_statements(catalog, "recording_byte_range") as seen:
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "recording_byte_range" in statement:
-            seen.append(statement)
+        def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            if "recording_byte_range" in statement:
+                seen.append((statement, parameters))
 
-    engine = api.vault._catalog.engine
-    event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(engine, "before_cursor_execute", record)
+        event.listen(catalog.engine, "before_cursor_execute", record)
+        yield seen
+        event.remove(catalog.engine, "before_cursor_execute", record)
 
 
-def test_one_page_is_one_range_query(api: Api, range_queries: list[str]) -> None:
+def test_one_page_is_one_range_query(api: Api, range_queries: list[tuple[str, Any]]) -> None:
     api.get(f"/v1/projects/1/replays/{A}/recording")  # authenticate once, warm the pool
     range_queries.clear()
     # 100 segments over four blobs, decoded in four pieces of page_segments = 30: still one query.

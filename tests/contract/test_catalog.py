@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -136,6 +137,27 @@ def test_cursor_pagination_in_segment_order(catalog: Catalog) -> None:
     assert pages == [[0, 1, 3], [5, 7, 9], [11]]
     window = catalog.replay_ranges(1, REPLAY, min_segment=3, stop_segment=9)
     assert [r.segment_id for r in window] == [3, 5, 7]
+
+
+def test_ranges_of_some_parts_only(catalog: Catalog) -> None:
+    rows = [
+        replace(_row(n // 3, at=n * 100), part=part)
+        for n, part in enumerate(["console", "network", "recording"] * 3)
+    ]
+    catalog.insert_blob(_blob("b1", rows), rows)
+    network = catalog.replay_ranges(1, REPLAY, parts={"network"})
+    assert [(r.segment_id, r.part) for r in network] == [
+        (0, "network"),
+        (1, "network"),
+        (2, "network"),
+    ]
+    both = catalog.replay_ranges(1, REPLAY, parts=["recording", "console"], min_segment=1, limit=3)
+    assert [(r.segment_id, r.part) for r in both] == [
+        (1, "console"),
+        (1, "recording"),
+        (2, "console"),
+    ]
+    assert catalog.replay_ranges(1, REPLAY, parts=()) == []
 
 
 def test_replays_and_projects_do_not_mix(catalog: Catalog) -> None:

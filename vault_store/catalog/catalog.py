@@ -723,36 +723,22 @@ class Catalog:
         """
         if project_id > MAX_STORED_ID:
             return ReplayState.UNKNOWN, []
-        rbr = RecordingByteRange
-        with self._errors("read"), self.engine.connect() as conn:
-            if _shredded(conn, project_id, replay_id):
+        dialect = self.dialect
+        with self._errors("read"), self._read_cursor() as cursor:
+            cursor.execute(_TOMBSTONE_OF_SQL[dialect], (project_id, replay_id))
+            if cursor.fetchone() is not None:
                 return ReplayState.SHREDDED, []
-            bucket = _bucket_of(conn, project_id, replay_id)
+            bucket = _driver_bucket(cursor, dialect, project_id, replay_id)
             if bucket is None:
                 return ReplayState.UNKNOWN, []
-            owner = (
-                rbr.project_id == project_id,
-                rbr.replay_id == replay_id,
-                # A constant bucket lets PostgreSQL look in one partition only.
-                rbr.expiry_bucket == bucket,
-            )
-            page_ids = (
-                select(rbr.segment_id)
-                .where(*owner)
-                .group_by(rbr.segment_id)
-                .order_by(rbr.segment_id)
-                .offset(offset)
-                .limit(segments)
-            )
-            columns = [getattr(rbr, name) for name in _RANGE_COLUMNS]
-            rows = conn.execute(
-                select(*columns)
-                .where(*owner, rbr.segment_id.in_(page_ids))
-                .order_by(rbr.segment_id, rbr.part)
-            ).all()
+            # A constant bucket lets PostgreSQL look in one partition only.
+            owner = (project_id, replay_id, bucket)
+            cursor.execute(_PAGE_AT_SQL[dialect], (*owner, *owner, segments, offset))
+            rows = cursor.fetchall()
             if rows:
                 return ReplayState.STORED, _range_records(rows)
-            stored = _has_rows(conn, project_id, replay_id, bucket)
+            cursor.execute(_HAS_ROWS_SQL[dialect], owner)
+            stored = cursor.fetchone() is not None
         return (ReplayState.STORED if stored else ReplayState.UNKNOWN), []
 
     def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
@@ -1164,33 +1150,6 @@ def _driver_bucket(cursor: Any, dialect: str, project_id: int, replay_id: str) -
     return None if found is None else found[0]
 
 
-def _shredded(conn: Connection, project_id: int, replay_id: str) -> bool:
-    """Whether a deletion of the replay or of its whole project is recorded."""
-    tombstone = conn.execute(
-        select(Tombstone.id)
-        .where(
-            Tombstone.project_id == project_id,
-            (Tombstone.replay_id == replay_id) | Tombstone.replay_id.is_(None),
-        )
-        .limit(1)
-    ).first()
-    return tombstone is not None
-
-
-def _has_rows(conn: Connection, project_id: int, replay_id: str, bucket: date) -> bool:
-    """Whether the replay has any range row (in its bucket, where all of them live)."""
-    exists = conn.execute(
-        select(RecordingByteRange.segment_id)
-        .where(
-            RecordingByteRange.project_id == project_id,
-            RecordingByteRange.replay_id == replay_id,
-            RecordingByteRange.expiry_bucket == bucket,
-        )
-        .limit(1)
-    ).first()
-    return exists is not None
-
-
 def _range_records(rows: Sequence[Any]) -> list[RangeRecord]:
     """Range rows as records, positionally in _RANGE_COLUMNS order (expiry_bucket last, not
     kept): a read decodes hundreds of rows, and building a dict per row cost more than the
@@ -1372,6 +1331,19 @@ _HAS_ROWS_SQL = {
     "AND expiry_bucket = ? LIMIT 1",
     "postgresql": "SELECT 1 FROM recording_byte_range WHERE project_id = %s AND replay_id = %s "
     "AND expiry_bucket = %s LIMIT 1",
+}
+
+# The rows of a replay's stored segments number OFFSET to OFFSET + LIMIT - 1 (replay_page_at).
+_PAGE_AT_SQL = {
+    dialect: (
+        f"SELECT {', '.join(_RANGE_COLUMNS)} FROM recording_byte_range "  # noqa: S608
+        f"WHERE project_id = {mark} AND replay_id = {mark} AND expiry_bucket = {mark} "
+        "AND segment_id IN (SELECT segment_id FROM recording_byte_range "
+        f"WHERE project_id = {mark} AND replay_id = {mark} AND expiry_bucket = {mark} "
+        f"GROUP BY segment_id ORDER BY segment_id LIMIT {mark} OFFSET {mark}) "
+        "ORDER BY segment_id, part"
+    )
+    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
 }
 
 # The same question for one replay, as the driver's own SQL (see Catalog._tombstone_of).

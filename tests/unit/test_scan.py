@@ -275,6 +275,8 @@ def test_a_segment_of_large_events_in_several_parts_is_decoded_once(
         b'{"type":3,"data":1,"data":{"tag":"options"},"timestamp":1}',
         b'{"type":3, "data":{"tag":"options"},"timestamp":1}',
         b'{"type":3,"timestamp":1,"data":{"tag":"options"},"sessionId":"s"}',
+        b'{"type":3,"data":{"tag":"options"},"timestamp":1,"sessionId":"s"}',
+        b'{"type":3,"data":{"tag":"options"},"timestamp":"1"}',
         b'{"\\u0074ype":5,"type":5,"data":{"tag":"options"}}',
         b'{"type":5,"data":{"tag":"options"},"timestamp":1e0}',
     ],

@@ -426,6 +426,7 @@ _FIELD_ORDERS = (
 _DATA_KEY = b'"data":'
 # The timestamp is not decoded: it is matched as a JSON number (RFC 8259), whole.
 _TIMESTAMP_FIELD = re.compile(rb'"timestamp":-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?')
+_TIMESTAMP_TAIL = re.compile(b"," + _TIMESTAMP_FIELD.pattern + b"}")
 
 
 def _spans_of_events(body: bytes, events: list[_EventTop]) -> tuple[array[int], array[int]] | None:
@@ -454,6 +455,12 @@ def _event_end(body: bytes, start: int, event: _EventTop) -> int | None:
     """Where the event written at `start` ends, if it is exactly its fields in a usual order."""
     kind = b'"type":null' if event.type is None else b'"type":%d' % event.type
     data = event.data
+    # rrweb's own order first, in three comparisons; then every usual order, field by field.
+    head = b"{" + kind + b"," + _DATA_KEY
+    if body.startswith(head, start) and body.startswith(data, start + len(head)):
+        tail = _TIMESTAMP_TAIL.match(body, start + len(head) + len(data))
+        if tail is not None:
+            return tail.end()
     for order in _FIELD_ORDERS:
         position = start
         for place, name in enumerate(order):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest.mock import patch
 
 import orjson
 import pytest
@@ -228,3 +229,79 @@ def test_repeated_and_odd_fields_get_the_part_of_the_parsed_event(event: bytes, 
     assert scanned.codes is not None and TYPED_PARTS[scanned.codes[0]] == part
     stored = split(body, scanned)
     assert merge(list(stored.items())) == body
+
+
+# -- spans of large events from their decoded fields -----------------------------------------
+
+_BIG_DOM = b'{"type":2,"data":{"node":"' + b"d" * 2048 + b'"},"timestamp":1}'
+_CRUMB_SDK = (
+    b'{"type":5,"timestamp":1.5,"data":{"tag":"breadcrumb","payload":{"category":"console"}}}'
+)
+_DATA_FIRST = b'{"data":{"source":0,"x":"' + b"m" * 2048 + b'"},"type":3,"timestamp":2}'
+_NO_TIMESTAMP = b'{"type":3,"data":{"p":"' + b"q" * 2048 + b'"}}'
+
+
+def _no_second_pass(body: bytes, field: str, *, bulk: bool = False) -> Any:
+    raise AssertionError("the body was decoded a second time for its spans")
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [_BIG_DOM, _CRUMB_SDK, _DATA_FIRST],
+        [_CRUMB_SDK, _BIG_DOM],
+        [_NO_TIMESTAMP, b'{"type":null,"data":{"tag":"options"}}', _BIG_DOM],
+        [_DATA_FIRST, b'{"type":6,"data":{"plugin":"rrweb/network@1"},"timestamp":3}'],
+    ],
+)
+@pytest.mark.parametrize("separator", [b",", b" ,\n "])
+def test_a_segment_of_large_events_in_several_parts_is_decoded_once(
+    events: list[bytes], separator: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = b" [ " + separator.join(events) + b" ]\n"
+    expected = scan_array(body)
+    monkeypatch.setattr(rrweb, "_find_spans", _no_second_pass)
+    scanned = parts.scan(body)
+    assert scanned.codes is not None and len(set(scanned.codes)) > 1
+    assert (scanned.starts, scanned.stops) == (expected.starts, expected.stops)
+    assert merge(list(split(body, scanned).items())) == body
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        # Written otherwise than as its decoded fields: the second pass finds the spans.
+        b'{"type":3,"data":{"a":1},"timestamp":1,"type":5}',
+        b'{"type":3,"data":1,"data":{"tag":"options"},"timestamp":1}',
+        b'{"type":3, "data":{"tag":"options"},"timestamp":1}',
+        b'{"type":3,"timestamp":1,"data":{"tag":"options"},"sessionId":"s"}',
+        b'{"type":3,"data":{"tag":"options"},"timestamp":1,"sessionId":"s"}',
+        b'{"type":3,"data":{"tag":"options"},"timestamp":"1"}',
+        b'{"\\u0074ype":5,"type":5,"data":{"tag":"options"}}',
+        b'{"type":5,"data":{"tag":"options"},"timestamp":1e0}',
+    ],
+)
+def test_events_not_written_as_their_fields_get_their_spans_from_a_second_pass(
+    odd: bytes,
+) -> None:
+    body = b"[" + _BIG_DOM + b"," + odd + b"," + _CRUMB_SDK + b"," + _BIG_DOM + b"]"
+    scanned = parts.scan(body)
+    expected = scan_array(body)
+    assert (scanned.starts, scanned.stops) == (expected.starts, expected.stops)
+    assert scanned.codes is not None
+    assert [TYPED_PARTS[code] for code in scanned.codes] == [classify(e) for e in json.loads(body)]
+    assert merge(list(split(body, scanned).items())) == body
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_usual_event | _event, max_size=12), st.lists(_spaces, min_size=1, max_size=4))
+def test_spans_found_from_the_fields_are_those_of_the_second_pass(
+    events: list[Any], pads: list[str]
+) -> None:
+    body = _render(events, pads)
+    # Every segment of several parts takes the path of large events, whatever its sizes.
+    with patch.object(rrweb, "_LARGE_EVENT", 0):
+        scanned = parts.scan(body)
+    expected = scan_array(body)
+    assert (scanned.starts, scanned.stops) == (expected.starts, expected.stops)
+    assert merge(list(split(body, scanned).items())) == body

@@ -6,7 +6,8 @@ import re
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from itertools import repeat
+from typing import Any, cast, overload
 
 import msgspec
 import orjson
@@ -381,22 +382,111 @@ def _scan_usual(body: bytes, field: str, classifier: Classifier) -> Scan | None:
 
     None (the general scan decides) for any other body: an element that is not such an
     object, invalid JSON (the error is worded by the general scan), a lone surrogate escape or
-    too many events. Spans are not found here: most segments have one code and are stored
-    whole.
+    too many events. Most segments have one code and are stored whole: their spans are never
+    needed. A segment of several parts whose events are large gets its spans from the fields
+    just decoded; any other finds them with a second pass when asked.
     """
     try:
         events = _EVENT_TOPS.decode(body)
     except (msgspec.DecodeError, RecursionError):
         return None
-    if len(events) > MAX_EVENTS:
+    count = len(events)
+    if count > MAX_EVENTS:
         return None
-    by_type, of_head = classifier.by_type, classifier.of_head
-    codes = bytearray(len(events))
-    for index in range(len(events)):
+    # One byte an event from the type alone, in C; only the few events whose type does not
+    # decide their code (breadcrumbs, spans, plugins: not what the player draws) read a head.
+    # (A null type is no key of the mapping: its get gives the default like any other.)
+    code_of_type = cast(Callable[[int | None, int], int], classifier.by_type.get)
+    codes = bytearray(map(code_of_type, [event.type for event in events], repeat(_UNDECIDED)))
+    index = codes.find(_UNDECIDED)
+    while index >= 0:
         event = events[index]
-        code = by_type.get(event.type) if event.type is not None else None
-        codes[index] = code if code is not None else of_head(_head_with(event.type, event.data))
-    return Scan(body, field, codes=codes, bulk=True)
+        codes[index] = classifier.of_head(_head_with(event.type, event.data))
+        index = codes.find(_UNDECIDED, index + 1)
+    if not count or codes.count(codes[0]) == count:
+        return Scan(body, field, codes=codes, bulk=True)
+    found = _spans_of_events(body, events) if len(body) >= _LARGE_EVENT * count else None
+    return Scan(body, field, codes=codes, bulk=True, found=found)
+
+
+# Codes are part indexes (under 255): this marks an event whose head must be read.
+_UNDECIDED = 255
+# Events at least this long on average are found again from their decoded fields (a few byte
+# comparisons an event) rather than by decoding the body a second time (a pass over every byte).
+_LARGE_EVENT = 1024
+# The orders in which rrweb (type, data, timestamp) and the Sentry SDK (type, timestamp, data)
+# write an event's fields, the one some recorders use (data first), and without a timestamp.
+_FIELD_ORDERS = (
+    ("type", "data", "timestamp"),
+    ("type", "timestamp", "data"),
+    ("data", "type", "timestamp"),
+    ("type", "data"),
+    ("data", "type"),
+)
+_DATA_KEY = b'"data":'
+# The timestamp is not decoded: it is matched as a JSON number (RFC 8259), whole.
+_TIMESTAMP_FIELD = re.compile(rb'"timestamp":-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?')
+_TIMESTAMP_TAIL = re.compile(b"," + _TIMESTAMP_FIELD.pattern + b"}")
+
+
+def _spans_of_events(body: bytes, events: list[_EventTop]) -> tuple[array[int], array[int]] | None:
+    """Each event's span, when each one is written exactly as its fields (type, data and a
+    numeric timestamp) in a usual order with no whitespace inside; None otherwise (a second
+    pass finds them).
+
+    Exact: an event's span is taken only when its bytes are, byte for byte, an object of its
+    decoded type and data (and a number), which starts where the previous element's separator
+    ends; such an object is a complete JSON value, so it is the whole element.
+    """
+    found = _Collector(len(body), keep_heads=False)
+    position = _WHITESPACE.match(body, 0).end() + 1  # type: ignore[union-attr]
+    for index, event in enumerate(events):
+        pattern = _SEPARATOR if index else _WHITESPACE
+        position = pattern.match(body, position).end()  # type: ignore[union-attr]
+        stop = _event_end(body, position, event)
+        if stop is None:
+            return None
+        found.add(position, stop)
+        position = stop
+    return found.starts, found.stops
+
+
+def _event_end(body: bytes, start: int, event: _EventTop) -> int | None:
+    """Where the event written at `start` ends, if it is exactly its fields in a usual order."""
+    kind = b'"type":null' if event.type is None else b'"type":%d' % event.type
+    data = event.data
+    # rrweb's own order first, in three comparisons; then every usual order, field by field.
+    head = b"{" + kind + b"," + _DATA_KEY
+    if body.startswith(head, start) and body.startswith(data, start + len(head)):
+        tail = _TIMESTAMP_TAIL.match(body, start + len(head) + len(data))
+        if tail is not None:
+            return tail.end()
+    for order in _FIELD_ORDERS:
+        position = start
+        for place, name in enumerate(order):
+            if not body.startswith(b"," if place else b"{", position):
+                break
+            position += 1
+            if name == "type":
+                if not body.startswith(kind, position):
+                    break
+                position += len(kind)
+            elif name == "data":
+                if not (
+                    body.startswith(_DATA_KEY, position)
+                    and body.startswith(data, position + len(_DATA_KEY))
+                ):
+                    break
+                position += len(_DATA_KEY) + len(data)
+            else:
+                stamp = _TIMESTAMP_FIELD.match(body, position)
+                if stamp is None:
+                    break
+                position = stamp.end()
+        else:
+            if body.startswith(b"}", position):
+                return position + 1
+    return None
 
 
 # A msgspec.Raw costs 48 bytes and its list slot 8: decoding the array in one call is kept for

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg2
 import pytest
 
 from tests.integration.helpers import tombstone, write_tombstone
@@ -194,6 +196,57 @@ def test_library_operations_map_database_outages_too() -> None:
     with pytest.raises(BackendUnavailable) as caught:
         Shredder(catalog).request(Scope.PROJECT, 1, requested_by="a", reason="b")
     assert caught.value.op == "shred"
+
+
+@pytest.mark.postgres
+def test_a_connection_dropped_mid_read_is_unavailable_and_logs_no_traceback(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the read's session between two statements: the read is retryable
+    (BackendUnavailable), the dead connection is not pooled again (the next read works), and
+    nothing is logged (the pool's rollback of a dead connection logged the driver's traceback)."""
+    catalog = Catalog(postgres_url)
+    catalog.migrate()
+    rows = [_row(n, at=n * 100) for n in range(3)]
+    catalog.insert_blob(_blob("b1", rows), rows)
+    pooled = catalog.engine.raw_connection
+
+    class Cursor:
+        def __init__(self, cursor: Any, backend: int) -> None:
+            self._cursor, self._backend, self._statements = cursor, backend, 0
+
+        def execute(self, statement: str, parameters: Any = ()) -> Any:
+            self._statements += 1
+            if self._statements == 2:
+                with psycopg2.connect(postgres_url) as admin, admin.cursor() as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", (self._backend,))
+            return self._cursor.execute(statement, parameters)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cursor, name)
+
+    class EndedAfterTheFirstStatement:
+        def __init__(self) -> None:
+            self._connection = pooled()
+
+        def cursor(self) -> Cursor:
+            backend = self._connection.driver_connection.get_backend_pid()  # type: ignore[union-attr]
+            return Cursor(self._connection.cursor(), backend)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._connection, name)
+
+    catalog.engine.raw_connection = EndedAfterTheFirstStatement  # type: ignore[method-assign,assignment]
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(BackendUnavailable) as caught:
+            catalog.replay_page(1, REPLAY, limit=2)
+    finally:
+        del catalog.engine.raw_connection
+    assert caught.value.op == "read"
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    state, page = catalog.replay_page(1, REPLAY, limit=2)
+    assert state is ReplayState.STORED and len(page) == 2
+    catalog.dispose()
 
 
 def test_bounds_past_the_largest_stored_id_select_nothing(catalog: Catalog) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg2.errors
 from sqlalchemy import (
@@ -488,17 +488,9 @@ class Catalog:
         query (550 against 50 microseconds on SQLite). One statement reads one snapshot, so
         no transaction is needed; the pool still rolls the connection back on return."""
         sql = _TOMBSTONE_OF_SQL[self.dialect]
-        with self._errors("tombstones"):
-            connection = self.engine.raw_connection()
-            try:
-                cursor = connection.cursor()
-                try:
-                    cursor.execute(sql, (project_id, replay_id))
-                    return cursor.fetchone() is not None
-                finally:
-                    cursor.close()
-            finally:
-                connection.close()
+        with self._errors("tombstones"), self._driver_cursor() as cursor:
+            cursor.execute(sql, (project_id, replay_id))
+            return cursor.fetchone() is not None
 
     @contextmanager
     def _read_cursor(self) -> Iterator[Any]:
@@ -511,15 +503,28 @@ class Catalog:
         engine.connect() has, see _sqlite_begin); on PostgreSQL each reads its own, as
         before (READ COMMITTED). The pool rolls the connection back on return.
         """
+        with self._driver_cursor() as cursor:
+            if self.dialect == "sqlite":
+                cursor.execute("BEGIN")
+            yield cursor
+
+    @contextmanager
+    def _driver_cursor(self) -> Iterator[Any]:
+        """A driver cursor on a pooled connection; the pool rolls the connection back on
+        return. A connection the server dropped is invalidated first, as SQLAlchemy's own
+        connection would do, instead of going back to the pool, whose rollback would then fail
+        and log the driver's traceback."""
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
-                if self.dialect == "sqlite":
-                    cursor.execute("BEGIN")
                 yield cursor
             finally:
                 cursor.close()
+        except (psycopg2.Error, sqlite3.Error) as exc:
+            if self.engine.dialect.is_disconnect(cast(Any, exc), connection.dbapi_connection, None):
+                connection.invalidate(exc)
+            raise
         finally:
             connection.close()
 
@@ -845,7 +850,13 @@ class Catalog:
                 ) from None
             where = f"{brief} (at {self.location})"
             invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
-            retryable = OperationalError | psycopg2.OperationalError | sqlite3.OperationalError
+            # psycopg2 reports a connection found closed as an InterfaceError.
+            retryable = (
+                OperationalError
+                | psycopg2.OperationalError
+                | psycopg2.InterfaceError
+                | sqlite3.OperationalError
+            )
             if isinstance(exc, retryable) or invalidated:
                 raise BackendUnavailable(where, backend=_BACKEND, op=op) from None
             raise BackendError(where, backend=_BACKEND, op=op) from None

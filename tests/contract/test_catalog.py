@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2
 import pytest
+from sqlalchemy import delete
 
 from tests.integration.helpers import tombstone, write_tombstone
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord, ReplayState
+from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.errors import BackendUnavailable, ConfigError
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -247,6 +250,67 @@ def test_a_connection_dropped_mid_read_is_unavailable_and_logs_no_traceback(
     state, page = catalog.replay_page(1, REPLAY, limit=2)
     assert state is ReplayState.STORED and len(page) == 2
     catalog.dispose()
+
+
+@pytest.mark.parametrize("call", ["replay_page", "replay_page_at"])
+def test_a_replay_shredded_while_its_page_is_read_reads_as_shredded(
+    catalog: Catalog, call: str
+) -> None:
+    """A shred commits right after the read's tombstone check, taking the rows and the replay's
+    row: on PostgreSQL, where each statement reads its own snapshot, the read found nothing and
+    said UNKNOWN (404) for a replay that is SHREDDED (410)."""
+    rows = [_row(n, at=n * 100) for n in range(3)]
+    catalog.insert_blob(_blob("b1", rows), rows)
+    pooled = catalog.engine.raw_connection
+    shredded: list[bool] = []
+
+    def shred() -> None:
+        with catalog.engine.begin() as conn:
+            write_tombstone(conn, 1, REPLAY)
+            conn.execute(delete(RecordingByteRange).where(RecordingByteRange.replay_id == REPLAY))
+            conn.execute(delete(Replay).where(Replay.replay_id == REPLAY))
+        shredded.append(True)
+
+    class Cursor:
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def execute(self, statement: str, parameters: Any = ()) -> Any:
+            done = self._cursor.execute(statement, parameters)
+            if "FROM tombstone" in statement and not shredded:
+                # Another session, so SQLite's read keeps the snapshot it began with.
+                thread = threading.Thread(target=shred)
+                thread.start()
+                thread.join(30)
+            return done
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cursor, name)
+
+    class Connection:
+        def __init__(self) -> None:
+            self._connection = pooled()
+
+        def cursor(self) -> Cursor:
+            return Cursor(self._connection.cursor())
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._connection, name)
+
+    catalog.engine.raw_connection = Connection  # type: ignore[method-assign,assignment]
+    try:
+        if call == "replay_page":
+            state, page = catalog.replay_page(1, REPLAY, limit=2)
+        else:
+            state, page = catalog.replay_page_at(1, REPLAY, offset=0, segments=2)
+    finally:
+        del catalog.engine.raw_connection
+    assert shredded
+    if catalog.dialect == "sqlite":  # one snapshot for the whole read: as it was when it began
+        assert (state, len(page)) == (ReplayState.STORED, 2)
+    else:
+        assert (state, page) == (ReplayState.SHREDDED, [])
+    assert catalog.replay_page(1, REPLAY, limit=2) == (ReplayState.SHREDDED, [])
 
 
 def test_bounds_past_the_largest_stored_id_select_nothing(catalog: Catalog) -> None:

@@ -702,7 +702,7 @@ class Catalog:
                 return ReplayState.SHREDDED, []
             bucket = _driver_bucket(cursor, dialect, project_id, replay_id)
             if bucket is None:
-                return ReplayState.UNKNOWN, []
+                return _state_of_no_rows(cursor, dialect, project_id, replay_id, None), []
             rows: list[Any] = []
             if query is not None:
                 sql, args = query
@@ -711,9 +711,7 @@ class Catalog:
                 rows = cursor.fetchall()
             if rows:
                 return ReplayState.STORED, _range_records(rows)
-            cursor.execute(_HAS_ROWS_SQL[dialect], (project_id, replay_id, bucket))
-            stored = cursor.fetchone() is not None
-        return (ReplayState.STORED if stored else ReplayState.UNKNOWN), []
+            return _state_of_no_rows(cursor, dialect, project_id, replay_id, bucket), []
 
     def replay_page_at(
         self, project_id: int, replay_id: str, *, offset: int, segments: int
@@ -735,16 +733,14 @@ class Catalog:
                 return ReplayState.SHREDDED, []
             bucket = _driver_bucket(cursor, dialect, project_id, replay_id)
             if bucket is None:
-                return ReplayState.UNKNOWN, []
+                return _state_of_no_rows(cursor, dialect, project_id, replay_id, None), []
             # A constant bucket lets PostgreSQL look in one partition only.
             owner = (project_id, replay_id, bucket)
             cursor.execute(_PAGE_AT_SQL[dialect], (*owner, *owner, segments, offset))
             rows = cursor.fetchall()
             if rows:
                 return ReplayState.STORED, _range_records(rows)
-            cursor.execute(_HAS_ROWS_SQL[dialect], owner)
-            stored = cursor.fetchone() is not None
-        return (ReplayState.STORED if stored else ReplayState.UNKNOWN), []
+            return _state_of_no_rows(cursor, dialect, project_id, replay_id, bucket), []
 
     def replay_state(self, project_id: int, replay_id: str) -> ReplayState:
         """SHREDDED once a deletion of it (or its project) is recorded, even while its rows are
@@ -1151,6 +1147,21 @@ def _driver_range_query(
         f"AND {' AND '.join(where)} ORDER BY segment_id, part LIMIT {mark}"
     )
     return sql, tuple(args)
+
+
+def _state_of_no_rows(
+    cursor: Any, dialect: str, project_id: int, replay_id: str, bucket: Any
+) -> ReplayState:
+    """The state of a replay whose page came back empty: STORED if it has rows elsewhere, else
+    SHREDDED if its deletion is recorded by now, else UNKNOWN. On PostgreSQL each statement reads
+    its own snapshot, so a shred may have committed since the read's first tombstone check and
+    taken the rows (and the replay's bucket): it is asked again, so the replay reads as shredded."""
+    if bucket is not None:
+        cursor.execute(_HAS_ROWS_SQL[dialect], (project_id, replay_id, bucket))
+        if cursor.fetchone() is not None:
+            return ReplayState.STORED
+    cursor.execute(_TOMBSTONE_OF_SQL[dialect], (project_id, replay_id))
+    return ReplayState.SHREDDED if cursor.fetchone() is not None else ReplayState.UNKNOWN
 
 
 def _driver_bucket(cursor: Any, dialect: str, project_id: int, replay_id: str) -> Any:

@@ -432,12 +432,24 @@ class Catalog:
         found = self._buckets_of(conn, wanted)
         missing = [pair for pair in wanted if pair not in found]
         if missing:
-            conn.execute(
-                self.insert_ignoring_conflicts(Replay),
-                [
-                    {"project_id": p, "replay_id": r, "expiry_bucket": bucket, "first_seen_at": now}
-                    for p, r in missing
-                ],
+            # The statement and values SQLAlchemy would send for insert_ignoring_conflicts(Replay)
+            # (the types' own bind processors render the day and the time), sent to the driver
+            # in one executemany: SQLAlchemy's per-row parameter handling cost 8 ms a flush of
+            # 507 new replays, more than the statement.
+            columns = Replay.__table__.c
+            day_text = columns.expiry_bucket.type.dialect_impl(conn.dialect).bind_processor(
+                conn.dialect
+            )
+            moment_text = columns.first_seen_at.type.dialect_impl(conn.dialect).bind_processor(
+                conn.dialect
+            )
+            assert day_text is not None
+            assert moment_text is not None
+            bucket_text, now_text = day_text(bucket), moment_text(now)
+            conn.exec_driver_sql(
+                "INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(p, r, bucket_text, now_text) for p, r in missing],
             )
             # Another flush may have recorded some of them first: theirs is the bucket.
             found |= self._buckets_of(conn, missing)

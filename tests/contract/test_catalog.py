@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from tests.integration.helpers import tombstone, write_tombstone
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord, ReplayState
@@ -350,3 +350,28 @@ def test_a_flush_waits_for_a_deletion_request_of_its_project(postgres_url: str) 
     assert (outcome[0].inserted, outcome[0].dropped_deleted) == (0, 3)  # it saw the tombstone
     assert catalog.replay_ranges(1, REPLAY) == []
     catalog.dispose()
+
+
+def test_a_flush_records_each_new_replay_once_and_finds_its_segments(catalog: Catalog) -> None:
+    # 600 replays: more than one chunk of the stored-segment query; their bucket and first
+    # sighting are read back through SQLAlchemy's own types, as every other reader reads them.
+    replays = [f"{n:032x}" for n in range(600)]
+    rows = [_row(n % 3, replay=replay, at=n * 100) for n, replay in enumerate(replays)]
+    catalog.insert_blob(_blob("b1", rows), rows)
+    first_bucket = catalog.replay_bucket(1, replays[0])
+    assert first_bucket == (NOW + timedelta(days=90)).date()
+    assert catalog.replay_bucket(1, replays[-1]) == first_bucket
+    later = [
+        replace(_row(5, replay=replays[0]), expires_at=NOW + timedelta(days=400), blob_path="b2")
+    ]
+    catalog.insert_blob(_blob("b2", later), later)
+    assert catalog.replay_bucket(1, replays[0]) == first_bucket  # the first sighting's
+    with catalog.connection("test") as conn:
+        seen = (
+            conn.execute(select(Replay.first_seen_at).where(Replay.project_id == 1)).scalars().all()
+        )
+    assert len(seen) == 600
+    assert {moment.replace(tzinfo=None) for moment in seen} == {NOW.replace(tzinfo=None)}
+    stored = {(1, replay, n % 3) for n, replay in enumerate(replays)} | {(1, replays[0], 5)}
+    absent = {(1, replays[0], 7), (1, "f" * 32, 0), (2, replays[1], 1)}
+    assert catalog.stored_segments(stored | absent) == stored

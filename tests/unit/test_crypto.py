@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault_store.core import codec
-from vault_store.core.crypto import DataKey, FrameIdentity, open_frame, seal
+from vault_store.core.crypto import DataKey, FrameIdentity, length_prefixed, open_frame, seal
+from vault_store.core.keys import KeyContext
 from vault_store.errors import CorruptData
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "sealed_frames.json").read_text())
@@ -172,3 +173,29 @@ def test_random_nonces_differ() -> None:
     identity = FrameIdentity(1, "f" * 32, 0)
     frames = {seal(b"[]", key, identity)[1:13] for _ in range(100)}
     assert len(frames) == 100
+
+
+@settings(max_examples=200)
+@given(
+    st.integers(0, 2**64 - 1),
+    st.text(alphabet="0123456789abcdef", max_size=32),
+    st.integers(0, 2**64 - 1),
+    st.text(max_size=16),
+    st.integers(0, 255),
+)
+def test_associated_data_is_the_length_prefixed_encoding(
+    project_id: int, replay_id: str, segment_id: int, part: str, version: int
+) -> None:
+    # The packed forms must stay byte for byte the documented length-prefixed encodings.
+    identity = FrameIdentity(project_id, replay_id, segment_id, part)
+    assert identity.associated_data(version) == length_prefixed(
+        b"vault-store frame",
+        bytes([version]),
+        struct.pack(">Q", project_id),
+        replay_id.encode("ascii"),
+        struct.pack(">Q", segment_id),
+        part.encode("utf-8"),
+    )
+    assert KeyContext(project_id, replay_id).associated_data() == length_prefixed(
+        b"vault-store dek v1", struct.pack(">Q", project_id), replay_id.encode("ascii")
+    )

@@ -432,12 +432,24 @@ class Catalog:
         found = self._buckets_of(conn, wanted)
         missing = [pair for pair in wanted if pair not in found]
         if missing:
-            conn.execute(
-                self.insert_ignoring_conflicts(Replay),
-                [
-                    {"project_id": p, "replay_id": r, "expiry_bucket": bucket, "first_seen_at": now}
-                    for p, r in missing
-                ],
+            # The statement and values SQLAlchemy would send for insert_ignoring_conflicts(Replay)
+            # (the types' own bind processors render the day and the time), sent to the driver
+            # in one executemany: SQLAlchemy's per-row parameter handling cost 8 ms a flush of
+            # 507 new replays, more than the statement.
+            columns = Replay.__table__.c
+            day_text = columns.expiry_bucket.type.dialect_impl(conn.dialect).bind_processor(
+                conn.dialect
+            )
+            moment_text = columns.first_seen_at.type.dialect_impl(conn.dialect).bind_processor(
+                conn.dialect
+            )
+            assert day_text is not None
+            assert moment_text is not None
+            bucket_text, now_text = day_text(bucket), moment_text(now)
+            conn.exec_driver_sql(
+                "INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(p, r, bucket_text, now_text) for p, r in missing],
             )
             # Another flush may have recorded some of them first: theirs is the bucket.
             found |= self._buckets_of(conn, missing)
@@ -461,12 +473,14 @@ class Catalog:
         found: dict[tuple[int, str], date] = {}
         for first in range(0, len(replays), 2000):
             chunk = replays[first : first + 2000]
-            rows = conn.execute(
-                select(Replay.project_id, Replay.replay_id, Replay.expiry_bucket).where(
-                    tuple_(Replay.project_id, Replay.replay_id).in_(chunk)
-                )
+            # The statement SQLAlchemy would compile for tuple_().in_(), sent to the driver
+            # as is: rendering a list of 2,000 expanding pairs cost more than running it.
+            rows = conn.exec_driver_sql(
+                "SELECT project_id, replay_id, expiry_bucket FROM replay "  # noqa: S608
+                f"WHERE (project_id, replay_id) IN (VALUES {_pairs(len(chunk))})",
+                tuple(value for pair in chunk for value in pair),
             ).all()
-            found.update({(int(p), str(r)): b for p, r, b in rows})
+            found.update({(int(p), str(r)): _day(b) for p, r, b in rows})
         return found
 
     def tombstoned(self, replays: Collection[tuple[int, str]]) -> set[tuple[int, str]]:
@@ -595,6 +609,18 @@ class Catalog:
         pairs = sorted(by_replay)
         for chunk in range(0, len(pairs), 500):
             wanted = pairs[chunk : chunk + 500]
+            if conn.dialect.name == "sqlite":
+                # As below, sent to the driver as is (see _buckets_of).
+                ids = sorted({s for pair in wanted for s in by_replay[pair]})
+                rows = conn.exec_driver_sql(
+                    "SELECT DISTINCT project_id, replay_id, segment_id "  # noqa: S608
+                    "FROM recording_byte_range "
+                    f"WHERE (project_id, replay_id) IN (VALUES {_pairs(len(wanted))}) "
+                    f"AND segment_id IN ({', '.join('?' * len(ids))})",
+                    (*(value for pair in wanted for value in pair), *ids),
+                ).all()
+                found |= {(p, r, s) for p, r, s in rows if s in by_replay.get((p, r), ())}
+                continue
             rows = conn.execute(
                 select(
                     RecordingByteRange.project_id,
@@ -1207,6 +1233,16 @@ def _range_records(rows: Sequence[Any]) -> list[RangeRecord]:
             )
         )
     return records
+
+
+def _pairs(count: int) -> str:
+    """`count` rows of two positional parameters, for a row-value IN list (SQLite)."""
+    return ", ".join(["(?, ?)"] * count)
+
+
+def _day(value: date | str) -> date:
+    # The driver hands SQLite's DATE back as its text ('YYYY-MM-DD'), as SQLAlchemy stores it.
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def _moment(value: datetime | str) -> datetime:

@@ -35,6 +35,11 @@ FRAME_OVERHEAD = 1 + NONCE_BYTES + TAG_BYTES
 DEFAULT_PART = "recording"
 _KEY_CHECK_LABEL = b"vault-store key-check v1"
 _FRAME_AD_LABEL = b"vault-store frame"
+# The frame's associated data in three pieces: the label's field, then (version, project_id,
+# the replay id's length) and (segment_id, the part's length), each field after its length.
+_FRAME_AD_HEAD = struct.pack(">I", len(_FRAME_AD_LABEL)) + _FRAME_AD_LABEL
+_FRAME_AD_PROJECT = struct.Struct(">IBIQI")
+_FRAME_AD_SEGMENT = struct.Struct(">IQI")
 
 
 class DataKey:
@@ -99,14 +104,19 @@ class FrameIdentity:
     part: str = DEFAULT_PART
 
     def associated_data(self, version: int = FRAME_VERSION) -> bytes:
-        """Length-prefixed, unambiguous encoding of the identity and format version."""
-        return length_prefixed(
-            _FRAME_AD_LABEL,
-            bytes([version]),
-            struct.pack(">Q", self.project_id),
-            self.replay_id.encode("ascii"),
-            struct.pack(">Q", self.segment_id),
-            self.part.encode("utf-8"),
+        """Length-prefixed, unambiguous encoding of the identity and format version: the bytes
+        of length_prefixed(label, version, project_id, replay_id, segment_id, part), packed
+        with two precompiled structs (it runs once per sealed and per opened frame)."""
+        replay = self.replay_id.encode("ascii")
+        part = self.part.encode("utf-8")
+        return b"".join(
+            (
+                _FRAME_AD_HEAD,
+                _FRAME_AD_PROJECT.pack(1, version, 8, self.project_id, len(replay)),
+                replay,
+                _FRAME_AD_SEGMENT.pack(8, self.segment_id, len(part)),
+                part,
+            )
         )
 
 

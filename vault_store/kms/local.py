@@ -56,6 +56,8 @@ class LocalKms:
         self._random_bytes = random_bytes
         self._lock = threading.Lock()
         self._primary, self._keys = self._load_or_create(create=create)
+        # The primary's name, as every wrap returns it (changed only by rotate, under the lock).
+        self._primary_name = self._name(self._primary)
         self._materials: dict[int, bytes] = {}
 
     @property
@@ -72,9 +74,10 @@ class LocalKms:
         with self._lock:
             version = self._primary
             aead = self._keys[version]
+            name = self._primary_name
         nonce = self._random_bytes(NONCE_BYTES)
         ciphertext = aead.encrypt(nonce, key.reveal(), context.associated_data())
-        return WrappedKey(_VERSION.pack(version) + nonce + ciphertext, self._name(version))
+        return WrappedKey(_VERSION.pack(version) + nonce + ciphertext, name)
 
     def unwrap(self, ciphertext: bytes, context: KeyContext) -> DataKey:
         """Unwrap with the version named inside the ciphertext."""
@@ -104,6 +107,7 @@ class LocalKms:
             self._write_document(document, replace=True)
             self._keys[version] = AESGCM(base64.b64decode(document["keys"][str(version)]))
             self._primary = version
+            self._primary_name = self._name(version)
         return self._name(version)
 
     def holds(self, kek: str) -> bool:

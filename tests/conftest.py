@@ -21,7 +21,14 @@ from vault_store.services.samples import Recording, load_recordings
 from vault_store.settings import FlushPolicy, ReadPolicy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_URL = os.environ.get("VAULT_STORE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SERVER_PG_URL = os.environ.get(
+    "VAULT_STORE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+# Under pytest-xdist each worker process has a database of its own (made on first use): advisory
+# locks, which order flushes against deletions, are per database, so tests running side by side in
+# schemas of one database would wait on each other's project locks.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+PG_URL = f"{SERVER_PG_URL}_{_XDIST_WORKER}" if _XDIST_WORKER else SERVER_PG_URL
 RECORDINGS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
 
 
@@ -34,13 +41,46 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+# Test groups that must not run side by side under pytest-xdist (`--dist loadgroup`): the worker
+# tests share the brokers (one restarts RabbitMQ), and the viewer tests share viewer/node_modules
+# and a browser. Each group runs in one xdist worker, and is sent first so it does not come last.
+_SERIAL_GROUPS = {"workers": "brokers", "test_viewer.py": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    grouped: list[pytest.Item] = []
+    for item in items:
+        group = next((g for part, g in _SERIAL_GROUPS.items() if part in item.path.parts), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+            grouped.append(item)
+    if _XDIST_WORKER:  # every xdist worker collects, and schedules by, this same order
+        first = set(grouped)
+        items[:] = grouped + [item for item in items if item not in first]
+
+
 @pytest.fixture(scope="session")
 def postgres_available() -> bool:
     try:
-        psycopg2.connect(PG_URL, connect_timeout=3).close()
+        psycopg2.connect(SERVER_PG_URL, connect_timeout=3).close()
     except psycopg2.OperationalError:
         return False
+    if PG_URL != SERVER_PG_URL:
+        _create_database(PG_URL.rsplit("/", 1)[1])
     return True
+
+
+def _create_database(name: str) -> None:
+    """Create this xdist worker's database unless it is there from an earlier run."""
+    conn = psycopg2.connect(SERVER_PG_URL)
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")

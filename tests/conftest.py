@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -41,22 +42,34 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-# Test groups that must not run side by side under pytest-xdist (`--dist loadgroup`): the worker
-# tests share the brokers (one restarts RabbitMQ), and the viewer tests share viewer/node_modules
-# and a browser. Each group runs in one xdist worker, and is sent first so it does not come last.
-_SERIAL_GROUPS = {"workers": "brokers", "test_viewer.py": "browser"}
+# Tests that must not run side by side under pytest-xdist (`-n`): the worker tests share the
+# brokers (one restarts RabbitMQ), and the viewer tests share viewer/node_modules and a browser.
+# Each group is one unit of work for one xdist process; every other test is a unit of its own.
+_SERIAL_GROUPS = {"tests/workers/": "brokers", "tests/integration/test_viewer.py": "browser"}
+
+
+def _serial_group(nodeid: str) -> str | None:
+    return next((g for prefix, g in _SERIAL_GROUPS.items() if nodeid.startswith(prefix)), None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    grouped: list[pytest.Item] = []
-    for item in items:
-        group = next((g for part, g in _SERIAL_GROUPS.items() if part in item.path.parts), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-            grouped.append(item)
-    if _XDIST_WORKER:  # every xdist worker collects, and schedules by, this same order
-        first = set(grouped)
-        items[:] = grouped + [item for item in items if item not in first]
+    if _XDIST_WORKER:  # the groups go first, so the longest unit does not start last
+        first = [item for item in items if _serial_group(item.nodeid)]
+        chosen = set(first)
+        items[:] = first + [item for item in items if item not in chosen]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduling with _SERIAL_GROUPS as the only shared scopes. (Its `loadgroup`
+    mode does not work with pytest 9.2, which no longer takes a node id from `_nodeid`.)"""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class SerialGroups(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+        def _split_scope(self, nodeid: str) -> str:
+            return _serial_group(nodeid) or nodeid
+
+    return SerialGroups(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import pytest
+from sqlalchemy.engine import make_url
 
 # gRPC's C core logs every GOAWAY of a stopped test server at INFO: keep test output readable.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -28,8 +30,13 @@ SERVER_PG_URL = os.environ.get(
 # Under pytest-xdist each worker process has a database of its own (made on first use): advisory
 # locks, which order flushes against deletions, are per database, so tests running side by side in
 # schemas of one database would wait on each other's project locks.
-_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-PG_URL = f"{SERVER_PG_URL}_{_XDIST_WORKER}" if _XDIST_WORKER else SERVER_PG_URL
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_SERVER = make_url(SERVER_PG_URL)
+PG_URL = (
+    _SERVER.set(database=f"{_SERVER.database}_{XDIST_WORKER}").render_as_string(hide_password=False)
+    if XDIST_WORKER
+    else SERVER_PG_URL
+)
 RECORDINGS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
 
 
@@ -42,34 +49,19 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-# Tests that must not run side by side under pytest-xdist (`-n`): the worker tests share the
-# brokers (one restarts RabbitMQ), and the viewer tests share viewer/node_modules and a browser.
-# Each group is one unit of work for one xdist process; every other test is a unit of its own.
-_SERIAL_GROUPS = {"tests/workers/": "brokers", "tests/integration/test_viewer.py": "browser"}
-
-
-def _serial_group(nodeid: str) -> str | None:
-    return next((g for prefix, g in _SERIAL_GROUPS.items() if nodeid.startswith(prefix)), None)
+# Under pytest-xdist (`-n`) the worker tests take turns: they share the brokers, and one restarts
+# RabbitMQ (tests/workers/conftest.py holds them to one at a time). They are collected first, so
+# xdist's first batch of tests, which is larger than their number, gives them all to one process.
+# (xdist's own `--dist loadgroup` does nothing on pytest 9.2, and its scope scheduling drops tests
+# that share a node id, as schemathesis's do.)
+ONE_AT_A_TIME = "tests/workers/"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if _XDIST_WORKER:  # the groups go first, so the longest unit does not start last
-        first = [item for item in items if _serial_group(item.nodeid)]
+    if XDIST_WORKER:
+        first = [item for item in items if item.nodeid.startswith(ONE_AT_A_TIME)]
         chosen = set(first)
         items[:] = first + [item for item in items if item not in chosen]
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """xdist's scope scheduling with _SERIAL_GROUPS as the only shared scopes. (Its `loadgroup`
-    mode does not work with pytest 9.2, which no longer takes a node id from `_nodeid`.)"""
-    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
-
-    class SerialGroups(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
-        def _split_scope(self, nodeid: str) -> str:
-            return _serial_group(nodeid) or nodeid
-
-    return SerialGroups(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +71,7 @@ def postgres_available() -> bool:
     except psycopg2.OperationalError:
         return False
     if PG_URL != SERVER_PG_URL:
-        _create_database(PG_URL.rsplit("/", 1)[1])
+        _create_database(make_url(PG_URL).database or "")
     return True
 
 
@@ -91,7 +83,9 @@ def _create_database(name: str) -> None:
         with conn.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{name}"')
+                # Another run against this server may make it first: then it is there.
+                with contextlib.suppress(psycopg2.errors.DuplicateDatabase):
+                    cursor.execute(f'CREATE DATABASE "{name}"')
     finally:
         conn.close()
 

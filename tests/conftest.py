@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
+import psycopg2.errors
 import pytest
+from sqlalchemy.engine import make_url
 
 # gRPC's C core logs every GOAWAY of a stopped test server at INFO: keep test output readable.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -21,7 +24,19 @@ from vault_store.services.samples import Recording, load_recordings
 from vault_store.settings import FlushPolicy, ReadPolicy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_URL = os.environ.get("VAULT_STORE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SERVER_PG_URL = os.environ.get(
+    "VAULT_STORE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+# Under pytest-xdist each worker process has a database of its own (made on first use): advisory
+# locks, which order flushes against deletions, are per database, so tests running side by side in
+# schemas of one database would wait on each other's project locks.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_SERVER = make_url(SERVER_PG_URL)
+PG_URL = (
+    _SERVER.set(database=f"{_SERVER.database}_{XDIST_WORKER}").render_as_string(hide_password=False)
+    if XDIST_WORKER
+    else SERVER_PG_URL
+)
 RECORDINGS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "recordings"
 
 
@@ -34,13 +49,45 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+# Under pytest-xdist (`-n`) the worker tests take turns: they share the brokers, and one restarts
+# RabbitMQ (tests/workers/conftest.py holds them to one at a time). They are collected first, so
+# xdist's first batch of tests, which is larger than their number, gives them all to one process.
+# (xdist's own `--dist loadgroup` does nothing on pytest 9.2, and its scope scheduling drops tests
+# that share a node id, as schemathesis's do.)
+ONE_AT_A_TIME = "tests/workers/"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if XDIST_WORKER:
+        first = [item for item in items if item.nodeid.startswith(ONE_AT_A_TIME)]
+        chosen = set(first)
+        items[:] = first + [item for item in items if item not in chosen]
+
+
 @pytest.fixture(scope="session")
 def postgres_available() -> bool:
     try:
-        psycopg2.connect(PG_URL, connect_timeout=3).close()
+        psycopg2.connect(SERVER_PG_URL, connect_timeout=3).close()
     except psycopg2.OperationalError:
         return False
+    if PG_URL != SERVER_PG_URL:
+        _create_database(make_url(PG_URL).database or "")
     return True
+
+
+def _create_database(name: str) -> None:
+    """Create this xdist worker's database unless it is there from an earlier run."""
+    conn = psycopg2.connect(SERVER_PG_URL)
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                # Another run against this server may make it first: then it is there.
+                with contextlib.suppress(psycopg2.errors.DuplicateDatabase):
+                    cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ browser tests: found or installed here, a failure under CI=true when missing."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -42,19 +43,30 @@ def node_modules() -> Path:
     `npm ci` from viewer/package-lock.json when missing."""
     modules = VIEWER_DIR / "node_modules"
     wanted = [modules / "rrweb-player" / "umd" / "rrweb-player.js", modules / "@sentry" / "browser"]
-    if not all(path.exists() for path in wanted):
-        npm = shutil.which("npm")
-        need(npm is not None, "npm not found (needed to install viewer/package-lock.json)")
-        assert npm is not None
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=VIEWER_DIR,
-            capture_output=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    if all(path.exists() for path in wanted):
+        return modules
+    # pytest-xdist processes may get here at once: one runs `npm ci`, which rewrites the folder,
+    # and the others wait for it and find the packages there.
+    with (Path(tempfile.gettempdir()) / "vault-store-viewer-npm-ci.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not all(path.exists() for path in wanted):
+            _npm_ci()
     return modules
+
+
+def _npm_ci() -> None:
+    """`npm ci` in viewer/, from its package-lock.json."""
+    npm = shutil.which("npm")
+    need(npm is not None, "npm not found (needed to install viewer/package-lock.json)")
+    assert npm is not None
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=VIEWER_DIR,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
 
 
 def player_package() -> Path:

@@ -3,13 +3,14 @@ the test and its worker processes, worker environments on per-test queues, and t
 
 from __future__ import annotations
 
+import fcntl
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import need
+from tests.conftest import XDIST_WORKER, need
 from tests.workers.harness import (
     BROKERS,
     INGEST_BROKERS,
@@ -21,6 +22,20 @@ from tests.workers.harness import (
 from vault_store.catalog import Catalog
 
 EnvFactory = Callable[..., dict[str, str]]
+
+
+@pytest.fixture(autouse=True)
+def one_worker_test_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Under pytest-xdist, a lock that every worker test holds for its whole run: they share the
+    brokers, and one restarts RabbitMQ. (The file is in the run's temporary directory, which all
+    xdist processes of the run share.)"""
+    if not XDIST_WORKER:
+        yield
+        return
+    lock = tmp_path_factory.getbasetemp().parent / "worker-tests.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # let go of when the file is closed
+        yield
 
 
 def _broker(name: str) -> str:

@@ -14,43 +14,24 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from vault_store import Catalog, LocalBlobStore, LocalKms, Segment, Vault
-from vault_store.core.rrweb import segment_bodies
-from vault_store.services.samples import find_recordings_dir, load_recordings
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parts_report import recording_segments, vault_in
 
 MODES = ("typed", "off")
-
-
-def vault_in(root: Path, *, typed: bool) -> Vault:
-    catalog = Catalog(f"sqlite:///{root / f'{uuid.uuid4().hex}.sqlite3'}")
-    catalog.migrate()
-    return Vault(
-        catalog=catalog,
-        blob_store=LocalBlobStore(root / "blobs"),
-        kms=LocalKms(root / "kek.json"),
-        typed_parts=typed,
-    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=16)
     args = parser.parse_args()
-    directory = find_recordings_dir()
-    if directory is None:
-        raise SystemExit("the real recordings (shared/data/recordings) were not found")
-    recordings = load_recordings(directory)
-    segments = [
-        Segment(project_id=1, replay_id=f"{index:032x}", segment_id=n, body=body, retention_days=90)
-        for index, recording in enumerate(recordings)
-        for n, body in enumerate(segment_bodies(recording.events))
-    ]
+    recordings, segments = recording_segments()
     cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
     wall: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as work:

@@ -33,7 +33,7 @@ from vault_store.core import parts
 from vault_store.core.message import build_message
 from vault_store.core.parts import CONSOLE, DOM, NETWORK, TIMELINE
 from vault_store.core.rrweb import segment_bodies
-from vault_store.services.samples import find_recordings_dir, load_recordings
+from vault_store.services.samples import Recording, find_recordings_dir, load_recordings
 
 # Segments handed to the library, and relay messages (zlib bodies) as ingest workers see them.
 PATHS = ("segments", "messages")
@@ -57,13 +57,8 @@ def vault_in(root: Path, *, typed: bool) -> Vault:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--cpu", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    clock = time.process_time if args.cpu else time.perf_counter
+def recording_segments() -> tuple[list[Recording], list[Segment]]:
+    """The real recordings, and their segments as the browser SDK cuts them, one replay each."""
     directory = find_recordings_dir()
     if directory is None:
         raise SystemExit("the real recordings (shared/data/recordings) were not found")
@@ -73,6 +68,17 @@ def main() -> None:
         for index, recording in enumerate(recordings)
         for n, body in enumerate(segment_bodies(recording.events))
     ]
+    return recordings, segments
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    clock = time.process_time if args.cpu else time.perf_counter
+    recordings, segments = recording_segments()
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
         vaults = {"typed": vault_in(root, typed=True), "off": vault_in(root, typed=False)}

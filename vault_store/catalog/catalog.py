@@ -501,10 +501,8 @@ class Catalog:
         connection (its BEGIN, execution context and reset) it cost about ten times the
         query (550 against 50 microseconds on SQLite). One statement reads one snapshot, so
         no transaction is needed; the pool still rolls the connection back on return."""
-        sql = _TOMBSTONE_OF_SQL[self.dialect]
         with self._errors("tombstones"), self._driver_cursor() as cursor:
-            cursor.execute(sql, (project_id, replay_id))
-            return cursor.fetchone() is not None
+            return _driver_tombstoned(cursor, self.dialect, project_id, replay_id)
 
     @contextmanager
     def _read_cursor(self) -> Iterator[Any]:
@@ -723,8 +721,7 @@ class Catalog:
         )
         dialect = self.dialect
         with self._errors("read"), self._read_cursor() as cursor:
-            cursor.execute(_TOMBSTONE_OF_SQL[dialect], (project_id, replay_id))
-            if cursor.fetchone() is not None:
+            if _driver_tombstoned(cursor, dialect, project_id, replay_id):
                 return ReplayState.SHREDDED, []
             bucket = _driver_bucket(cursor, dialect, project_id, replay_id)
             if bucket is None:
@@ -754,8 +751,7 @@ class Catalog:
             return ReplayState.UNKNOWN, []
         dialect = self.dialect
         with self._errors("read"), self._read_cursor() as cursor:
-            cursor.execute(_TOMBSTONE_OF_SQL[dialect], (project_id, replay_id))
-            if cursor.fetchone() is not None:
+            if _driver_tombstoned(cursor, dialect, project_id, replay_id):
                 return ReplayState.SHREDDED, []
             bucket = _driver_bucket(cursor, dialect, project_id, replay_id)
             if bucket is None:
@@ -1186,8 +1182,15 @@ def _state_of_no_rows(
         cursor.execute(_HAS_ROWS_SQL[dialect], (project_id, replay_id, bucket))
         if cursor.fetchone() is not None:
             return ReplayState.STORED
+    if _driver_tombstoned(cursor, dialect, project_id, replay_id):
+        return ReplayState.SHREDDED
+    return ReplayState.UNKNOWN
+
+
+def _driver_tombstoned(cursor: Any, dialect: str, project_id: int, replay_id: str) -> bool:
+    """Whether a deletion of the replay or of its whole project is recorded (one statement)."""
     cursor.execute(_TOMBSTONE_OF_SQL[dialect], (project_id, replay_id))
-    return ReplayState.SHREDDED if cursor.fetchone() is not None else ReplayState.UNKNOWN
+    return cursor.fetchone() is not None
 
 
 def _driver_bucket(cursor: Any, dialect: str, project_id: int, replay_id: str) -> Any:

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 from sqlalchemy import delete, select
 
-from tests.integration.helpers import tombstone, write_tombstone
+from tests.integration.helpers import after_each_driver_statement, tombstone, write_tombstone
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord, ReplayState
 from vault_store.catalog.models import RecordingByteRange, Replay
 from vault_store.errors import BackendUnavailable, ConfigError
@@ -212,39 +212,20 @@ def test_a_connection_dropped_mid_read_is_unavailable_and_logs_no_traceback(
     catalog.migrate()
     rows = [_row(n, at=n * 100) for n in range(3)]
     catalog.insert_blob(_blob("b1", rows), rows)
-    pooled = catalog.engine.raw_connection
+    statements: list[str] = []
 
-    class Cursor:
-        def __init__(self, cursor: Any, backend: int) -> None:
-            self._cursor, self._backend, self._statements = cursor, backend, 0
+    def end_the_session_after_the_first(statement: str, _parameters: Any, driver: Any) -> None:
+        statements.append(statement)
+        if len(statements) == 1:
+            with psycopg2.connect(postgres_url) as admin, admin.cursor() as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (driver.get_backend_pid(),))
 
-        def execute(self, statement: str, parameters: Any = ()) -> Any:
-            self._statements += 1
-            if self._statements == 2:
-                with psycopg2.connect(postgres_url) as admin, admin.cursor() as other:
-                    other.execute("SELECT pg_terminate_backend(%s)", (self._backend,))
-            return self._cursor.execute(statement, parameters)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._cursor, name)
-
-    class EndedAfterTheFirstStatement:
-        def __init__(self) -> None:
-            self._connection = pooled()
-
-        def cursor(self) -> Cursor:
-            backend = self._connection.driver_connection.get_backend_pid()  # type: ignore[union-attr]
-            return Cursor(self._connection.cursor(), backend)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._connection, name)
-
-    catalog.engine.raw_connection = EndedAfterTheFirstStatement  # type: ignore[method-assign,assignment]
-    try:
-        with caplog.at_level(logging.DEBUG), pytest.raises(BackendUnavailable) as caught:
-            catalog.replay_page(1, REPLAY, limit=2)
-    finally:
-        del catalog.engine.raw_connection
+    with (
+        after_each_driver_statement(catalog, end_the_session_after_the_first),
+        caplog.at_level(logging.DEBUG),
+        pytest.raises(BackendUnavailable) as caught,
+    ):
+        catalog.replay_page(1, REPLAY, limit=2)
     assert caught.value.op == "read"
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
     state, page = catalog.replay_page(1, REPLAY, limit=2)
@@ -261,7 +242,6 @@ def test_a_replay_shredded_while_its_page_is_read_reads_as_shredded(
     said UNKNOWN (404) for a replay that is SHREDDED (410)."""
     rows = [_row(n, at=n * 100) for n in range(3)]
     catalog.insert_blob(_blob("b1", rows), rows)
-    pooled = catalog.engine.raw_connection
     shredded: list[bool] = []
 
     def shred() -> None:
@@ -271,40 +251,18 @@ def test_a_replay_shredded_while_its_page_is_read_reads_as_shredded(
             conn.execute(delete(Replay).where(Replay.replay_id == REPLAY))
         shredded.append(True)
 
-    class Cursor:
-        def __init__(self, cursor: Any) -> None:
-            self._cursor = cursor
+    def shred_after_the_tombstone_check(statement: str, _parameters: Any, _driver: Any) -> None:
+        if "FROM tombstone" in statement and not shredded:
+            # Another session, so SQLite's read keeps the snapshot it began with.
+            thread = threading.Thread(target=shred)
+            thread.start()
+            thread.join(30)
 
-        def execute(self, statement: str, parameters: Any = ()) -> Any:
-            done = self._cursor.execute(statement, parameters)
-            if "FROM tombstone" in statement and not shredded:
-                # Another session, so SQLite's read keeps the snapshot it began with.
-                thread = threading.Thread(target=shred)
-                thread.start()
-                thread.join(30)
-            return done
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._cursor, name)
-
-    class Connection:
-        def __init__(self) -> None:
-            self._connection = pooled()
-
-        def cursor(self) -> Cursor:
-            return Cursor(self._connection.cursor())
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._connection, name)
-
-    catalog.engine.raw_connection = Connection  # type: ignore[method-assign,assignment]
-    try:
+    with after_each_driver_statement(catalog, shred_after_the_tombstone_check):
         if call == "replay_page":
             state, page = catalog.replay_page(1, REPLAY, limit=2)
         else:
             state, page = catalog.replay_page_at(1, REPLAY, offset=0, segments=2)
-    finally:
-        del catalog.engine.raw_connection
     assert shredded
     if catalog.dialect == "sqlite":  # one snapshot for the whole read: as it was when it began
         assert (state, len(page)) == (ReplayState.STORED, 2)

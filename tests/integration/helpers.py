@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -95,22 +95,25 @@ def serving(app: FastAPI) -> Iterator[str]:
         thread.join(20)
 
 
+DriverHook = Callable[[str, Any, Any], None]
+
+
 @contextmanager
-def driver_statements(catalog: Catalog, containing: str) -> Iterator[list[tuple[str, Any]]]:
-    """(statement, parameters) of what the catalog's pooled driver connections execute that
-    contain `containing`: reads run there (Catalog._read_cursor), past SQLAlchemy's events."""
-    seen: list[tuple[str, Any]] = []
+def after_each_driver_statement(catalog: Catalog, hook: DriverHook) -> Iterator[None]:
+    """Call `hook(statement, parameters, driver_connection)` after each statement that the
+    catalog's pooled driver connections execute: reads and the tombstone check run there
+    (Catalog._driver_cursor), past SQLAlchemy's events."""
     engine = catalog.engine
     raw_connection = engine.raw_connection
 
-    class Recording:
-        def __init__(self, cursor: Any) -> None:
-            self._cursor = cursor
+    class Cursor:
+        def __init__(self, cursor: Any, connection: Any) -> None:
+            self._cursor, self._connection = cursor, connection
 
         def execute(self, statement: str, parameters: Any = ()) -> Any:
-            if containing in statement:
-                seen.append((statement, parameters))
-            return self._cursor.execute(statement, parameters)
+            done = self._cursor.execute(statement, parameters)
+            hook(statement, parameters, self._connection)
+            return done
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self._cursor, name)
@@ -119,14 +122,28 @@ def driver_statements(catalog: Catalog, containing: str) -> Iterator[list[tuple[
         def __init__(self) -> None:
             self._connection = raw_connection()
 
-        def cursor(self) -> Recording:
-            return Recording(self._connection.cursor())
+        def cursor(self) -> Cursor:
+            return Cursor(self._connection.cursor(), self._connection.driver_connection)
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self._connection, name)
 
     engine.raw_connection = Connection  # type: ignore[method-assign,assignment]
     try:
-        yield seen
+        yield
     finally:
         del engine.raw_connection
+
+
+@contextmanager
+def driver_statements(catalog: Catalog, containing: str) -> Iterator[list[tuple[str, Any]]]:
+    """(statement, parameters) of what the catalog's pooled driver connections execute that
+    contain `containing` (see after_each_driver_statement)."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(statement: str, parameters: Any, _connection: Any) -> None:
+        if containing in statement:
+            seen.append((statement, parameters))
+
+    with after_each_driver_statement(catalog, record):
+        yield seen

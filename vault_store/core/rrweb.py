@@ -414,10 +414,10 @@ _UNDECIDED = 255
 # Events at least this long on average are found again from their decoded fields (a few byte
 # comparisons an event) rather than by decoding the body a second time (a pass over every byte).
 _LARGE_EVENT = 1024
-# The orders in which rrweb (type, data, timestamp) and the Sentry SDK (type, timestamp, data)
-# write an event's fields, the one some recorders use (data first), and without a timestamp.
+# The orders, besides rrweb's own (type, data, timestamp: _event_end's first check), in which
+# events are written: the Sentry SDK's (type, timestamp, data), the one some recorders use (data
+# first), and without a timestamp.
 _FIELD_ORDERS = (
-    ("type", "data", "timestamp"),
     ("type", "timestamp", "data"),
     ("data", "type", "timestamp"),
     ("type", "data"),
@@ -455,7 +455,7 @@ def _event_end(body: bytes, start: int, event: _EventTop) -> int | None:
     """Where the event written at `start` ends, if it is exactly its fields in a usual order."""
     kind = b'"type":null' if event.type is None else b'"type":%d' % event.type
     data = event.data
-    # rrweb's own order first, in three comparisons; then every usual order, field by field.
+    # rrweb's own order first, in three comparisons; then the other usual orders, field by field.
     head = b"{" + kind + b"," + _DATA_KEY
     if body.startswith(head, start) and body.startswith(data, start + len(head)):
         tail = _TIMESTAMP_TAIL.match(body, start + len(head) + len(data))

@@ -35,9 +35,9 @@ FRAME_OVERHEAD = 1 + NONCE_BYTES + TAG_BYTES
 DEFAULT_PART = "recording"
 _KEY_CHECK_LABEL = b"vault-store key-check v1"
 _FRAME_AD_LABEL = b"vault-store frame"
-# The frame's associated data in three pieces: the label's field, then (version, project_id,
-# the replay id's length) and (segment_id, the part's length), each field after its length.
-_FRAME_AD_HEAD = struct.pack(">I", len(_FRAME_AD_LABEL)) + _FRAME_AD_LABEL
+# The frame's associated data in three pieces: the label's field (_FRAME_AD_HEAD, below
+# length_prefixed), then (version, project_id, the replay id's length) and (segment_id, the
+# part's length), each field after its length.
 _FRAME_AD_PROJECT = struct.Struct(">IBIQI")
 _FRAME_AD_SEGMENT = struct.Struct(">IQI")
 
@@ -123,6 +123,9 @@ class FrameIdentity:
 def length_prefixed(*fields: bytes) -> bytes:
     """Concatenate fields, each preceded by its 4-byte big-endian length."""
     return b"".join(struct.pack(">I", len(field)) + field for field in fields)
+
+
+_FRAME_AD_HEAD = length_prefixed(_FRAME_AD_LABEL)
 
 
 def seal(

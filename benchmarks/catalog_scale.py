@@ -16,6 +16,10 @@ default) it measures:
 - project shred rows/s (a whole project of about 50,000 rows, deleted in 5,000-row chunks);
 - disk bytes per row (every partition's table and indexes, plus the replay table);
 - the time to drop one expired partition (detach and drop) and the rows it held.
+
+With `--keep` the schema stays; `--schema NAME --shreds 8` then shreds 8 more of its projects of
+about 50,000 rows, alternately with the catalog's JIT setting (off) and PostgreSQL's default (on),
+and prints both rates and their ratio.
 """
 
 from __future__ import annotations
@@ -69,8 +73,23 @@ def main() -> None:
         action="store_true",
         help="measure 'cold' without restarting PostgreSQL (when others share the server)",
     )
+    parser.add_argument(
+        "--schema",
+        help="measure project shreds on a schema an earlier run kept (--keep), inserting nothing",
+    )
+    parser.add_argument(
+        "--shreds",
+        type=int,
+        default=8,
+        help="with --schema: projects shredded, alternately with JIT off (the catalog's "
+        "setting) and on (PostgreSQL's default)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.schema:
+        compared = jit_comparison(args.pg, args.schema, args.shreds)
+        print(json.dumps(compared, indent=2 if args.json else None))
+        return
     checkpoints = sorted(int(c) for c in args.checkpoints.split(",") if int(c) <= args.rows)
 
     schema = f"scale_{uuid.uuid4().hex[:10]}"
@@ -266,6 +285,40 @@ def shred_project(catalog: Catalog) -> dict[str, Any]:
     return {
         "shred_rows": status.rows_deleted,
         "shred_rows_per_s": round(status.rows_deleted / elapsed),
+    }
+
+
+def jit_comparison(pg: str, schema: str, shreds: int) -> dict[str, Any]:
+    """Shred the `shreds` projects nearest 50,000 rows in A B B A order, A with the catalog's
+    JIT off, B with it on as PostgreSQL's default has it; rows/s of each and their ratio."""
+    url = f"{pg}?options=-csearch_path%3D{schema}"
+    catalogs = {"jit_off": Catalog(url), "jit_on": Catalog(f"{url}%20-c%20jit%3Don")}
+    with catalogs["jit_off"].connection("bench") as conn:
+        sizes = conn.execute(
+            select(Replay.project_id, func.count()).group_by(Replay.project_id)
+        ).all()
+    ranked = sorted(sizes, key=lambda s: abs(s[1] * 1.024 * 25 - 50_000))[:shreds]
+    totals = {mode: [0, 0.0] for mode in catalogs}
+    runs = []
+    for index, (project, _) in enumerate(ranked):
+        mode = "jit_off" if index % 4 in (0, 3) else "jit_on"
+        shredder = Shredder(catalogs[mode], chunk_rows=5000)
+        started = time.perf_counter()
+        deletion = shredder.request(Scope.PROJECT, int(project), requested_by="bench", reason="jit")
+        status = shredder.run(deletion)
+        elapsed = time.perf_counter() - started
+        totals[mode][0] += status.rows_deleted
+        totals[mode][1] += elapsed
+        runs.append({"mode": mode, "rows": status.rows_deleted, "seconds": round(elapsed, 3)})
+    for catalog in catalogs.values():
+        catalog.dispose()
+    rates = {mode: round(rows / seconds) for mode, (rows, seconds) in totals.items() if seconds}
+    return {
+        "shreds": runs,
+        **{f"{mode}_rows_per_s": rate for mode, rate in rates.items()},
+        "jit_off_over_on": round(rates["jit_off"] / rates["jit_on"], 2)
+        if len(rates) == 2
+        else None,
     }
 
 

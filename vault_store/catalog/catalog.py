@@ -147,13 +147,19 @@ class Catalog:
             connect_args.setdefault("keepalives_idle", 30)
             connect_args.setdefault("keepalives_interval", 10)
             connect_args.setdefault("keepalives_count", 3)
+            # Added to the URL's own ?options= (a search_path, say), never in its place:
+            # connect_args would override the URL's value.
+            given = connect_args.get("options", parsed.query.get("options", ""))
+            given = given if isinstance(given, str) else " ".join(given)
+            # JIT off, before the URL's options so that they can turn it back on. The catalog's
+            # statements are index probes, but over a big partitioned table the planner's cost
+            # estimates pass jit_above_cost, and compiling one plan node per partition cost
+            # 160 ms of a 20 ms count at 146 partitions (docs/scaling.md).
+            settings = f"-c jit=off {given}"
             if statement_timeout > 0:
                 milliseconds = max(1, round(statement_timeout * 1000))
-                # Added to the URL's own ?options= (a search_path, say), never in its place:
-                # connect_args would override the URL's value.
-                given = connect_args.get("options", parsed.query.get("options", ""))
-                given = given if isinstance(given, str) else " ".join(given)
-                connect_args["options"] = f"{given} -c statement_timeout={milliseconds}".strip()
+                settings += f" -c statement_timeout={milliseconds}"
+            connect_args["options"] = settings.strip()
             options["connect_args"] = connect_args
         self.engine: Engine = create_engine(parsed, **options)
         _hide_result_rows(self.engine)

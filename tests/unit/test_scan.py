@@ -305,3 +305,61 @@ def test_spans_found_from_the_fields_are_those_of_the_second_pass(
     expected = scan_array(body)
     assert (scanned.starts, scanned.stops) == (expected.starts, expected.stops)
     assert merge(list(split(body, scanned).items())) == body
+
+
+# -- segments whose events are all drawn -------------------------------------------------------
+
+
+class _CountingTypes(dict[int, int]):
+    """A `by_type` that counts the per-event look-ups the scan makes."""
+
+    lookups = 0
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        type(self).lookups += 1
+        return super().get(key, default)
+
+
+def test_a_segment_of_drawn_events_looks_up_no_code_per_event() -> None:
+    by_type = _CountingTypes(parts.CLASSIFIER.by_type)
+    classifier = rrweb.Classifier(by_type=by_type, of_head=parts.CLASSIFIER.of_head)
+    body = b"[" + b",".join([_BIG_DOM, _NO_TIMESTAMP, b'{"type":4,"data":{}}'] * 50) + b"]"
+    _CountingTypes.lookups = 0
+    scanned = scan_array(body, classifier=classifier)
+    assert scanned.codes == bytearray(150)
+    assert _CountingTypes.lookups == 0
+    # One event of another type: every event's code comes from its type, as before.
+    scanned = scan_array(body[:-1] + b"," + CONSOLE_CRUMB + b"]", classifier=classifier)
+    assert scanned.codes == bytearray(150) + bytes([parts.TYPED_PARTS.index("console")])
+    assert _CountingTypes.lookups == 151
+
+
+def test_types_of_several_codes_share_none() -> None:
+    assert parts.CLASSIFIER.shared == (TYPED_PARTS.index("dom"), frozenset({2, 3, 4}))
+    classifier = rrweb.Classifier(by_type={2: 0, 6: 1}, of_head=lambda head: 3)
+    assert classifier.shared is None
+    body = b'[{"type":2,"data":0},{"type":6,"data":0},{"type":5,"data":0},{"type":2,"data":1}]'
+    assert scan_array(body, classifier=classifier).codes == bytearray([0, 1, 3, 0])
+
+
+_drawn_event = st.fixed_dictionaries(
+    {"type": st.sampled_from([2, 3, 4]), "data": _json},
+    optional={"timestamp": st.integers(min_value=0), "type ": st.just(5)},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_drawn_event, max_size=12),
+    st.lists(_event, max_size=1),
+    st.lists(_spaces, min_size=1, max_size=4),
+)
+def test_drawn_segments_get_the_parts_of_the_parsed_events(
+    drawn: list[Any], other: list[Any], pads: list[str]
+) -> None:
+    body = _render(drawn + other, pads)
+    scanned = parts.scan(body)
+    assert scanned.codes is not None
+    assert [TYPED_PARTS[code] for code in scanned.codes] == [classify(e) for e in json.loads(body)]
+    assert scanned == scan_array(body)
+    assert merge(list(split(body, scanned).items())) == body

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select
 
 from tests.builders import segment
 from tests.conftest import VaultFactory
@@ -251,6 +251,46 @@ def test_a_shred_resumed_by_another_process_finds_rows_no_replay_row_leads_to(
             )
         ).all()
     assert dict(left) == {6: 12}
+
+
+def test_a_project_shred_its_walk_completes_runs_no_general_pass(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The general pass scans the project's index entries in every partition; with every row
+    reached by the walk, the finishing count (which scans them too) is the only such scan."""
+    clock = Clock(DAY)
+    pg = Catalog(postgres_url)
+    pg.migrate()
+    vault = Vault(
+        catalog=pg,
+        blob_store=LocalBlobStore(tmp_path / "blobs"),
+        kms=LocalKms(tmp_path / "kek.json"),
+        clock=clock,
+    )
+    for day in range(3):
+        clock.now = DAY + timedelta(days=day)
+        for project in (5, 6):
+            for n in range(4):
+                vault.ingest_segment(segment(f"{project:016x}{day:016x}", n, project=project))
+        vault.flush()
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(" ".join(str(args[2]).split()))
+
+    event.listen(pg.engine, "before_cursor_execute", record)
+    try:
+        status = Shredder(pg, chunk_rows=5).run(
+            Shredder(pg).request(Scope.PROJECT, 5, requested_by="dpo", reason="closed")
+        )
+    finally:
+        event.remove(pg.engine, "before_cursor_execute", record)
+        vault.close()
+        pg.dispose()
+    assert (status.status.value, status.rows_deleted, status.verified_rows_left) == ("done", 12, 0)
+    assert [s for s in statements if "tableoid" in s] == []
+    finishing = [s for s in statements if s.startswith("SELECT count(*) AS count_1 FROM recording")]
+    assert len(finishing) == 1, finishing
 
 
 def test_maintain_reports_the_exact_rows_of_a_fresh_partition(

@@ -216,9 +216,11 @@ class DeletionRepository:
         chunk = delete_replays_rows(
             conn, deletion.project_id, replays, params, limit, walk, jobs=jobs
         )
-        if not chunk.rows:
-            # Rows the walk cannot reach (none, unless a replay row went missing): the general
-            # path, which scans the target's index entries, dead ones included, once at the end.
+        if not chunk.rows and walk.unreached:
+            # Rows the walk cannot reach (none, unless a replay row went missing), which the
+            # finishing count found: the general path, which scans the target's index entries in
+            # every partition, dead ones included. Not before that count has found some: at
+            # 147 partitions the scan cost as much as the count (docs/scaling.md).
             chunk = delete_rows(conn, _target(deletion), limit, jobs=jobs)
         return chunk
 
@@ -235,7 +237,10 @@ class DeletionRepository:
                 select(func.count()).select_from(RecordingByteRange).where(_target(deletion))
             ).scalar_one()
             if left:
-                # Not done: rows of the target remain (they are deleted on the next round).
+                # Not done: rows of the target remain (they are deleted on the next round, by the
+                # general path if the walk cannot reach them).
+                with self._walks_lock:
+                    self._walks.setdefault(deletion.id, ReplayWalk()).unreached = True
                 return _status(
                     conn.execute(select(Deletion).where(Deletion.id == deletion.id)).one()
                 )

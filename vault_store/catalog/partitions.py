@@ -287,12 +287,14 @@ class ReplayWalk:
     `rows_per_replay` how many rows the replays walked so far held, to size the next batch.
     Losing it (a new process) only means the walk starts again at the first replay, stepping
     over emptied ones at the cost of one index probe each; the deletion's finishing count, not
-    this, says whether it is done.
+    this, says whether it is done. `unreached` is set when that count found rows the walk did
+    not lead to (their replay row gone): only then does the general pass look for them.
     """
 
     after: tuple[date, str] = (date.min, "")
     rows_per_replay: float = 25.0
     exhausted: bool = False
+    unreached: bool = False
 
 
 # Replays taken from the replay table per statement, at most.

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import PG_URL, need
 from tests.integration.helpers import run
-from vault_store.cli.bench import load_suite, show, show_deletes
+from vault_store.cli.bench import load_suite, show, show_catalog, show_deletes
 
 
 def test_quick_bench_reports_every_section(
@@ -121,3 +121,34 @@ def test_the_deletes_section_times_the_replay_shreds_on_postgresql_too(
     assert deletes["postgresql_shred_largest_to_1_segment"] > 0
     show_deletes(deletes)
     assert "shred on PostgreSQL (1: " in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+def test_the_catalog_section_prints_the_insert_beside_both_of_its_limits(
+    tmp_path: Path, postgres_available: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    need(postgres_available, f"PostgreSQL not reachable at {PG_URL}")
+    empty = tmp_path / "no-recordings"
+    empty.mkdir()
+    suite = load_suite()
+    bench = suite.Bench(quick=True, pg_url=PG_URL, recordings=empty)
+    try:
+        catalog = suite.catalog_rows(bench)
+    finally:
+        bench.close()
+    # The keys of earlier versions stay; the limit with the flush's statements is added.
+    assert {
+        "sqlite_rows_per_second",
+        "postgresql_rows_per_second",
+        "postgresql_bare_copy_rows_per_second",
+        "postgresql_insert_to_bare_copy",
+        "postgresql_goal_rows_per_second",
+    } <= set(catalog)
+    bound = catalog["postgresql_copy_with_flush_statements_rows_per_second"]
+    assert bound > 0
+    ratio = catalog["postgresql_insert_to_copy_with_flush_statements"]
+    assert abs(ratio - catalog["postgresql_rows_per_second"] / bound) < 0.01
+    show_catalog(catalog)
+    out = capsys.readouterr().out
+    assert "against a bare COPY of the same rows" in out
+    assert "limit with a flush's locks, admission and blob row" in out

@@ -103,23 +103,7 @@ def show(results: dict[str, Any]) -> None:
         ]
         + [["one object per segment", "1,000,000", ""]],
     )
-    _table(
-        "catalog inserts",
-        ["catalog", "rows/s"],
-        [
-            [k.split("_")[0], f"{v:,}"]
-            for k, v in writes["catalog"].items()
-            if k.endswith("_rows_per_second") and "bare" not in k and "goal" not in k
-        ],
-    )
-    catalog = writes["catalog"]
-    if "postgresql_bare_copy_rows_per_second" in catalog:
-        stdout.print(
-            f"PostgreSQL insert: {catalog['postgresql_rows_per_second']:,} rows/s against a bare "
-            f"COPY of the same rows at {catalog['postgresql_bare_copy_rows_per_second']:,} "
-            f"({catalog['postgresql_insert_to_bare_copy']}x); goal "
-            f"{catalog['postgresql_goal_rows_per_second']:,} rows/s"
-        )
+    show_catalog(writes["catalog"])
     reads = results["reads"]
     _table(
         "reads",
@@ -152,6 +136,34 @@ def show(results: dict[str, Any]) -> None:
     )
     if "traffic" in results:
         show_traffic(results["traffic"])
+
+
+def show_catalog(catalog: dict[str, Any]) -> None:
+    """The catalog inserts: rows/s per database, and on PostgreSQL beside its limits."""
+    _table(
+        "catalog inserts",
+        ["catalog", "rows/s"],
+        [
+            [k.split("_")[0], f"{v:,}"]
+            for k, v in catalog.items()
+            # The limits and the goal are printed below, beside the insert they bound.
+            if k.endswith("_rows_per_second") and not any(w in k for w in ("copy", "goal"))
+        ],
+    )
+    if "postgresql_bare_copy_rows_per_second" in catalog:
+        stdout.print(
+            f"PostgreSQL insert: {catalog['postgresql_rows_per_second']:,} rows/s against a bare "
+            f"COPY of the same rows at {catalog['postgresql_bare_copy_rows_per_second']:,} "
+            f"({catalog['postgresql_insert_to_bare_copy']}x); goal "
+            f"{catalog['postgresql_goal_rows_per_second']:,} rows/s"
+        )
+    if "postgresql_copy_with_flush_statements_rows_per_second" in catalog:
+        stdout.print(
+            "  limit with a flush's locks, admission and blob row around the same COPY "
+            f"(prepared, no Python): "
+            f"{catalog['postgresql_copy_with_flush_statements_rows_per_second']:,} rows/s "
+            f"({catalog['postgresql_insert_to_copy_with_flush_statements']}x)"
+        )
 
 
 def show_deletes(deletes: dict[str, Any]) -> None:

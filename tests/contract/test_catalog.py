@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 
 from tests.integration.helpers import after_each_driver_statement, tombstone, write_tombstone
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord, ReplayState
-from vault_store.catalog.models import RecordingByteRange, Replay
+from vault_store.catalog.models import Blob, RecordingByteRange, Replay
 from vault_store.errors import BackendUnavailable, ConfigError
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -333,3 +333,33 @@ def test_a_flush_records_each_new_replay_once_and_finds_its_segments(catalog: Ca
     stored = {(1, replay, n % 3) for n, replay in enumerate(replays)} | {(1, replays[0], 5)}
     absent = {(1, replays[0], 7), (1, "f" * 32, 0), (2, replays[1], 1)}
     assert catalog.stored_segments(stored | absent) == stored
+
+
+def test_a_flush_records_its_blob_over_its_intent_and_never_over_a_collected_one(
+    catalog: Catalog,
+) -> None:
+    """The blob row is one statement whatever came before it: an intent becomes the record, no
+    intent gets one, and an intent GC already claimed fails the flush with nothing recorded."""
+    later = NOW + timedelta(days=90)
+    catalog.blobs.record_intent("pending", retention_days=90, created_at=NOW, expires_at=later)
+    catalog.blobs.record_intent("collected", retention_days=90, created_at=NOW, expires_at=later)
+    assert catalog.blobs.claim_orphans(["collected"], NOW) == ["collected"]
+    for path, project in (("pending", 1), ("fresh", 2)):
+        rows = [_row(0, project=project, path=path, size=70)]
+        assert catalog.insert_blob(_blob(path, rows), rows).inserted == 1
+    lost = [_row(0, project=3, path="collected")]
+    with pytest.raises(BackendUnavailable, match="collected as an orphan"):
+        catalog.insert_blob(_blob("collected", lost), lost)
+    with catalog.connection("test") as conn:
+        blobs = {
+            path: (state, live, frames)
+            for path, state, live, frames in conn.execute(
+                select(Blob.path, Blob.state, Blob.live_bytes, Blob.frame_count)
+            )
+        }
+    assert blobs == {
+        "pending": ("live", 70, 1),
+        "fresh": ("live", 70, 1),
+        "collected": ("deleted", 0, 0),
+    }
+    assert catalog.replay_ranges(3, REPLAY) == []

@@ -18,6 +18,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from vault_store.catalog import audit
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, SupersededRange
@@ -264,17 +266,21 @@ def record_uploaded(
         "state": (BlobState.LIVE if live_bytes else BlobState.DEAD).value,
         "compacted": compacted,
     }
-    claimed = conn.execute(
-        update(Blob)
-        .where(Blob.path == path, Blob.state == BlobState.PENDING.value)
+    # One statement, whichever case: the row inserted (no intent), or the pending intent
+    # updated; a row in any other state is left alone and returns nothing.
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    recorded = conn.execute(
+        dialect_insert(Blob)
         .values(**values)
-    ).rowcount
-    if claimed:
-        return
-    state = conn.execute(select(Blob.state).where(Blob.path == path)).scalar_one_or_none()
-    if state is not None:
+        .on_conflict_do_update(
+            index_elements=[Blob.path],
+            set_={key: value for key, value in values.items() if key != "path"},
+            where=Blob.state == BlobState.PENDING.value,
+        )
+        .returning(Blob.path)
+    ).first()
+    if recorded is None:
         raise BlobIntentLost(path)
-    conn.execute(insert(Blob).values(**values))
 
 
 class BlobIntentLost(Exception):

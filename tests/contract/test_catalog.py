@@ -363,3 +363,37 @@ def test_a_flush_records_its_blob_over_its_intent_and_never_over_a_collected_one
         "collected": ("deleted", 0, 0),
     }
     assert catalog.replay_ranges(3, REPLAY) == []
+
+
+@pytest.mark.postgres
+def test_a_replay_another_writer_records_during_the_admission_keeps_its_bucket(
+    postgres_url: str,
+) -> None:
+    """The admission counts the replays it records: a replay row committed by someone else
+    while the admission waits on it (unseen by its snapshot, skipped by ON CONFLICT) is read
+    back, and the flush's rows go to that row's bucket, not the flush's."""
+    catalog = Catalog(postgres_url)
+    catalog.migrate()
+    rows = [_row(n, at=n * 100) for n in range(3)]
+    theirs = (NOW + timedelta(days=91)).date()  # not the bucket this flush would record
+    catalog.ensure_partition(theirs)
+    outcome: list[Any] = []
+    with catalog.engine.connect() as other:
+        transaction = other.begin()
+        other.execute(
+            Replay.__table__.insert().values(
+                project_id=1, replay_id=REPLAY, expiry_bucket=theirs, first_seen_at=NOW
+            )
+        )
+        flush = threading.Thread(
+            target=lambda: outcome.append(catalog.insert_blob(_blob("b1", rows), rows))
+        )
+        flush.start()
+        flush.join(timeout=1.0)
+        assert flush.is_alive() and outcome == []  # its INSERT waits for the other row
+        transaction.commit()
+    flush.join(timeout=10)
+    assert len(outcome) == 1 and outcome[0].inserted == 3
+    assert catalog.replay_bucket(1, REPLAY) == theirs
+    assert [r.segment_id for r in catalog.replay_ranges(1, REPLAY)] == [0, 1, 2]
+    catalog.dispose()

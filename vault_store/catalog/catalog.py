@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import os
 import re
 import sqlite3
@@ -94,6 +95,11 @@ _COPY_CHUNK = 256 * 1024
 # Lines joined into one piece of the COPY stream (about 60 KB): few pieces per flush, and the
 # server still parses one while the next is rendered.
 _COPY_LINES_PER_CHUNK = 200
+# A flush touches every one of its rows for these: attrgetter walks 5,000 rows in C.
+_REPLAY_OF = operator.attrgetter("project_id", "replay_id")
+_KEK_OF = operator.attrgetter("kek")
+_START_OF = operator.attrgetter("start")
+_STOP_OF = operator.attrgetter("stop")
 # Execution option marking a connection of Catalog.transaction (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION = "vault_store_write"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -310,7 +316,7 @@ class Catalog:
                 conn.execute(self.insert_ignoring_conflicts(ReplaySubject), new_subjects)
             # The KEKs these rows need, so a command can check at start that the KMS has them.
             # (Each only once per process: the list only grows, and a write costs a round trip.)
-            new_keks = {row.kek for row in keep} - self._recorded_keks
+            new_keks = set(map(_KEK_OF, keep)) - self._recorded_keks
             record_keks(conn, self, new_keks, blob.created_at)
             if self.dialect == "postgresql":
                 inserted, live = _insert_ranges_postgresql(conn, keep, buckets, staged=staged)
@@ -366,14 +372,14 @@ class Catalog:
         replay exclusively (two flushes of one segment cannot both find it absent), each kind
         in sorted order, so flushes never wait on each other in a cycle.
         """
-        replays = sorted({(row.project_id, row.replay_id) for row in ranges})
+        replays = sorted(set(map(_REPLAY_OF, ranges)))
         # Then the rest in a second statement, sent with the first in one round trip:
         # in READ COMMITTED each statement takes its own snapshot, so this one, started once
         # the locks are held, sees a tombstone committed while the flush waited. It finds which
         # replays are tombstoned, the others' buckets (new ones recorded in this flush's
-        # bucket). Under the replay locks no flush
-        # records these replays meanwhile; a pair missing from the answer (another writer's
-        # row this snapshot missed) is read again. The stored segments come after.
+        # bucket, counted). Under the replay locks no flush records these replays meanwhile; a
+        # count short of the new ones (another writer's rows this snapshot missed) has them
+        # read again. The stored segments come after.
         answer = conn.execute(
             _LOCK_AND_ADMIT,
             {
@@ -388,23 +394,28 @@ class Catalog:
         ).all()
         dead: set[tuple[int, str]] = set()
         found: dict[tuple[int, str], date] = {}
-        known: dict[tuple[int, str], date] = {}
+        added = 0
         for kind, project, replay, replay_bucket in answer:
-            pair = (int(project), str(replay))
-            if kind == _ADMIT_DEAD:
-                dead.add(pair)
+            if kind == _ADMIT_NEW:
+                added = int(project)
+            elif kind == _ADMIT_DEAD:
+                dead.add((int(project), str(replay)))
             else:
-                found[pair] = replay_bucket
-                if kind == _ADMIT_KNOWN:
-                    known[pair] = replay_bucket
+                found[(int(project), str(replay))] = replay_bucket
+        known = dict(found)
         keep = (
             [row for row in ranges if (row.project_id, row.replay_id) not in dead]
             if dead
             else list(ranges)
         )
-        unanswered = [pair for pair in replays if pair not in found and pair not in dead]
-        if unanswered:
-            again = self._buckets_of(conn, unanswered)
+        new = [pair for pair in replays if pair not in found and pair not in dead]
+        if added == len(new):
+            found.update(dict.fromkeys(new, bucket))
+        else:
+            # Some were recorded by another writer after this statement's snapshot was taken:
+            # every new one is read again (ours too; they are then probed for stored segments
+            # below, in vain).
+            again = self._buckets_of(conn, new)
             found.update(again)
             known.update(again)
         # Only a replay recorded before this flush can have rows, all in its bucket's
@@ -916,7 +927,7 @@ def _insert_ranges_postgresql(
             )
         except psycopg2.errors.UniqueViolation:
             raise _RangeConflict from None
-        return len(rows), sum(row.size for row in rows)
+        return len(rows), sum(map(_STOP_OF, rows)) - sum(map(_START_OF, rows))
     cursor.execute(
         "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_range "
         "(LIKE recording_byte_range INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -1358,12 +1369,14 @@ _TOMBSTONES_OF = select(Tombstone.project_id, Tombstone.replay_id).where(
     Tombstone.replay_id.in_(bindparam("replays", expanding=True)) | Tombstone.replay_id.is_(None),
 )
 
-# A flush's locks, then its admission on PostgreSQL (Catalog._admit_postgresql), one row per
-# answer: `dead` (the replay or its project is tombstoned), `known` (recorded before, with its
-# bucket) or `new` (recorded now, in this flush's bucket). Every lookup is a primary-key probe
-# per replay (the LATERAL and EXISTS subqueries, kept apart by OFFSET 0): a join of the
-# flush's replays against the replay table was planned as a scan of all of it, which grows
-# with the catalog, and a tombstone check may otherwise be hashed over every tombstone.
+# A flush's locks, then its admission on PostgreSQL (Catalog._admit_postgresql): one row per
+# replay that is `dead` (it or its project is tombstoned) or `known` (recorded before, with its
+# bucket), and one `new` row counting the replays recorded now, in this flush's bucket (their
+# names are the flush's own: sending 500 of them back cost more than the count). Every lookup
+# is a primary-key probe (the LATERAL and EXISTS subqueries, kept apart by OFFSET 0): a join of
+# the flush's replays against the replay table was planned as a scan of all of it, which grows
+# with the catalog, and a tombstone check may otherwise be hashed over every tombstone. A
+# project's own tombstone is probed once per project, not once per replay.
 _ADMIT_DEAD, _ADMIT_KNOWN, _ADMIT_NEW = 0, 1, 2
 _LOCK_AND_ADMIT = text(
     # The locks (Catalog._admit_postgresql), each kind in sorted order. Only our own constants
@@ -1372,20 +1385,23 @@ _LOCK_AND_ADMIT = text(
     "FROM unnest(CAST(:lock_projects AS bigint[])) AS p), "
     "(SELECT count(pg_advisory_xact_lock(:space, hashtext(k))) "
     "FROM unnest(CAST(:keys AS text[])) AS k); "
-    "WITH checked AS MATERIALIZED (SELECT w.p, w.r, (EXISTS (SELECT 1 FROM "
-    "tombstone t WHERE t.project_id = w.p AND t.replay_id = w.r OFFSET 0) OR EXISTS (SELECT 1 "
-    "FROM tombstone t WHERE t.project_id = w.p AND t.replay_id IS NULL OFFSET 0)) AS dead "
-    "FROM unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[])) AS w(p, r)), "
+    "WITH projects AS MATERIALIZED (SELECT p, EXISTS (SELECT 1 FROM tombstone t "
+    "WHERE t.project_id = p AND t.replay_id IS NULL OFFSET 0) AS dead "
+    "FROM unnest(CAST(:lock_projects AS bigint[])) AS p), "
+    "checked AS MATERIALIZED (SELECT w.p, w.r, (d.dead OR EXISTS (SELECT 1 FROM "
+    "tombstone t WHERE t.project_id = w.p AND t.replay_id = w.r OFFSET 0)) AS dead "
+    "FROM unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[])) AS w(p, r) "
+    "JOIN projects d ON d.p = w.p), "
     "found AS MATERIALIZED (SELECT c.p, c.r, x.expiry_bucket FROM checked c, "
     "LATERAL (SELECT r.expiry_bucket FROM replay r WHERE r.project_id = c.p "
     "AND r.replay_id = c.r OFFSET 0) AS x WHERE NOT c.dead), "
     "added AS (INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
     "SELECT c.p, c.r, :bucket, :now FROM checked c WHERE NOT c.dead AND NOT EXISTS "
     "(SELECT 1 FROM found f WHERE f.p = c.p AND f.r = c.r) "
-    "ON CONFLICT DO NOTHING RETURNING project_id, replay_id, expiry_bucket) "
+    "ON CONFLICT DO NOTHING RETURNING 1) "
     f"SELECT {_ADMIT_DEAD}, p, r, CAST(NULL AS date) FROM checked WHERE dead "
     f"UNION ALL SELECT {_ADMIT_KNOWN}, p, r, expiry_bucket FROM found "
-    f"UNION ALL SELECT {_ADMIT_NEW}, project_id, replay_id, expiry_bucket FROM added"
+    f"UNION ALL SELECT {_ADMIT_NEW}, count(*), NULL, NULL FROM added"
 )
 
 # A read's other lookups, as the driver's own SQL (see Catalog._read_cursor).

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from tests.integration.helpers import after_each_driver_statement, tombstone, write_tombstone
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord, ReplayState
@@ -381,7 +381,7 @@ def test_a_replay_another_writer_records_during_the_admission_keeps_its_bucket(
     with catalog.engine.connect() as other:
         transaction = other.begin()
         other.execute(
-            Replay.__table__.insert().values(
+            insert(Replay).values(
                 project_id=1, replay_id=REPLAY, expiry_bucket=theirs, first_seen_at=NOW
             )
         )

@@ -397,3 +397,19 @@ def test_a_replay_another_writer_records_during_the_admission_keeps_its_bucket(
     assert catalog.replay_bucket(1, REPLAY) == theirs
     assert [r.segment_id for r in catalog.replay_ranges(1, REPLAY)] == [0, 1, 2]
     catalog.dispose()
+
+
+@pytest.mark.postgres
+def test_array_parameters_reach_postgresql_as_the_same_values(postgres_url: str) -> None:
+    """The flush's statements send arrays as one literal each: any string, even one that reads
+    as NULL, holds a separator, a quote, a backslash or a brace, arrives unchanged."""
+    from vault_store.catalog.catalog import _bigint_array, _text_array
+
+    texts = ["", "NULL", "null", "a,b", 'q"uote', "back\\slash", "{brace}", " pad ", "é\t\n"]
+    numbers = [0, -1, 2**63 - 1, 7]
+    with psycopg2.connect(postgres_url) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT CAST(%s AS text[]), CAST(%s AS bigint[]), CAST(%s AS text[])",
+            (_text_array(texts), _bigint_array(numbers), _text_array([])),
+        )
+        assert cursor.fetchone() == (texts, numbers, [])

@@ -383,11 +383,11 @@ class Catalog:
         answer = conn.execute(
             _LOCK_AND_ADMIT,
             {
-                "lock_projects": sorted({project for project, _ in replays}),
+                "lock_projects": _bigint_array(sorted({project for project, _ in replays})),
                 "space": _SEGMENT_LOCK_SPACE,
-                "keys": [f"{project}:{replay}" for project, replay in replays],
-                "projects": [p for p, _ in replays],
-                "replays": [r for _, r in replays],
+                "keys": _text_array(f"{project}:{replay}" for project, replay in replays),
+                "projects": _bigint_array(p for p, _ in replays),
+                "replays": _text_array(r for _, r in replays),
                 "bucket": bucket,
                 "now": now,
             },
@@ -484,7 +484,10 @@ class Catalog:
                     "JOIN unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[])) "
                     "AS wanted(project_id, replay_id) USING (project_id, replay_id)"
                 ),
-                {"projects": [p for p, _ in replays], "replays": [r for _, r in replays]},
+                {
+                    "projects": _bigint_array(p for p, _ in replays),
+                    "replays": _text_array(r for _, r in replays),
+                },
             ).all()
             return {(int(p), str(r)): b for p, r, b in rows}
         found: dict[tuple[int, str], date] = {}
@@ -988,11 +991,11 @@ def _stored_in_buckets(
             "AND t.expiry_bucket = v.b OFFSET 0) AS t"
         ),
         {
-            "projects": [p for p, _ in pairs],
-            "replays": [r for _, r in pairs],
-            "buckets": [buckets[pair] for pair in pairs],
-            "lows": [spans[pair][0] for pair in pairs],
-            "highs": [spans[pair][1] for pair in pairs],
+            "projects": _bigint_array(p for p, _ in pairs),
+            "replays": _text_array(r for _, r in pairs),
+            "buckets": _text_array(buckets[pair].isoformat() for pair in pairs),
+            "lows": _bigint_array(spans[pair][0] for pair in pairs),
+            "highs": _bigint_array(spans[pair][1] for pair in pairs),
         },
     ).all()
     return {(int(p), str(r), int(s)) for p, r, s in rows} & wanted
@@ -1253,6 +1256,22 @@ def _range_records(rows: Sequence[Any]) -> list[RangeRecord]:
             )
         )
     return records
+
+
+def _text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of these strings, each quoted (so none reads as NULL or
+    splits), for a `CAST(:x AS text[])` parameter: psycopg2 adapts a list element by element,
+    about 2 ms for the 1,500 values of a flush's admission; this is a join and one string."""
+    return (
+        "{"
+        + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
+
+
+def _bigint_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of these integers (see _text_array)."""
+    return "{" + ",".join(map(str, map(int, values))) + "}"
 
 
 def _pairs(count: int) -> str:

@@ -484,10 +484,7 @@ class Catalog:
                     "JOIN unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[])) "
                     "AS wanted(project_id, replay_id) USING (project_id, replay_id)"
                 ),
-                {
-                    "projects": _bigint_array(p for p, _ in replays),
-                    "replays": _text_array(r for _, r in replays),
-                },
+                {"projects": [p for p, _ in replays], "replays": [r for _, r in replays]},
             ).all()
             return {(int(p), str(r)): b for p, r, b in rows}
         found: dict[tuple[int, str], date] = {}
@@ -1392,10 +1389,12 @@ _TOMBSTONES_OF = select(Tombstone.project_id, Tombstone.replay_id).where(
 # replay that is `dead` (it or its project is tombstoned) or `known` (recorded before, with its
 # bucket), and one `new` row counting the replays recorded now, in this flush's bucket (their
 # names are the flush's own: sending 500 of them back cost more than the count). Every lookup
-# is a primary-key probe (the LATERAL and EXISTS subqueries, kept apart by OFFSET 0): a join of
-# the flush's replays against the replay table was planned as a scan of all of it, which grows
-# with the catalog, and a tombstone check may otherwise be hashed over every tombstone. A
-# project's own tombstone is probed once per project, not once per replay.
+# is a primary-key probe per replay (LATERAL and EXISTS subqueries, kept apart by OFFSET 0),
+# and no step joins two sets, so no plan depends on the planner's row estimates (the arrays
+# arrive as literals it cannot count): a join of the flush's replays against the replay table
+# was planned as a scan of all of it, which grows with the catalog, and a tombstone check may
+# otherwise be hashed over every tombstone. A project's own tombstone is probed once per
+# project; the few tombstoned ones are then an array each replay is compared with.
 _ADMIT_DEAD, _ADMIT_KNOWN, _ADMIT_NEW = 0, 1, 2
 _LOCK_AND_ADMIT = text(
     # The locks (Catalog._admit_postgresql), each kind in sorted order. Only our own constants
@@ -1404,22 +1403,22 @@ _LOCK_AND_ADMIT = text(
     "FROM unnest(CAST(:lock_projects AS bigint[])) AS p), "
     "(SELECT count(pg_advisory_xact_lock(:space, hashtext(k))) "
     "FROM unnest(CAST(:keys AS text[])) AS k); "
-    "WITH projects AS MATERIALIZED (SELECT p, EXISTS (SELECT 1 FROM tombstone t "
-    "WHERE t.project_id = p AND t.replay_id IS NULL OFFSET 0) AS dead "
-    "FROM unnest(CAST(:lock_projects AS bigint[])) AS p), "
-    "checked AS MATERIALIZED (SELECT w.p, w.r, (d.dead OR EXISTS (SELECT 1 FROM "
-    "tombstone t WHERE t.project_id = w.p AND t.replay_id = w.r OFFSET 0)) AS dead "
+    "WITH dead_projects AS MATERIALIZED (SELECT coalesce(array_agg(p), '{}') AS ps "
+    "FROM unnest(CAST(:lock_projects AS bigint[])) AS p WHERE EXISTS (SELECT 1 FROM tombstone t "
+    "WHERE t.project_id = p AND t.replay_id IS NULL OFFSET 0)), "
+    "looked AS MATERIALIZED (SELECT w.p, w.r, "
+    "(w.p = ANY(CAST((SELECT ps FROM dead_projects) AS bigint[])) OR EXISTS (SELECT 1 "
+    "FROM tombstone t WHERE t.project_id = w.p AND t.replay_id = w.r "
+    "OFFSET 0)) AS dead, x.expiry_bucket "
     "FROM unnest(CAST(:projects AS bigint[]), CAST(:replays AS text[])) AS w(p, r) "
-    "JOIN projects d ON d.p = w.p), "
-    "found AS MATERIALIZED (SELECT c.p, c.r, x.expiry_bucket FROM checked c, "
-    "LATERAL (SELECT r.expiry_bucket FROM replay r WHERE r.project_id = c.p "
-    "AND r.replay_id = c.r OFFSET 0) AS x WHERE NOT c.dead), "
+    "LEFT JOIN LATERAL (SELECT r.expiry_bucket FROM replay r WHERE r.project_id = w.p "
+    "AND r.replay_id = w.r OFFSET 0) AS x ON true), "
     "added AS (INSERT INTO replay (project_id, replay_id, expiry_bucket, first_seen_at) "
-    "SELECT c.p, c.r, :bucket, :now FROM checked c WHERE NOT c.dead AND NOT EXISTS "
-    "(SELECT 1 FROM found f WHERE f.p = c.p AND f.r = c.r) "
+    "SELECT p, r, :bucket, :now FROM looked WHERE NOT dead AND expiry_bucket IS NULL "
     "ON CONFLICT DO NOTHING RETURNING 1) "
-    f"SELECT {_ADMIT_DEAD}, p, r, CAST(NULL AS date) FROM checked WHERE dead "
-    f"UNION ALL SELECT {_ADMIT_KNOWN}, p, r, expiry_bucket FROM found "
+    f"SELECT {_ADMIT_DEAD}, p, r, CAST(NULL AS date) FROM looked WHERE dead "
+    f"UNION ALL SELECT {_ADMIT_KNOWN}, p, r, expiry_bucket FROM looked "
+    "WHERE NOT dead AND expiry_bucket IS NOT NULL "
     f"UNION ALL SELECT {_ADMIT_NEW}, count(*), NULL, NULL FROM added"
 )
 

@@ -267,7 +267,8 @@ def record_uploaded(
         "compacted": compacted,
     }
     # One statement, whichever case: the row inserted (no intent), or the pending intent
-    # updated; a row in any other state is left alone and returns nothing.
+    # updated; a row in any other state is left alone, and the count of rows written is 0.
+    # (Counted rather than RETURNING, which SQLite has only since 3.35.)
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     recorded = conn.execute(
         dialect_insert(Blob)
@@ -277,9 +278,8 @@ def record_uploaded(
             set_={key: value for key, value in values.items() if key != "path"},
             where=Blob.state == BlobState.PENDING.value,
         )
-        .returning(Blob.path)
-    ).first()
-    if recorded is None:
+    ).rowcount
+    if not recorded:
         raise BlobIntentLost(path)
 
 

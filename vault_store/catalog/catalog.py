@@ -1390,11 +1390,12 @@ _TOMBSTONES_OF = select(Tombstone.project_id, Tombstone.replay_id).where(
 # bucket), and one `new` row counting the replays recorded now, in this flush's bucket (their
 # names are the flush's own: sending 500 of them back cost more than the count). Every lookup
 # is a primary-key probe per replay (LATERAL and EXISTS subqueries, kept apart by OFFSET 0),
-# and no step joins two sets, so no plan depends on the planner's row estimates (the arrays
-# arrive as literals it cannot count): a join of the flush's replays against the replay table
-# was planned as a scan of all of it, which grows with the catalog, and a tombstone check may
-# otherwise be hashed over every tombstone. A project's own tombstone is probed once per
-# project; the few tombstoned ones are then an array each replay is compared with.
+# and no step joins two sets, so no plan depends on row estimates (the arrays arrive as text
+# literals, and the CTEs' sizes are guesses): a join of the flush's replays against the
+# replay table was planned as a scan of all of it, which grows with the catalog, and a
+# tombstone check may otherwise be hashed over every tombstone. A project's own tombstone is
+# probed once per project; the few tombstoned ones are then an array each replay is compared
+# with.
 _ADMIT_DEAD, _ADMIT_KNOWN, _ADMIT_NEW = 0, 1, 2
 _LOCK_AND_ADMIT = text(
     # The locks (Catalog._admit_postgresql), each kind in sorted order. Only our own constants

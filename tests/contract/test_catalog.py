@@ -103,6 +103,11 @@ def test_rows_of_tombstoned_replays_and_projects_are_dropped(catalog: Catalog) -
     ]
     outcome = catalog.insert_blob(_blob("b1", rows), rows)
     assert (outcome.inserted, outcome.dropped_deleted) == (1, 2)
+    with catalog.connection("test") as conn:  # not only hidden by the tombstone: not there
+        stored = conn.execute(
+            select(RecordingByteRange.project_id, RecordingByteRange.replay_id)
+        ).all()
+    assert [tuple(row) for row in stored] == [(1, live_replay)]
     assert catalog.replay_state(1, dead_replay) is ReplayState.SHREDDED
     assert catalog.replay_state(2, "c" * 32) is ReplayState.SHREDDED
     assert catalog.replay_state(1, live_replay) is ReplayState.STORED

@@ -490,11 +490,14 @@ class Catalog:
         found: dict[tuple[int, str], date] = {}
         for first in range(0, len(replays), 2000):
             chunk = replays[first : first + 2000]
-            # The statement SQLAlchemy would compile for tuple_().in_(), sent to the driver
-            # as is: rendering a list of 2,000 expanding pairs cost more than running it.
+            # Sent to the driver as is: SQLAlchemy's rendering of 2,000 expanding pairs cost
+            # more than running the statement. A join on the wanted pairs, not a row-value IN
+            # list: SQLite scanned the whole table for that (see _stored_segments_sqlite).
             rows = conn.exec_driver_sql(
-                "SELECT project_id, replay_id, expiry_bucket FROM replay "  # noqa: S608
-                f"WHERE (project_id, replay_id) IN (VALUES {_pairs(len(chunk))})",
+                f"WITH wanted(p, r) AS (VALUES {_rows(len(chunk), 2)}) "  # noqa: S608
+                "SELECT replay.project_id, replay.replay_id, replay.expiry_bucket "
+                "FROM wanted CROSS JOIN replay "
+                "ON replay.project_id = wanted.p AND replay.replay_id = wanted.r",
                 tuple(value for pair in chunk for value in pair),
             ).all()
             found.update({(int(p), str(r)): _day(b) for p, r, b in rows})
@@ -617,6 +620,8 @@ class Catalog:
     def _stored_segments(
         conn: Connection, segments: Collection[tuple[int, str, int]]
     ) -> set[tuple[int, str, int]]:
+        if conn.dialect.name == "sqlite":
+            return _stored_segments_sqlite(conn, segments)
         found: set[tuple[int, str, int]] = set()
         by_replay: dict[tuple[int, str], set[int]] = {}
         for project, replay, segment in segments:
@@ -624,18 +629,6 @@ class Catalog:
         pairs = sorted(by_replay)
         for chunk in range(0, len(pairs), 500):
             wanted = pairs[chunk : chunk + 500]
-            if conn.dialect.name == "sqlite":
-                # As below, sent to the driver as is (see _buckets_of).
-                ids = sorted({s for pair in wanted for s in by_replay[pair]})
-                rows = conn.exec_driver_sql(
-                    "SELECT DISTINCT project_id, replay_id, segment_id "  # noqa: S608
-                    "FROM recording_byte_range "
-                    f"WHERE (project_id, replay_id) IN (VALUES {_pairs(len(wanted))}) "
-                    f"AND segment_id IN ({', '.join('?' * len(ids))})",
-                    (*(value for pair in wanted for value in pair), *ids),
-                ).all()
-                found |= {(p, r, s) for p, r, s in rows if s in by_replay.get((p, r), ())}
-                continue
             rows = conn.execute(
                 select(
                     RecordingByteRange.project_id,
@@ -1271,9 +1264,36 @@ def _bigint_array(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, map(int, values))) + "}"
 
 
-def _pairs(count: int) -> str:
-    """`count` rows of two positional parameters, for a row-value IN list (SQLite)."""
-    return ", ".join(["(?, ?)"] * count)
+def _rows(count: int, width: int) -> str:
+    """`count` rows of `width` positional parameters, for a VALUES list (SQLite)."""
+    row = f"({', '.join('?' * width)})"
+    return ", ".join([row] * count)
+
+
+def _stored_segments_sqlite(
+    conn: Connection, segments: Collection[tuple[int, str, int]]
+) -> set[tuple[int, str, int]]:
+    """Which of these (project, replay, segment) have rows: one primary-key probe each.
+
+    The wanted triples are the outer side of a CROSS JOIN (SQLite keeps that order), so each
+    is looked up in the primary key. The former row-value `IN (VALUES ...)` list made SQLite
+    scan the whole table's key index on every flush, twice: 2-4 ms at 15,000 rows, growing
+    with the catalog.
+    """
+    wanted = sorted(set(segments))
+    found: set[tuple[int, str, int]] = set()
+    for first in range(0, len(wanted), 1000):
+        chunk = wanted[first : first + 1000]
+        rows = conn.exec_driver_sql(
+            f"WITH wanted(p, r, s) AS (VALUES {_rows(len(chunk), 3)}) "  # noqa: S608
+            "SELECT DISTINCT stored.project_id, stored.replay_id, stored.segment_id "
+            "FROM wanted CROSS JOIN recording_byte_range AS stored "
+            "ON stored.project_id = wanted.p AND stored.replay_id = wanted.r "
+            "AND stored.segment_id = wanted.s",
+            tuple(value for triple in chunk for value in triple),
+        ).all()
+        found |= {(int(p), str(r), int(s)) for p, r, s in rows}
+    return found
 
 
 def _day(value: date | str) -> date:

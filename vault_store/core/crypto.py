@@ -40,6 +40,7 @@ _FRAME_AD_LABEL = b"vault-store frame"
 # part's length), each field after its length.
 _FRAME_AD_PROJECT = struct.Struct(">IBIQI")
 _FRAME_AD_SEGMENT = struct.Struct(">IQI")
+_VERSION_BYTE = bytes([FRAME_VERSION])
 
 
 class DataKey:
@@ -149,13 +150,14 @@ def seal_parts(
     nonce: bytes | None = None,
 ) -> tuple[bytes, bytes]:
     """The frame as (version + nonce, ciphertext + tag), so packing can write it uncopied."""
-    nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
-    if len(nonce) != NONCE_BYTES:
+    if nonce is None:
+        nonce = os.urandom(NONCE_BYTES)
+    elif len(nonce) != NONCE_BYTES:
         raise ValueError("a nonce is exactly 12 bytes")
     ciphertext = key.aead.encrypt(
         nonce, codec.compress(segment, level=level), identity.associated_data()
     )
-    return bytes([FRAME_VERSION]) + nonce, ciphertext
+    return _VERSION_BYTE + nonce, ciphertext
 
 
 def open_frame(

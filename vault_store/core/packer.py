@@ -59,14 +59,17 @@ def pack(segments: Sequence[SealedSegment]) -> PackedBlob:
     Arrival order is arbitrary (many replays interleave); sorting makes each replay's frames
     contiguous in the blob, so a read of one replay coalesces into one ranged GET per blob.
     """
-    segments = sorted(segments, key=lambda s: _identity_order(s.identity))
+    segments = sorted(segments, key=_frame_order)
     offsets = []
     chunks: list[bytes] = []
     position = 0
     for segment in segments:
-        offsets.append((position, position + segment.size))
-        chunks += (segment.header, segment.ciphertext)
-        position += segment.size
+        # Lengths read once per frame here, not through `size` (a flush packs thousands).
+        header, ciphertext = segment.header, segment.ciphertext
+        stop = position + len(header) + len(ciphertext)
+        offsets.append((position, stop))
+        chunks += (header, ciphertext)
+        position = stop
     return PackedBlob(tuple(chunks), position, tuple(segments), tuple(offsets))
 
 
@@ -74,8 +77,9 @@ def _segment_of(identity: FrameIdentity) -> tuple[int, str, int]:
     return (identity.project_id, identity.replay_id, identity.segment_id)
 
 
-def _identity_order(identity: FrameIdentity) -> tuple[int, str, str, int]:
+def _frame_order(segment: SealedSegment) -> tuple[int, str, str, int]:
     # Part before segment: a view reading one part (console, say) finds it in one run.
+    identity = segment.identity
     return (identity.project_id, identity.replay_id, identity.part, identity.segment_id)
 
 

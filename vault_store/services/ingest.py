@@ -150,10 +150,13 @@ class Ingestor:
         """
         finished = self._collect(wait=False)
         sealed = self._seal_unless_deleted(segment)
+        # One clock read serves the buffer's age and the flush check: they are microseconds
+        # apart, and this runs once per segment.
+        now = self._monotonic()
         if sealed is None:
-            return IngestResult(False, finished + self.flush_due(), dropped_deleted=True)
-        added = self._packer.add_segment(sealed, self._monotonic())
-        return IngestResult(added, finished + self.flush_due())
+            return IngestResult(False, finished + self._flush_due(now), dropped_deleted=True)
+        added = self._packer.add_segment(sealed, now)
+        return IngestResult(added, finished + self._flush_due(now))
 
     def buffer(self, segment: Segment) -> bool:
         """Seal and buffer one segment without flushing anything (callers flush themselves).
@@ -192,35 +195,40 @@ class Ingestor:
         subjects = (
             self._subjects().hashes(segment.replay_event) if segment.replay_event else frozenset()
         )
-        bodies = (
-            parts.split(segment.body, segment.scan)
-            if self._typed_parts
-            else {parts.RECORDING: segment.body}
-        )
+        if self._typed_parts:
+            bodies = parts.split(segment.body, segment.scan)
+        elif segment.replay_video:
+            bodies = {parts.RECORDING: segment.body}
+        else:
+            # The common case, one whole frame: no dict of parts to build and walk.
+            return [self._seal_part(segment, parts.RECORDING, segment.body, sealing, subjects)]
         if segment.replay_video:
             # Mobile replays: the video is a part of its own, sealed and packed like the rest.
             bodies[parts.VIDEO] = segment.replay_video
-        sealed = []
-        for part, body in bodies.items():
-            identity = FrameIdentity(
-                segment.project_id, segment.replay_id, segment.segment_id, part
-            )
-            header, ciphertext = crypto.seal_parts(
-                body, sealing.key, identity, level=self._zstd_level
-            )
-            sealed.append(
-                SealedSegment(
-                    identity=identity,
-                    header=header,
-                    ciphertext=ciphertext,
-                    wrapped=sealing.wrapped,
-                    key_check=sealing.key_check,
-                    retention_days=segment.retention_days,
-                    plain_bytes=len(body),
-                    subjects=subjects,
-                )
-            )
-        return sealed
+        return [
+            self._seal_part(segment, part, body, sealing, subjects) for part, body in bodies.items()
+        ]
+
+    def _seal_part(
+        self,
+        segment: Segment,
+        part: str,
+        body: bytes,
+        sealing: SealingKey,
+        subjects: frozenset[bytes],
+    ) -> SealedSegment:
+        identity = FrameIdentity(segment.project_id, segment.replay_id, segment.segment_id, part)
+        header, ciphertext = crypto.seal_parts(body, sealing.key, identity, level=self._zstd_level)
+        return SealedSegment(
+            identity,
+            header,
+            ciphertext,
+            sealing.wrapped,
+            sealing.key_check,
+            segment.retention_days,
+            len(body),
+            subjects,
+        )
 
     def _new_sealing_key(self, owner: Owner) -> SealingKey:
         # Checked here, once per replay and process, so the check costs nothing per segment; a
@@ -240,8 +248,11 @@ class Ingestor:
         flush has finished) and its result comes back from a later call; without, it is
         written before this returns.
         """
+        return self._flush_due(self._monotonic())
+
+    def _flush_due(self, now: float) -> list[FlushResult]:
         results = []
-        for days in self._packer.due(self._monotonic()):
+        for days in self._packer.due(now):
             results += self._collect(wait=True)
             segments = self._packer.take(days)
             if self._pipeline:

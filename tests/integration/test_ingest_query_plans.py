@@ -1,4 +1,4 @@
-"""On SQLite, a flush's reads of its segments and replays probe the keys, never scan tables."""
+"""On SQLite, ingest's reads of tombstones, segments and replays probe keys, never scan."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from vault_store import Catalog, LocalBlobStore, LocalKms, Vault
 
 # A plan step reading a whole table (directly or through one of its indexes), as SQLite's
 # EXPLAIN QUERY PLAN words it; a keyed probe reads "SEARCH".
-_TABLE_SCAN = re.compile(r"^SCAN (recording_byte_range|replay|stored)\b")
+_TABLE_SCAN = re.compile(r"^SCAN (recording_byte_range|replay|tombstone|stored)\b")
+_TABLES = re.compile(r"\b(recording_byte_range|replay|tombstone)\b")
 
 
-def test_a_flush_reads_its_segments_and_replays_by_key(tmp_path: Path) -> None:
+def test_ingest_reads_tombstones_segments_and_replays_by_key(tmp_path: Path) -> None:
     database = tmp_path / "catalog.sqlite3"
     catalog = Catalog(f"sqlite:///{database}")
     catalog.migrate()
@@ -29,16 +30,15 @@ def test_a_flush_reads_its_segments_and_replays_by_key(tmp_path: Path) -> None:
         vault.ingest_segment(segment(replay, 0))
     vault.flush()
 
-    reads: list[tuple[str, Any]] = []
+    # Every statement as SQLite runs it (parameters inlined), whether it came through
+    # SQLAlchemy or straight from a pooled driver connection (the per-key tombstone check).
+    ran: list[str] = []
 
-    @event.listens_for(catalog.engine, "before_cursor_execute")
-    def _seen(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
-    ) -> None:
-        if not many and statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            reads.append((statement, parameters))
+    @event.listens_for(catalog.engine, "checkout")
+    def _trace(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_connection.set_trace_callback(ran.append)
 
-    for replay in [*replays, "f" * 32]:
+    for replay in [*replays, "f" * 32]:  # the last one is new: its key is made here
         vault.ingest_segment(segment(replay, 1))
     vault.ingest_segment(segment(replays[0], 0))  # stored: ignored whole
     (result,) = vault.flush()
@@ -47,16 +47,21 @@ def test_a_flush_reads_its_segments_and_replays_by_key(tmp_path: Path) -> None:
 
     checked = []
     with sqlite3.connect(database) as conn:
-        for statement, parameters in reads:
+        for statement in ran:
+            if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+                continue
             # The staged rows live in the flush connection's temporary table, out of reach.
-            if "incoming_range" in statement:
+            if "incoming_range" in statement or not _TABLES.search(statement):
                 continue
-            if not re.search(r"\b(recording_byte_range|replay)\b", statement):
-                continue
-            steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+            steps = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}")]
             checked.append(statement)
             assert not [s for s in steps if _TABLE_SCAN.match(s)], (statement, steps)
-    # Both reads the flush makes of its own rows were checked: stored segments (before the
-    # upload and again in the transaction) and the replays' buckets.
+            # A tombstone is found by (project, replay) or (project, NULL), not by reading
+            # every tombstone of the project.
+            searches = [s for s in steps if s.startswith("SEARCH tombstone")]
+            assert all("replay_id=?" in s for s in searches), (statement, steps)
+    # Each kind of read was checked: the new key's tombstone check and the flush's (tombstone),
+    # stored segments (before the upload and in the transaction), the replays' buckets.
+    assert sum("tombstone" in s for s in checked) >= 2
     assert sum("recording_byte_range" in s for s in checked) >= 2
     assert any(re.search(r"\breplay\b", s) for s in checked)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -1199,7 +1200,7 @@ def _state_of_no_rows(
 
 def _driver_tombstoned(cursor: Any, dialect: str, project_id: int, replay_id: str) -> bool:
     """Whether a deletion of the replay or of its whole project is recorded (one statement)."""
-    cursor.execute(_TOMBSTONE_OF_SQL[dialect], (project_id, replay_id))
+    cursor.execute(_TOMBSTONE_OF_SQL[dialect], (project_id, replay_id, project_id))
     return cursor.fetchone() is not None
 
 
@@ -1400,9 +1401,18 @@ def _prepare_sqlite_file(path: Path) -> None:
 
 # Built once: making this statement cost more than running it, and ingest runs it for every
 # new replay key (expanding parameters keep one compiled form for any number of values).
-_TOMBSTONES_OF = select(Tombstone.project_id, Tombstone.replay_id).where(
-    Tombstone.project_id.in_(bindparam("projects", expanding=True)),
-    Tombstone.replay_id.in_(bindparam("replays", expanding=True)) | Tombstone.replay_id.is_(None),
+# Two arms, each a probe of (project_id, replay_id) in the index: with `replay_id IN (...) OR
+# replay_id IS NULL` in one WHERE, SQLite searched on project_id alone and filtered every
+# tombstone of the project (17 ms a flush with 100,000 of them in one project).
+_TOMBSTONES_OF = union_all(
+    select(Tombstone.project_id, Tombstone.replay_id).where(
+        Tombstone.project_id.in_(bindparam("projects", expanding=True)),
+        Tombstone.replay_id.in_(bindparam("replays", expanding=True)),
+    ),
+    select(Tombstone.project_id, Tombstone.replay_id).where(
+        Tombstone.project_id.in_(bindparam("projects", expanding=True)),
+        Tombstone.replay_id.is_(None),
+    ),
 )
 
 # A flush's locks, then its admission on PostgreSQL (Catalog._admit_postgresql): one row per
@@ -1468,10 +1478,11 @@ _PAGE_AT_SQL = {
     for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
 }
 
-# The same question for one replay, as the driver's own SQL (see Catalog._tombstone_of).
+# The same question for one replay, as the driver's own SQL (see Catalog._tombstone_of), in
+# the same two keyed arms (parameters: project, replay, project): one `OR` read all of the
+# project's tombstones on SQLite, 9 ms a new replay key with 100,000 of them.
 _TOMBSTONE_OF_SQL = {
-    "sqlite": "SELECT 1 FROM tombstone WHERE project_id = ? AND (replay_id = ? OR "
-    "replay_id IS NULL) LIMIT 1",
-    "postgresql": "SELECT 1 FROM tombstone WHERE project_id = %s AND (replay_id = %s OR "
-    "replay_id IS NULL) LIMIT 1",
+    dialect: f"SELECT 1 FROM tombstone WHERE project_id = {mark} AND replay_id = {mark} "  # noqa: S608
+    f"UNION ALL SELECT 1 FROM tombstone WHERE project_id = {mark} AND replay_id IS NULL LIMIT 1"
+    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
 }

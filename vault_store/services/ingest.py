@@ -220,14 +220,14 @@ class Ingestor:
         identity = FrameIdentity(segment.project_id, segment.replay_id, segment.segment_id, part)
         header, ciphertext = crypto.seal_parts(body, sealing.key, identity, level=self._zstd_level)
         return SealedSegment(
-            identity,
-            header,
-            ciphertext,
-            sealing.wrapped,
-            sealing.key_check,
-            segment.retention_days,
-            len(body),
-            subjects,
+            identity=identity,
+            header=header,
+            ciphertext=ciphertext,
+            wrapped=sealing.wrapped,
+            key_check=sealing.key_check,
+            retention_days=segment.retention_days,
+            plain_bytes=len(body),
+            subjects=subjects,
         )
 
     def _new_sealing_key(self, owner: Owner) -> SealingKey:

@@ -51,3 +51,34 @@ def decompress(data: bytes, *, max_size: int = MAX_SEGMENT_BYTES) -> bytes:
     except zstandard.ZstdError as exc:
         raise CorruptData("segment does not decompress") from exc
     return result
+
+
+def content_size(data: bytes, *, max_size: int = MAX_SEGMENT_BYTES) -> int:
+    """The size one zstd frame declares it decompresses to (-1 if it does not say), refusing a
+    declared size above `max_size`; CorruptData if `data` is no zstd frame."""
+    try:
+        declared: int = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as exc:
+        raise CorruptData("segment does not decompress") from exc
+    if declared > max_size:
+        raise CorruptData("segment is larger than the decompression cap")
+    return declared
+
+
+def decompress_into(data: bytes, target: memoryview) -> None:
+    """Decompress one zstd frame into `target`, which must be exactly its declared size
+    (`content_size`): no bytes object per frame, and no copy when a caller joins frames.
+
+    With the whole frame in hand and room for its declared size, zstd decodes it in one pass
+    straight into `target`, and itself checks that the frame produces exactly that size.
+    """
+    try:
+        if not len(target):
+            # Nothing to write: decode the frame anyway, so a bad one still fails.
+            written = len(_decompressor().decompress(data))
+        else:
+            written = _decompressor().stream_reader(data).readinto(target)
+    except zstandard.ZstdError as exc:
+        raise CorruptData("segment does not decompress") from exc
+    if written != len(target):
+        raise CorruptData("segment does not decompress to its declared size")

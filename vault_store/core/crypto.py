@@ -168,15 +168,21 @@ def open_frame(
     max_size: int = codec.MAX_SEGMENT_BYTES,
 ) -> bytes:
     """Authenticate, decrypt and decompress one frame; any tampering raises CorruptData."""
+    # Only authenticated bytes reach zstd, and never more than the cap comes out.
+    return codec.decompress(decrypt_frame(frame, key, identity), max_size=max_size)
+
+
+def decrypt_frame(frame: bytes | memoryview, key: DataKey, identity: FrameIdentity) -> bytes:
+    """Authenticate and decrypt one frame: its zstd frame (not yet decompressed), or
+    CorruptData. A read that decompresses straight into its response (codec.decompress_into)
+    starts here."""
     if len(frame) < FRAME_OVERHEAD or frame[0] != FRAME_VERSION:
         raise CorruptData(f"segment {identity.segment_id} is not a readable frame")
     # Views, not slices: the ciphertext is handed to AES-GCM without a copy.
     view = memoryview(frame)
     try:
-        compressed = key.aead.decrypt(
+        return key.aead.decrypt(
             view[1 : 1 + NONCE_BYTES], view[1 + NONCE_BYTES :], identity.associated_data(frame[0])
         )
     except InvalidTag:
         raise CorruptData(f"segment {identity.segment_id} failed authentication") from None
-    # Only authenticated bytes reach zstd, and never more than the cap comes out.
-    return codec.decompress(compressed, max_size=max_size)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import io
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,8 +11,9 @@ from typing import TypeVar
 
 from vault_store.blobstore import BlobStore
 from vault_store.catalog import Catalog, RangeRecord, ReplayState
+from vault_store.core import codec
 from vault_store.core.coalesce import Fetch, plan_fetches
-from vault_store.core.crypto import DataKey, FrameIdentity, open_frame
+from vault_store.core.crypto import DataKey, FrameIdentity, decrypt_frame, open_frame
 from vault_store.core.keycache import KeyCache
 from vault_store.core.parts import RECORDING, VIDEO, merge
 from vault_store.errors import CorruptData, ReplayNotFound, ReplayShredded
@@ -173,7 +174,7 @@ class Reader:
         A chunk per page (not per segment) keeps servers from paying per-piece costs, and the
         first page still leaves as soon as it is decoded.
         """
-        return _as_array(self.merged(project_id, replay_id, start=start, stop=stop, only=only))
+        return _array(self._chunks(self._planned(project_id, replay_id, start, stop, only)))
 
     def plan_page(
         self,
@@ -264,7 +265,7 @@ class Reader:
     def read_page(self, page: Page) -> Iterator[bytes]:
         """A planned page as one JSON array, one element per segment, in chunks of the policy's
         page size (decoded ahead while earlier chunks are sent); no further range query."""
-        return _as_array(_merged(self._loaded(_split(page, self._policy.page_segments)), page.only))
+        return _array(self._chunks(_split(page, self._policy.page_segments)))
 
     def read_segment(
         self,
@@ -385,6 +386,74 @@ class Reader:
         for fetching in self._one_ahead(windows, self._fetch_window):
             yield from self._one_ahead(iter(fetching), self._decode)
 
+    def _chunks(self, pages: Iterator[Page]) -> Iterator[bytes]:
+        """Each page with rows as one chunk of the merged JSON array (its segments, a comma
+        before each but the read's first), fetched and decoded ahead as `_loaded` does."""
+        later = False
+
+        def chunk(page: _FetchingPage) -> bytes:
+            # Pages are built one at a time and in order (`_one_ahead`), so `later` is only
+            # ever read and set by one thread at a time.
+            nonlocal later
+            built = self._page_chunk(page, comma=later)
+            later = True
+            return built
+
+        windows = _windows(pages, self._policy.max_fetch_bytes)
+        for fetching in self._one_ahead(windows, self._fetch_window):
+            yield from self._one_ahead(iter(fetching), chunk)
+
+    def _page_chunk(self, page: _FetchingPage, *, comma: bool) -> bytes:
+        """One page's segments as a piece of the JSON array, a comma first if `comma`.
+
+        A page whose every segment is one frame read as stored (`_FetchingPage.direct`: the
+        common case) is decompressed straight into the chunk, after every frame is
+        authenticated and its declared size known; no bytes object per segment and no join.
+        Any other page is opened and merged per segment, then joined.
+        """
+        if not page.direct:
+            segment_ids, opened = self._decode(page)
+            (merged,) = _merged(iter([(segment_ids, opened)]), page.only)
+            return _joined([body for _segment_id, body in merged], comma=comma)
+        rows = page.rows
+        keys = self._page_keys(rows)
+        frames = self._frames(page)
+        # Every frame authenticated and sized before the chunk exists: AES-GCM is a few percent
+        # of a frame's work, so this runs here, without a hand-off per batch.
+        sealed = [_sealed(row, frame, keys) for row, frame in zip(rows, frames, strict=True)]
+        spans, position = [], int(comma)
+        for _data, size, _is_body in sealed:
+            spans.append((position, position + size))
+            position += size + 1
+        total = position - 1
+        # The chunk is written in place: a BytesIO over a fresh bytes object lends that object
+        # as a writable buffer, and getvalue() hands the same object back once no view is left
+        # (CPython; elsewhere getvalue copies, which is still correct).
+        buffer = io.BytesIO(bytes(total))
+        with buffer.getbuffer() as view:
+            for index, (start, _stop) in enumerate(spans):
+                if index or comma:
+                    view[start - 1] = _COMMA
+            # zstd releases the GIL: batches of frames decompress in parallel on the pool.
+            bounds = _batches(rows, self._policy.concurrency)
+            list(self._pool.map(lambda b: _fill(view, sealed, spans, *b), bounds))
+            # A body read as stored is a JSON array; any other (an older layout) is merged.
+            arrays = all(stop > start and view[start] == _BRACKET for start, stop in spans)
+            bodies = None if arrays else [bytes(view[a:b]) for a, b in spans]
+        if bodies is not None:
+            merged_bodies = [
+                merge([(row.part, body)], page.only) for row, body in zip(rows, bodies, strict=True)
+            ]
+            return _joined(merged_bodies, comma=comma)
+        return buffer.getvalue()
+
+    def _frames(self, page: _FetchingPage) -> list[memoryview]:
+        """Each row's frame, a view of its GET (never copied), once the GET is done."""
+        return [
+            memoryview(got.result())[offset : offset + row.size]
+            for row, (got, offset) in zip(page.rows, page.located, strict=True)
+        ]
+
     def _one_ahead(self, items: Iterator[_T], work: Callable[[_T], _R]) -> Iterator[_R]:
         """`work(item)` for each item in order, the next one running on a page thread while
         the caller handles this one (page threads wait on the fetch pool, never on their own
@@ -423,7 +492,15 @@ class Reader:
         fetching, first = [], 0
         for page, page_rows in zip(window, wanted, strict=True):
             last = first + len(page_rows)
-            fetching.append(_FetchingPage(list(page.segment_ids), page_rows, located[first:last]))
+            fetching.append(
+                _FetchingPage(
+                    list(page.segment_ids),
+                    page_rows,
+                    located[first:last],
+                    page.only,
+                    _direct(page, page_rows),
+                )
+            )
             first = last
         return fetching
 
@@ -435,10 +512,7 @@ class Reader:
         if not rows:
             return page.segment_ids, []
         keys = self._page_keys(rows)
-        frames = [
-            memoryview(got.result())[offset : offset + row.size]
-            for row, (got, offset) in zip(rows, page.located, strict=True)
-        ]
+        frames = self._frames(page)
         # A task per batch, not per frame: a future per frame cost more thread hand-offs than
         # AES-GCM itself. A few batches still let zstd (which releases the GIL) use every core.
         bounds = _batches(rows, self._policy.concurrency)
@@ -529,6 +603,63 @@ class _FetchingPage:
     segment_ids: list[int]
     rows: list[RangeRecord]
     located: list[tuple[Future[bytes], int]]
+    only: frozenset[str] | None = None
+    # Every segment is one wanted row, its only row, of a part the read returns as stored:
+    # the page's chunk is its frames' bodies, separated by commas (see `_direct`).
+    direct: bool = False
+
+
+def _direct(page: Page, wanted: Sequence[RangeRecord]) -> bool:
+    """Whether each segment of the page is exactly one row, fetched and returned as stored: no
+    other part (not even video), and a part the read wants whole (`merge` of one part whose
+    body is a JSON array returns that body)."""
+    if len(page.rows) != len(page.segment_ids) or len(wanted) != len(page.rows):
+        return False
+    ids = [row.segment_id for row in page.rows]
+    if ids != list(page.segment_ids):
+        return False
+    return all(
+        row.part != VIDEO and (page.only is None or row.part in page.only) for row in page.rows
+    )
+
+
+_COMMA = ord(",")
+_BRACKET = ord("[")
+
+
+def _sealed(
+    row: RangeRecord, frame: memoryview, keys: dict[tuple[int, str, bytes], DataKey]
+) -> tuple[bytes, int, bool]:
+    """A row's frame authenticated and decrypted, as (its zstd frame, the size it declares,
+    False). A frame that does not declare its size is decompressed here, under the cap:
+    (its body, that body's size, True)."""
+    key = keys[(row.project_id, row.replay_id, row.wrapped_dek)]
+    compressed = decrypt_frame(
+        frame, key, FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
+    )
+    size = codec.content_size(compressed)
+    if size >= 0:
+        return compressed, size, False
+    body = codec.decompress(compressed)
+    return body, len(body), True
+
+
+def _fill(
+    view: memoryview,
+    sealed: Sequence[tuple[bytes, int, bool]],
+    spans: Sequence[tuple[int, int]],
+    first: int,
+    stop: int,
+) -> None:
+    """Decompress sealed[first:stop] into their spans of `view` (bodies decompressed already
+    are copied)."""
+    for index in range(first, stop):
+        data, _size, is_body = sealed[index]
+        start, end = spans[index]
+        if is_body:
+            view[start:end] = data
+        else:
+            codec.decompress_into(data, view[start:end])
 
 
 def _wanted(row: RangeRecord, only: frozenset[str] | None) -> bool:
@@ -650,18 +781,18 @@ def _merged(
         yield [(sid, merge(by_segment.get(sid, []), only)) for sid in segment_ids]
 
 
-def _as_array(pages: Iterator[list[tuple[int, bytes]]]) -> Iterator[bytes]:
-    """Merged pages as chunks of one JSON array: "[" only once the first page is decoded, so a
-    missing replay fails instead of half-answering."""
-    first = next(pages, None)
+def _array(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Page chunks as one JSON array: "[" only once the first page is decoded, so a missing
+    replay fails instead of half-answering."""
+    first = next(chunks, None)
     yield b"["
-    written = 0
-    for page in itertools.chain([first] if first else [], pages):
-        pieces: list[bytes] = []
-        for _segment_id, body in page:
-            if written:
-                pieces.append(b",")
-            pieces.append(body)
-            written += 1
-        yield b"".join(pieces)
+    if first is not None:
+        yield first
+        yield from chunks
     yield b"]"
+
+
+def _joined(bodies: Sequence[bytes], *, comma: bool) -> bytes:
+    """Segment bodies as one piece of a JSON array, a comma before each but the first (and
+    before the first too if `comma`)."""
+    return (b"," if comma else b"") + b",".join(bodies)

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import RECORDINGS_DIR, VaultFactory, need
 from tests.integration.helpers import read_events
 from vault_store import Catalog, FlushPolicy, ReadPolicy, ReplayNotFound
+from vault_store.core import codec
 from vault_store.core.message import Segment, build_message
 from vault_store.core.rrweb import segment_bodies
 from vault_store.services.samples import Recording, as_messages, as_replays
@@ -224,3 +225,45 @@ def test_forgetting_keys_makes_the_next_read_unwrap_again(make_vault: VaultFacto
     assert vault.read_counters().unwraps == 3
     assert vault.forget_keys(1) == 3  # what remains of project 1: two read keys, one sealing key
     assert vault.cached_keys() == 0
+
+
+def test_pages_of_whole_segments_are_decompressed_into_their_chunk(
+    make_vault: VaultFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page whose every segment is one frame read as stored is decompressed straight into
+    its chunk (no bytes object per segment, no join); other pages are merged as before, and the
+    chunks are the same bytes either way."""
+    replay = "ef" * 16
+    bodies = [b'[{"type":3,"n":%d}]' % n for n in range(11)]
+    # Leading whitespace: the body is still returned as stored (the page is built, then merged).
+    bodies[2] = b' \n[{"type":3,"n":2}]'
+    # Two parts (dom and console): this segment's page is opened and merged per segment.
+    bodies[9] = (
+        b'[{"type":3,"n":9},{"type":5,"data":{"tag":"breadcrumb","payload":{"category":"console"}}}]'
+    )
+    writer = make_vault(typed_parts=True)
+    for segment_id, body in enumerate(bodies):
+        writer.ingest_segment(
+            Segment(
+                project_id=1, replay_id=replay, segment_id=segment_id, body=body, retention_days=30
+            )
+        )
+    writer.flush()
+    decompressed: list[int] = []
+    whole = codec.decompress
+
+    def counted(data: bytes, *, max_size: int = codec.MAX_SEGMENT_BYTES) -> bytes:
+        decompressed.append(len(data))
+        return whole(data, max_size=max_size)
+
+    monkeypatch.setattr(codec, "decompress", counted)
+    chunks = list(make_vault(read=ReadPolicy(page_segments=4)).read_recording(1, replay))
+    assert chunks == [
+        b"[",
+        b",".join(bodies[0:4]),
+        b"," + b",".join(bodies[4:8]),
+        b"," + b",".join(bodies[8:11]),
+        b"]",
+    ]
+    # Only the page holding the two-part segment made a bytes object per frame (4 frames).
+    assert len(decompressed) == 4

@@ -17,7 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vault_store.core import codec
-from vault_store.core.crypto import DataKey, FrameIdentity, length_prefixed, open_frame, seal
+from vault_store.core.crypto import (
+    DataKey,
+    FrameIdentity,
+    decrypt_frame,
+    length_prefixed,
+    open_frame,
+    seal,
+)
 from vault_store.core.keys import KeyContext
 from vault_store.errors import CorruptData
 
@@ -199,3 +206,44 @@ def test_associated_data_is_the_length_prefixed_encoding(
     assert KeyContext(project_id, replay_id).associated_data() == length_prefixed(
         b"vault-store dek v1", struct.pack(">Q", project_id), replay_id.encode("ascii")
     )
+
+
+def test_decompress_into_writes_the_frame_in_place() -> None:
+    body = b'[{"type":3,"data":{"n":1}}]' * 200
+    frame = codec.compress(body)
+    page = bytearray(b"#" * (len(body) + 2))
+    assert codec.content_size(frame) == len(body)
+    codec.decompress_into(frame, memoryview(page)[1 : 1 + len(body)])
+    assert page == b"#" + body + b"#"
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_decompress_into_refuses_a_target_not_of_the_declared_size(delta: int) -> None:
+    body = b"x" * 5_000
+    target = memoryview(bytearray(len(body) + delta))
+    with pytest.raises(CorruptData, match="declared size"):
+        codec.decompress_into(codec.compress(body), target)
+
+
+def test_decompress_into_refuses_a_cut_frame() -> None:
+    frame = codec.compress(bytes(range(256)) * 64)
+    with pytest.raises(CorruptData):
+        codec.decompress_into(frame[:-4], memoryview(bytearray(256 * 64)))
+
+
+def test_content_size_is_capped_and_says_when_unknown() -> None:
+    with pytest.raises(CorruptData, match="cap"):
+        codec.content_size(codec.compress(b" " * 10_000), max_size=1_000)
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(b"x" * 50)
+    assert codec.content_size(unsized) == -1
+    with pytest.raises(CorruptData):
+        codec.content_size(b"not zstd at all")
+
+
+def test_decrypt_frame_authenticates_without_decompressing() -> None:
+    key = DataKey(bytes(32))
+    identity = FrameIdentity(1, "f" * 32, 4)
+    frame = seal(b"[1]", key, identity)
+    assert codec.decompress(decrypt_frame(frame, key, identity)) == b"[1]"
+    with pytest.raises(CorruptData, match="segment 5 failed authentication"):
+        decrypt_frame(frame, key, FrameIdentity(1, "f" * 32, 5))

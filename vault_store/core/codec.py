@@ -66,13 +66,16 @@ def content_size(data: bytes, *, max_size: int = MAX_SEGMENT_BYTES) -> int:
 
 
 def decompress_into(data: bytes, target: memoryview) -> None:
-    """Decompress one zstd frame into `target`, which must be exactly its declared size
-    (`content_size`): no bytes object per frame, and no copy when a caller joins frames.
+    """Decompress one zstd frame into `target`, which must be exactly the size the frame
+    declares (`content_size`, so the cap is checked before `target` exists): no bytes object
+    per frame, and no copy when a caller lays frames side by side.
 
     With the whole frame in hand and room for its declared size, zstd decodes it in one pass
     straight into `target`, and itself checks that the frame produces exactly that size.
     """
     try:
+        if zstandard.frame_content_size(data) != len(target):
+            raise CorruptData("segment does not decompress to its declared size")
         if not len(target):
             # Nothing to write: decode the frame anyway, so a bad one still fails.
             written = len(_decompressor().decompress(data))

@@ -179,7 +179,7 @@ def decrypt_frame(frame: bytes | memoryview, key: DataKey, identity: FrameIdenti
     if len(frame) < FRAME_OVERHEAD or frame[0] != FRAME_VERSION:
         raise CorruptData(f"segment {identity.segment_id} is not a readable frame")
     # Views, not slices: the ciphertext is handed to AES-GCM without a copy.
-    view = memoryview(frame)
+    view = frame if isinstance(frame, memoryview) else memoryview(frame)
     try:
         return key.aead.decrypt(
             view[1 : 1 + NONCE_BYTES], view[1 + NONCE_BYTES :], identity.associated_data(frame[0])

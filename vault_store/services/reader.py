@@ -449,10 +449,15 @@ class Reader:
 
     def _frames(self, page: _FetchingPage) -> list[memoryview]:
         """Each row's frame, a view of its GET (never copied), once the GET is done."""
-        return [
-            memoryview(got.result())[offset : offset + row.size]
-            for row, (got, offset) in zip(page.rows, page.located, strict=True)
-        ]
+        # One view per GET, sliced per frame: a GET holds many frames.
+        views: dict[Future[bytes], memoryview] = {}
+        frames = []
+        for row, (got, offset) in zip(page.rows, page.located, strict=True):
+            view = views.get(got)
+            if view is None:
+                view = views[got] = memoryview(got.result())
+            frames.append(view[offset : offset + row.stop - row.start])
+        return frames
 
     def _one_ahead(self, items: Iterator[_T], work: Callable[[_T], _R]) -> Iterator[_R]:
         """`work(item)` for each item in order, the next one running on a page thread while

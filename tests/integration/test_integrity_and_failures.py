@@ -24,6 +24,7 @@ from vault_store import (
 )
 from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.catalog import BlobRecord, Catalog, InsertOutcome, RangeRecord
+from vault_store.core import codec
 from vault_store.core.message import Segment, build_message
 from vault_store.services.samples import Recording, as_messages, as_replays
 
@@ -331,3 +332,16 @@ def test_failed_background_flush_requeues_and_surfaces_at_the_next_call(
     stats = vault.stats()
     assert stats.rows == 4  # segment 2 was sent three times: extra copies are dead bytes only
     assert len(list((tmp_path / "blobs").rglob("*.vsb"))) == stats.blobs  # the failed put left none
+
+
+def test_a_page_decompressed_in_place_still_caps_each_segment(
+    make_vault: VaultFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The declared size of every frame of a page is checked against the cap before the page's
+    chunk is allocated, as open_frame checks it before decompressing."""
+    vault = make_vault()
+    _two_replays_in_one_blob(vault)
+    assert len(read_events(make_vault(), 1, A)) == 5
+    monkeypatch.setattr(codec, "MAX_SEGMENT_BYTES", 16)
+    with pytest.raises(CorruptData, match="cap"):
+        read_events(make_vault(), 1, A)

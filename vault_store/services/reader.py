@@ -642,10 +642,11 @@ def _sealed(
     compressed = decrypt_frame(
         frame, key, FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
     )
-    size = codec.content_size(compressed)
+    # Only authenticated bytes reach zstd, and no chunk is sized beyond the cap.
+    size = codec.content_size(compressed, max_size=codec.MAX_SEGMENT_BYTES)
     if size >= 0:
         return compressed, size, False
-    body = codec.decompress(compressed)
+    body = codec.decompress(compressed, max_size=codec.MAX_SEGMENT_BYTES)
     return body, len(body), True
 
 

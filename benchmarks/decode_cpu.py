@@ -2,6 +2,11 @@
 made before pages were decompressed in place, and the bare AES-GCM + zstd loop, interleaved.
 
 Run:  VAULT_STORE_RECORDINGS=../shared/data/recordings python benchmarks/decode_cpu.py [--rounds N]
+      [--typed]
+
+`--typed` stores the segments as typed parts (the server's default, `VAULT_STORE_PARTS=typed`)
+instead of whole, as `vault-store bench` does: segments of mixed events are then several frames,
+merged at read time.
 
 `time.process_time` counts every thread of the process, so on a machine whose cores are busy
 with other work it is the steadier figure; wall time is printed beside it. The bare loop decodes
@@ -21,6 +26,7 @@ from collections.abc import Callable
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from vault_store import Vault
 from vault_store.cli.bench import load_suite
 from vault_store.settings import Settings
 
@@ -31,11 +37,20 @@ MIB = 1 << 20
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds (default 21)")
+    parser.add_argument("--typed", action="store_true", help="store segments as typed parts")
     args = parser.parse_args()
     suite = load_suite()
     bench = suite.Bench(quick=False, pg_url=None, recordings=Settings.from_env().recordings)
     try:
         vault = bench.vault()
+        if args.typed:
+            # The same scratch catalog, store and key file, with parts split at ingest.
+            vault = Vault(
+                catalog=vault._catalog,
+                blob_store=vault._blob_store,
+                kms=vault._kms,
+                typed_parts=True,
+            )
         replay = ""
         for segment in bench.segments(1, segments_per_replay=SEGMENTS):
             vault.ingest_segment(segment)
@@ -102,6 +117,7 @@ def main() -> None:
             for name, (wall, cpu) in medians.items()
         }
         result["bare_scaled"] = {"wall_ms": round(bare_wall, 1), "cpu_ms": round(bare_cpu, 1)}
+        result["typed_parts"] = args.typed
         result["load_average"] = round(os.getloadavg()[0], 2)
         print(json.dumps(result), flush=True)
         vault.close()

@@ -230,9 +230,9 @@ def test_forgetting_keys_makes_the_next_read_unwrap_again(make_vault: VaultFacto
 def test_pages_of_whole_segments_are_decompressed_into_their_chunk(
     make_vault: VaultFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A page whose every segment is one frame read as stored is decompressed straight into
-    its chunk (no bytes object per segment, no join); other pages are merged as before, and the
-    chunks are the same bytes either way."""
+    """A segment that is one frame read as stored is decompressed straight into its page's
+    chunk (no bytes object for it, no join); other segments are merged as before, in the same
+    chunk, and the chunks are the same bytes either way."""
     replay = "ef" * 16
     bodies = [b'[{"type":3,"n":%d}]' % n for n in range(11)]
     # Leading whitespace: the body is still returned as stored (the page is built, then merged).
@@ -265,5 +265,5 @@ def test_pages_of_whole_segments_are_decompressed_into_their_chunk(
         b"," + b",".join(bodies[8:11]),
         b"]",
     ]
-    # Only the page holding the two-part segment made a bytes object per frame (4 frames).
-    assert len(decompressed) == 4
+    # Only the two-part segment's frames made a bytes object each (to be merged).
+    assert len(decompressed) == 2

@@ -406,46 +406,79 @@ class Reader:
     def _page_chunk(self, page: _FetchingPage, *, comma: bool) -> bytes:
         """One page's segments as a piece of the JSON array, a comma first if `comma`.
 
-        A page whose every segment is one frame read as stored (`_FetchingPage.direct`: the
-        common case) is decompressed straight into the chunk, after every frame is
-        authenticated and its declared size known; no bytes object per segment and no join.
-        Any other page is opened and merged per segment, then joined.
+        Every frame is first authenticated, in batches on the pool and in row order (so an
+        integrity error names the earliest bad segment). A segment that is one frame read as
+        stored (`_FetchingPage.direct`: most segments) only has its zstd frame's declared size
+        read then; any other segment's frames are decompressed and merged as before. Then the
+        chunk is allocated at its exact size and the direct frames decompressed straight into
+        their places, in batches on the pool: no bytes object per such segment, and no join.
         """
-        if not page.direct:
-            segment_ids, opened = self._decode(page)
-            (merged,) = _merged(iter([(segment_ids, opened)]), page.only)
-            return _joined([body for _segment_id, body in merged], comma=comma)
         rows = page.rows
         keys = self._page_keys(rows)
         frames = self._frames(page)
-        # Every frame authenticated and sized before the chunk exists: AES-GCM is a few percent
-        # of a frame's work, so this runs here, without a hand-off per batch.
-        sealed = [_sealed(row, frame, keys) for row, frame in zip(rows, frames, strict=True)]
+        direct = page.direct
+        bounds = _batches(rows, self._policy.concurrency)
+        opened = [
+            item
+            for batch in self._pool.map(
+                lambda b: _open_or_size(rows, frames, keys, direct, *b), bounds
+            )
+            for item in batch
+        ]
+        # One entry per segment, in order: (data, size, whether data is already the body).
+        by_segment: dict[int, list[tuple[RangeRecord, bytes]]] = {}
+        sized: dict[int, tuple[RangeRecord, tuple[bytes, int, bool]]] = {}
+        for row, item in zip(rows, opened, strict=True):
+            if row.segment_id in direct:
+                sized[row.segment_id] = (row, item)
+            else:
+                by_segment.setdefault(row.segment_id, []).append((row, item[0]))
+        entries: list[tuple[bytes, int, bool]] = []
+        placed: list[tuple[int, RangeRecord]] = []  # (entry index, row) of the direct ones
+        for segment_id in page.segment_ids:
+            found = sized.get(segment_id)
+            if found is not None:
+                placed.append((len(entries), found[0]))
+                entries.append(found[1])
+            else:
+                parts = [(row.part, body) for row, body in by_segment.get(segment_id, [])]
+                body = merge(parts, page.only)
+                entries.append((body, len(body), True))
         spans, position = [], int(comma)
-        for _data, size, _is_body in sealed:
+        for _data, size, _is_body in entries:
             spans.append((position, position + size))
             position += size + 1
-        total = position - 1
         # The chunk is written in place: a BytesIO over a fresh bytes object lends that object
         # as a writable buffer, and getvalue() hands the same object back once no view is left
         # (CPython; elsewhere getvalue copies, which is still correct).
-        buffer = io.BytesIO(bytes(total))
+        buffer = io.BytesIO(bytes(position - 1))
         with buffer.getbuffer() as view:
-            for index, (start, _stop) in enumerate(spans):
+            for index, (first, _stop) in enumerate(spans):
                 if index or comma:
-                    view[start - 1] = _COMMA
-            # zstd releases the GIL: batches of frames decompress in parallel on the pool.
-            bounds = _batches(rows, self._policy.concurrency)
-            list(self._pool.map(lambda b: _fill(view, sealed, spans, *b), bounds))
+                    view[first - 1] = _COMMA
+            for (data, _size, is_body), (first, stop) in zip(entries, spans, strict=True):
+                if is_body and stop > first:
+                    view[first:stop] = data
+            # zstd releases the GIL: batches of direct frames decompress in parallel.
+            list(
+                self._pool.map(
+                    lambda b: _fill(view, entries, spans, placed, *b),
+                    _batches([row for _index, row in placed], self._policy.concurrency),
+                )
+            )
             # A body read as stored is a JSON array; any other (an older layout) is merged.
-            arrays = all(stop > start and view[start] == _BRACKET for start, stop in spans)
-            bodies = None if arrays else [bytes(view[a:b]) for a, b in spans]
-        if bodies is not None:
-            merged_bodies = [
-                merge([(row.part, body)], page.only) for row, body in zip(rows, bodies, strict=True)
+            stray = [
+                index
+                for index, _row in placed
+                if spans[index][1] == spans[index][0] or view[spans[index][0]] != _BRACKET
             ]
-            return _joined(merged_bodies, comma=comma)
-        return buffer.getvalue()
+            bodies = [bytes(view[first:stop]) for first, stop in spans] if stray else None
+        if bodies is None:
+            return buffer.getvalue()
+        for index, row in placed:
+            if index in stray:
+                bodies[index] = merge([(row.part, bodies[index])], page.only)
+        return _joined(bodies, comma=comma)
 
     def _frames(self, page: _FetchingPage) -> list[memoryview]:
         """Each row's frame, a view of its GET (never copied), once the GET is done."""
@@ -503,7 +536,7 @@ class Reader:
                     page_rows,
                     located[first:last],
                     page.only,
-                    _direct(page, page_rows),
+                    _direct(page),
                 )
             )
             first = last
@@ -609,22 +642,22 @@ class _FetchingPage:
     rows: list[RangeRecord]
     located: list[tuple[Future[bytes], int]]
     only: frozenset[str] | None = None
-    # Every segment is one wanted row, its only row, of a part the read returns as stored:
-    # the page's chunk is its frames' bodies, separated by commas (see `_direct`).
-    direct: bool = False
+    # Segments that are one row, read as stored: decompressed straight into the page's chunk
+    # (see `_direct`).
+    direct: frozenset[int] = frozenset()
 
 
-def _direct(page: Page, wanted: Sequence[RangeRecord]) -> bool:
-    """Whether each segment of the page is exactly one row, fetched and returned as stored: no
-    other part (not even video), and a part the read wants whole (`merge` of one part whose
-    body is a JSON array returns that body)."""
-    if len(page.rows) != len(page.segment_ids) or len(wanted) != len(page.rows):
-        return False
-    ids = [row.segment_id for row in page.rows]
-    if ids != list(page.segment_ids):
-        return False
-    return all(
-        row.part != VIDEO and (page.only is None or row.part in page.only) for row in page.rows
+def _direct(page: Page) -> frozenset[int]:
+    """The page's segments that are exactly one row (no other part, not even video), of a
+    part the read wants whole: `merge` of that one part returns its body as stored when it is
+    a JSON array, so the frame can be decompressed where the segment goes."""
+    rows: dict[int, list[RangeRecord]] = {}
+    for row in page.rows:
+        rows.setdefault(row.segment_id, []).append(row)
+    return frozenset(
+        segment_id
+        for segment_id, (row, *others) in rows.items()
+        if not others and row.part != VIDEO and (page.only is None or row.part in page.only)
     )
 
 
@@ -632,39 +665,50 @@ _COMMA = ord(",")
 _BRACKET = ord("[")
 
 
-def _sealed(
-    row: RangeRecord, frame: memoryview, keys: dict[tuple[int, str, bytes], DataKey]
-) -> tuple[bytes, int, bool]:
-    """A row's frame authenticated and decrypted, as (its zstd frame, the size it declares,
-    False). A frame that does not declare its size is decompressed here, under the cap:
-    (its body, that body's size, True)."""
-    key = keys[(row.project_id, row.replay_id, row.wrapped_dek)]
-    compressed = decrypt_frame(
-        frame, key, FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
-    )
-    # Only authenticated bytes reach zstd, and no chunk is sized beyond the cap.
-    size = codec.content_size(compressed, max_size=codec.MAX_SEGMENT_BYTES)
-    if size >= 0:
-        return compressed, size, False
-    body = codec.decompress(compressed, max_size=codec.MAX_SEGMENT_BYTES)
-    return body, len(body), True
+def _open_or_size(
+    rows: Sequence[RangeRecord],
+    frames: Sequence[memoryview],
+    keys: dict[tuple[int, str, bytes], DataKey],
+    direct: frozenset[int],
+    first: int,
+    stop: int,
+) -> list[tuple[bytes, int, bool]]:
+    """rows[first:stop] authenticated and decrypted, in order, each as (data, size, is_body):
+    a direct segment's zstd frame and its declared size (False), any other row's body (True)."""
+    opened = []
+    for index in range(first, stop):
+        row = rows[index]
+        key = keys[(row.project_id, row.replay_id, row.wrapped_dek)]
+        identity = FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
+        if row.segment_id not in direct:
+            body = open_frame(frames[index], key, identity, max_size=codec.MAX_SEGMENT_BYTES)
+            opened.append((body, len(body), True))
+            continue
+        compressed = decrypt_frame(frames[index], key, identity)
+        # Only authenticated bytes reach zstd, and no chunk is sized beyond the cap.
+        size = codec.content_size(compressed, max_size=codec.MAX_SEGMENT_BYTES)
+        if size >= 0:
+            opened.append((compressed, size, False))
+        else:
+            body = codec.decompress(compressed, max_size=codec.MAX_SEGMENT_BYTES)
+            opened.append((body, len(body), True))
+    return opened
 
 
 def _fill(
     view: memoryview,
-    sealed: Sequence[tuple[bytes, int, bool]],
+    entries: Sequence[tuple[bytes, int, bool]],
     spans: Sequence[tuple[int, int]],
+    placed: Sequence[tuple[int, RangeRecord]],
     first: int,
     stop: int,
 ) -> None:
-    """Decompress sealed[first:stop] into their spans of `view` (bodies decompressed already
-    are copied)."""
-    for index in range(first, stop):
-        data, _size, is_body = sealed[index]
-        start, end = spans[index]
-        if is_body:
-            view[start:end] = data
-        else:
+    """Decompress the direct segments placed[first:stop] into their spans of `view` (those
+    decompressed already were copied in by the caller)."""
+    for index, _row in placed[first:stop]:
+        data, _size, is_body = entries[index]
+        if not is_body:
+            start, end = spans[index]
             codec.decompress_into(data, view[start:end])
 
 

@@ -406,25 +406,31 @@ class Reader:
     def _page_chunk(self, page: _FetchingPage, *, comma: bool) -> bytes:
         """One page's segments as a piece of the JSON array, a comma first if `comma`.
 
-        Every frame is first authenticated, in batches on the pool and in row order (so an
-        integrity error names the earliest bad segment). A segment that is one frame read as
-        stored (`_FetchingPage.direct`: most segments) only has its zstd frame's declared size
-        read then; any other segment's frames are decompressed and merged as before. Then the
-        chunk is allocated at its exact size and the direct frames decompressed straight into
-        their places, in batches on the pool: no bytes object per such segment, and no join.
+        Every frame is first authenticated, in row order (so an integrity error names the
+        earliest bad segment), in batches on the pool if some must be decompressed. A segment
+        that is one frame read as stored (`_FetchingPage.direct`: most segments) only has its
+        zstd frame's declared size read then; any other segment's frames are decompressed and
+        merged as before. Then the chunk is allocated at its exact size and the direct frames
+        decompressed straight into their places, in batches on the pool: no bytes object per
+        such segment, and no join.
         """
         rows = page.rows
         keys = self._page_keys(rows)
         frames = self._frames(page)
         direct = page.direct
-        bounds = _batches(rows, self._policy.concurrency)
-        opened = [
-            item
-            for batch in self._pool.map(
-                lambda b: _open_or_size(rows, frames, keys, direct, *b), bounds
-            )
-            for item in batch
-        ]
+        if all(row.segment_id in direct for row in rows):
+            # Nothing to decompress yet (AES-GCM is a few percent of a frame's work): done
+            # here, without a hand-off per batch.
+            opened = _open_or_size(rows, frames, keys, direct, 0, len(rows))
+        else:
+            bounds = _batches(rows, self._policy.concurrency)
+            opened = [
+                item
+                for batch in self._pool.map(
+                    lambda b: _open_or_size(rows, frames, keys, direct, *b), bounds
+                )
+                for item in batch
+            ]
         # One entry per segment, in order: (data, size, whether data is already the body).
         by_segment: dict[int, list[tuple[RangeRecord, bytes]]] = {}
         sized: dict[int, tuple[RangeRecord, tuple[bytes, int, bool]]] = {}

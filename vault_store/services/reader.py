@@ -388,23 +388,30 @@ class Reader:
 
     def _chunks(self, pages: Iterator[Page]) -> Iterator[bytes]:
         """Each page with rows as one chunk of the merged JSON array (its segments, a comma
-        before each but the read's first), fetched and decoded ahead as `_loaded` does."""
+        before each but the read's first), fetched and decoded ahead as `_loaded` does.
+
+        A page thread authenticates a page's frames, hands their decompression to the pool and
+        goes on to the next page while the caller waits for this page's chunk: the serial part
+        of a page overlaps the previous page's zstd.
+        """
         later = False
 
-        def chunk(page: _FetchingPage) -> bytes:
-            # Pages are built one at a time and in order (`_one_ahead`), so `later` is only
+        def start(page: _FetchingPage) -> Callable[[], bytes]:
+            # Pages are started one at a time and in order (`_one_ahead`), so `later` is only
             # ever read and set by one thread at a time.
             nonlocal later
-            built = self._page_chunk(page, comma=later)
+            finish = self._page_chunk(page, comma=later)
             later = True
-            return built
+            return finish
 
         windows = _windows(pages, self._policy.max_fetch_bytes)
         for fetching in self._one_ahead(windows, self._fetch_window):
-            yield from self._one_ahead(iter(fetching), chunk)
+            for finish in self._one_ahead(iter(fetching), start):
+                yield finish()
 
-    def _page_chunk(self, page: _FetchingPage, *, comma: bool) -> bytes:
-        """One page's segments as a piece of the JSON array, a comma first if `comma`.
+    def _page_chunk(self, page: _FetchingPage, *, comma: bool) -> Callable[[], bytes]:
+        """One page's segments as a piece of the JSON array, a comma first if `comma`: a
+        function that waits for the piece (its errors raise there).
 
         Every frame is first authenticated, in row order (so an integrity error names the
         earliest bad segment), in batches on the pool if some must be decompressed. A segment
@@ -458,33 +465,38 @@ class Reader:
         # as a writable buffer, and getvalue() hands the same object back once no view is left
         # (CPython; elsewhere getvalue copies, which is still correct).
         buffer = io.BytesIO(bytes(position - 1))
-        with buffer.getbuffer() as view:
-            for index, (first, _stop) in enumerate(spans):
-                if index or comma:
-                    view[first - 1] = _COMMA
-            for (data, _size, is_body), (first, stop) in zip(entries, spans, strict=True):
-                if is_body and stop > first:
-                    view[first:stop] = data
-            # zstd releases the GIL: batches of direct frames decompress in parallel.
-            list(
-                self._pool.map(
-                    lambda b: _fill(view, entries, spans, placed, *b),
-                    _batches([row for _index, row in placed], self._policy.concurrency),
-                )
-            )
-            # A body read as stored is a JSON array; any other (an older layout) is merged.
-            stray = [
-                index
-                for index, _row in placed
-                if spans[index][1] == spans[index][0] or view[spans[index][0]] != _BRACKET
-            ]
-            bodies = [bytes(view[first:stop]) for first, stop in spans] if stray else None
-        if bodies is None:
-            return buffer.getvalue()
-        for index, row in placed:
-            if index in stray:
-                bodies[index] = merge([(row.part, bodies[index])], page.only)
-        return _joined(bodies, comma=comma)
+        view = buffer.getbuffer()
+        for index, (first, _stop) in enumerate(spans):
+            if index or comma:
+                view[first - 1] = _COMMA
+        for (data, _size, is_body), (first, stop) in zip(entries, spans, strict=True):
+            if is_body and stop > first:
+                view[first:stop] = data
+        # zstd releases the GIL: batches of direct frames decompress in parallel.
+        filling = [
+            self._pool.submit(_fill, view, entries, spans, placed, *bounds)
+            for bounds in _batches([row for _index, row in placed], self._policy.concurrency)
+        ]
+
+        def finish() -> bytes:
+            with view:
+                for done in filling:
+                    done.result()  # in batch order: an error names the earliest bad segment
+                # A body read as stored is a JSON array; any other (an older layout) is merged.
+                stray = [
+                    index
+                    for index, _row in placed
+                    if spans[index][1] == spans[index][0] or view[spans[index][0]] != _BRACKET
+                ]
+                bodies = [bytes(view[first:stop]) for first, stop in spans] if stray else None
+            if bodies is None:
+                return buffer.getvalue()
+            for index, row in placed:
+                if index in stray:
+                    bodies[index] = merge([(row.part, bodies[index])], page.only)
+            return _joined(bodies, comma=comma)
+
+        return finish
 
     def _frames(self, page: _FetchingPage) -> list[memoryview]:
         """Each row's frame, a view of its GET (never copied), once the GET is done."""

@@ -483,11 +483,11 @@ class Reader:
                 for done in filling:
                     done.result()  # in batch order: an error names the earliest bad segment
                 # A body read as stored is a JSON array; any other (an older layout) is merged.
-                stray = [
+                stray = {
                     index
                     for index, _row in placed
                     if spans[index][1] == spans[index][0] or view[spans[index][0]] != _BRACKET
-                ]
+                }
                 bodies = [bytes(view[first:stop]) for first, stop in spans] if stray else None
             if bodies is None:
                 return buffer.getvalue()

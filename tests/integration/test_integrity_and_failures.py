@@ -19,6 +19,7 @@ from vault_store import (
     FlushPolicy,
     InvalidInput,
     KeyContext,
+    ReadPolicy,
     Vault,
     WrappedKey,
 )
@@ -345,3 +346,25 @@ def test_a_page_decompressed_in_place_still_caps_each_segment(
     monkeypatch.setattr(codec, "MAX_SEGMENT_BYTES", 16)
     with pytest.raises(CorruptData, match="cap"):
         read_events(make_vault(), 1, A)
+
+
+def test_a_frame_that_fails_to_decompress_into_its_page_fails_the_read(
+    make_vault: VaultFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decompression into the page runs on the pool after the page is handed on: its errors
+    still reach the reader's caller, and no chunk of that page is produced."""
+    vault = make_vault()
+    _two_replays_in_one_blob(vault)
+    whole = codec.decompress_into
+
+    def failing(data: bytes, target: memoryview) -> None:
+        whole(data, target)
+        if bytes(target).startswith(b'[{"type":3,"data":{"replay":"aaaa","segment":3}'):
+            raise CorruptData("segment does not decompress")
+
+    monkeypatch.setattr(codec, "decompress_into", failing)
+    chunks = make_vault(read=ReadPolicy(page_segments=2)).read_recording(1, A)
+    assert next(chunks) == b"["
+    assert next(chunks).startswith(b'[{"type":3,"data":{"replay":"aaaa","segment":0}')
+    with pytest.raises(CorruptData, match="does not decompress"):
+        next(chunks)

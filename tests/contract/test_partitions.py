@@ -34,6 +34,30 @@ class Clock:
         return self.now
 
 
+def _postgres_vault(postgres_url: str, tmp_path: Path, clock: Clock) -> tuple[Catalog, Vault]:
+    """A migrated catalog in a fresh PostgreSQL schema, and a vault over it."""
+    pg = Catalog(postgres_url)
+    pg.migrate()
+    vault = Vault(
+        catalog=pg,
+        blob_store=LocalBlobStore(tmp_path / "blobs"),
+        kms=LocalKms(tmp_path / "kek.json"),
+        clock=clock,
+    )
+    return pg, vault
+
+
+def _two_projects_over_three_days(vault: Vault, clock: Clock) -> None:
+    """Projects 5 and 6, a replay of 4 segments each a day for 3 days, a flush a day: each
+    project's rows in three partitions, at the same positions in each."""
+    for day in range(3):
+        clock.now = DAY + timedelta(days=day)
+        for project in (5, 6):
+            for n in range(4):
+                vault.ingest_segment(segment(f"{project:016x}{day:016x}", n, project=project))
+        vault.flush()
+
+
 def test_a_replay_keeps_its_partition_and_a_late_duplicate_is_ignored(
     make_vault: VaultFactory, catalog: Catalog
 ) -> None:
@@ -59,14 +83,7 @@ def test_a_replay_keeps_its_partition_and_a_late_duplicate_is_ignored(
 
 def test_a_replay_lookup_touches_one_partition(postgres_url: str, tmp_path: Path) -> None:
     clock = Clock(DAY)
-    pg = Catalog(postgres_url)
-    pg.migrate()
-    vault = Vault(
-        catalog=pg,
-        blob_store=LocalBlobStore(tmp_path / "blobs"),
-        kms=LocalKms(tmp_path / "kek.json"),
-        clock=clock,
-    )
+    pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
     for day in range(4):  # four days of replays: four partitions
         clock.now = DAY + timedelta(days=day)
         vault.ingest_segment(segment(f"{day + 1:032x}", 0, project=3))
@@ -193,12 +210,7 @@ def test_a_chunked_shred_across_partitions_deletes_only_its_rows(
     # in each (same insert order), which a delete by ctid alone would confuse.
     clock = Clock(DAY)
     vault = make_vault(clock=clock)
-    for day in range(3):
-        clock.now = DAY + timedelta(days=day)
-        for project in (5, 6):
-            for n in range(4):
-                vault.ingest_segment(segment(f"{project:016x}{day:016x}", n, project=project))
-        vault.flush()
+    _two_projects_over_three_days(vault, clock)
     shredder = Shredder(catalog, chunk_rows=3)
     deletion = shredder.request(Scope.PROJECT, 5, requested_by="dpo", reason="closed")
     # One chunk, as if interrupted after it.
@@ -224,12 +236,7 @@ def test_a_shred_resumed_by_another_process_finds_rows_no_replay_row_leads_to(
     deleted, by the general path, before the deletion is verified done."""
     clock = Clock(DAY)
     vault = make_vault(clock=clock)
-    for day in range(3):
-        clock.now = DAY + timedelta(days=day)
-        for project in (5, 6):
-            for n in range(4):
-                vault.ingest_segment(segment(f"{project:016x}{day:016x}", n, project=project))
-        vault.flush()
+    _two_projects_over_three_days(vault, clock)
     with catalog.transaction("test") as conn:
         conn.execute(
             delete(Replay).where(Replay.project_id == 5, Replay.replay_id == f"{5:016x}{1:016x}")
@@ -259,20 +266,8 @@ def test_a_project_shred_its_walk_completes_runs_no_general_pass(
     """The general pass scans the project's index entries in every partition; with every row
     reached by the walk, the finishing count (which scans them too) is the only such scan."""
     clock = Clock(DAY)
-    pg = Catalog(postgres_url)
-    pg.migrate()
-    vault = Vault(
-        catalog=pg,
-        blob_store=LocalBlobStore(tmp_path / "blobs"),
-        kms=LocalKms(tmp_path / "kek.json"),
-        clock=clock,
-    )
-    for day in range(3):
-        clock.now = DAY + timedelta(days=day)
-        for project in (5, 6):
-            for n in range(4):
-                vault.ingest_segment(segment(f"{project:016x}{day:016x}", n, project=project))
-        vault.flush()
+    pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
+    _two_projects_over_three_days(vault, clock)
     statements: list[str] = []
 
     def record(*args: Any) -> None:

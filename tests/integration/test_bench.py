@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,14 +104,7 @@ def test_the_deletes_section_times_the_replay_shreds_on_postgresql_too(
     tmp_path: Path, postgres_available: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     need(postgres_available, f"PostgreSQL not reachable at {PG_URL}")
-    empty = tmp_path / "no-recordings"
-    empty.mkdir()
-    suite = load_suite()
-    bench = suite.Bench(quick=True, pg_url=PG_URL, recordings=empty)
-    try:
-        deletes = suite.deletes(bench)
-    finally:
-        bench.close()
+    deletes = _quick_postgresql_section(tmp_path, "deletes")
     # New keys beside the old ones (SQLite's), which keep their names.
     assert {"shred_by_replay_size", "shred_largest_to_1_segment", "shred_ratio_limit"} <= set(
         deletes
@@ -128,14 +122,7 @@ def test_the_catalog_section_prints_the_insert_beside_both_of_its_limits(
     tmp_path: Path, postgres_available: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     need(postgres_available, f"PostgreSQL not reachable at {PG_URL}")
-    empty = tmp_path / "no-recordings"
-    empty.mkdir()
-    suite = load_suite()
-    bench = suite.Bench(quick=True, pg_url=PG_URL, recordings=empty)
-    try:
-        catalog = suite.catalog_rows(bench)
-    finally:
-        bench.close()
+    catalog = _quick_postgresql_section(tmp_path, "catalog_rows")
     # The keys of earlier versions stay; the limit with the flush's statements is added.
     assert {
         "sqlite_rows_per_second",
@@ -152,3 +139,16 @@ def test_the_catalog_section_prints_the_insert_beside_both_of_its_limits(
     out = capsys.readouterr().out
     assert "against a bare COPY of the same rows" in out
     assert "limit with a flush's locks, admission and blob row" in out
+
+
+def _quick_postgresql_section(tmp_path: Path, section: str) -> dict[str, Any]:
+    """One section of a quick bench run with PostgreSQL and no recordings, as its JSON."""
+    empty = tmp_path / "no-recordings"
+    empty.mkdir()
+    suite = load_suite()
+    bench = suite.Bench(quick=True, pg_url=PG_URL, recordings=empty)
+    try:
+        result: dict[str, Any] = getattr(suite, section)(bench)
+    finally:
+        bench.close()
+    return result

@@ -20,7 +20,6 @@ order:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -143,36 +142,17 @@ def _timed_steps(wall: dict[str, float], cpu: dict[str, float]) -> Iterator[None
 
 
 def bare_copy(url: str, rows: int) -> dict[str, float]:
-    """suite._bare_copy_rows, with the CPU times."""
-    catalog = Catalog(url)
-    catalog.migrate()
-    flushes = suite.synthetic_flushes(rows)
-    catalog.ensure_partition(flushes[0][0].expires_at.date())
-    texts = [
-        io.StringIO("".join(suite._copy_line(row, row.expires_at.date()) for row in ranges))
-        for _blob, ranges in flushes
-    ]
-    connection = catalog.engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone() or (0,)
-        connection.commit()
+    """The bench's bare COPY (suite.prepared_copies), with the CPU times."""
+    with suite.prepared_copies(url, rows, flush_statements=False) as (run, pid):
         server, client, started = _backend_cpu(pid), time.process_time(), time.perf_counter()
-        for data in texts:
-            copy = f"COPY recording_byte_range ({suite._COPY_COLUMNS}) FROM STDIN"
-            cursor.copy_expert(copy, data)
-            connection.commit()
+        run()
         seconds = time.perf_counter() - started
         client, server = time.process_time() - client, _backend_cpu(pid) - server
-    finally:
-        connection.close()
-        catalog.dispose()
     return {"seconds": seconds, "client_cpu": client, "server_cpu": server}
 
 
 def copy_with_statements(url: str, rows: int) -> dict[str, float]:
-    return {"seconds": rows / suite._copy_with_flush_statements_rows(url, rows)}
+    return {"seconds": rows / suite._copy_rows(url, rows, flush_statements=True)}
 
 
 def rendering(rows: int) -> float:

@@ -241,9 +241,9 @@ def catalog_rows(bench: Bench) -> dict[str, Any]:
             with _scratch_schema(bench.pg_url) as url:
                 insert_rates.append(_insert_rows(url, rows))
             with _scratch_schema(bench.pg_url) as url:
-                bare_rates.append(_bare_copy_rows(url, rows))
+                bare_rates.append(_copy_rows(url, rows, flush_statements=False))
             with _scratch_schema(bench.pg_url) as url:
-                bound_rates.append(_copy_with_flush_statements_rows(url, rows))
+                bound_rates.append(_copy_rows(url, rows, flush_statements=True))
         insert, bare = statistics.median(insert_rates), statistics.median(bare_rates)
         bound = statistics.median(bound_rates)
         result["postgresql_rows_per_second"] = round(insert)
@@ -277,34 +277,25 @@ def _scratch_schema(pg_url: str) -> Iterator[str]:
         conn.close()
 
 
-def _bare_copy_rows(url: str, rows: int) -> float:
-    """Rows/s of COPY alone into the migrated (partitioned) range table, same flushes."""
-    catalog = Catalog(url)
-    catalog.migrate()
-    flushes = synthetic_flushes(rows)
-    catalog.ensure_partition(flushes[0][0].expires_at.date())
-    texts = [
-        io.StringIO("".join(_copy_line(row, row.expires_at.date()) for row in ranges))
-        for _blob, ranges in flushes
-    ]
-    connection = catalog.engine.raw_connection()
-    try:
-        cursor = connection.cursor()
+def _copy_rows(url: str, rows: int, *, flush_statements: bool) -> float:
+    """Rows/s of COPY alone into the migrated (partitioned) range table in the same flushes, or
+    with `flush_statements` of the bare COPY plus the statements a flush keeps around it."""
+    with prepared_copies(url, rows, flush_statements=flush_statements) as (run, _pid):
         started = time.perf_counter()
-        for data in texts:
-            cursor.copy_expert(f"COPY recording_byte_range ({_COPY_COLUMNS}) FROM STDIN", data)
-            connection.commit()
-        seconds = time.perf_counter() - started
-    finally:
-        connection.close()
-        catalog.dispose()
-    return rows / seconds
+        run()
+        return rows / (time.perf_counter() - started)
 
 
-def _copy_with_flush_statements_rows(url: str, rows: int) -> float:
-    """Rows/s of the bare COPY plus the statements a flush keeps around it: the locks and
-    admission (the catalog's own statement: tombstones checked, replay rows recorded) before,
-    the blob row after, each rendered beforehand and sent with no Python between."""
+@contextmanager
+def prepared_copies(
+    url: str, rows: int, *, flush_statements: bool
+) -> Iterator[tuple[Callable[[], None], int]]:
+    """A function that sends `rows` synthetic rows as COPYs into the migrated (partitioned)
+    range table, one transaction per 5,000-row flush, everything rendered beforehand. With
+    `flush_statements`, each COPY also has the statements a flush keeps around it: the locks
+    and admission (the catalog's own statement: tombstones checked, replay rows recorded)
+    before, the blob row after, sent with no Python between. Also the server process's id
+    (for its CPU time)."""
     from vault_store.catalog.catalog import _LOCK_AND_ADMIT, _SEGMENT_LOCK_SPACE
 
     catalog = Catalog(url)
@@ -314,9 +305,16 @@ def _copy_with_flush_statements_rows(url: str, rows: int) -> float:
     connection = catalog.engine.raw_connection()
     try:
         cursor = connection.cursor()
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone() or (0,)
+        connection.commit()
         admission = str(_LOCK_AND_ADMIT.compile(dialect=catalog.engine.dialect))
-        statements = []
+        steps: list[tuple[bytes | None, io.StringIO, bytes | None]] = []
         for blob, ranges in flushes:
+            lines = io.StringIO("".join(_copy_line(row, row.expires_at.date()) for row in ranges))
+            if not flush_statements:
+                steps.append((None, lines, None))
+                continue
             replays = sorted({(row.project_id, row.replay_id) for row in ranges})
             values = {
                 "lock_projects": sorted({project for project, _ in replays}),
@@ -341,20 +339,22 @@ def _copy_with_flush_statements_rows(url: str, rows: int) -> float:
                     blob.expires_at,
                 ),
             )
-            lines = "".join(_copy_line(row, row.expires_at.date()) for row in ranges)
-            statements.append((cursor.mogrify(admission, values), io.StringIO(lines), blob_row))
-        started = time.perf_counter()
-        for admit, data, blob_row in statements:
-            cursor.execute(admit)
-            cursor.fetchall()
-            cursor.copy_expert(f"COPY recording_byte_range ({_COPY_COLUMNS}) FROM STDIN", data)
-            cursor.execute(blob_row)
-            connection.commit()
-        seconds = time.perf_counter() - started
+            steps.append((cursor.mogrify(admission, values), lines, blob_row))
+
+        def run() -> None:
+            for admit, data, blob_row in steps:
+                if admit is not None:
+                    cursor.execute(admit)
+                    cursor.fetchall()
+                cursor.copy_expert(f"COPY recording_byte_range ({_COPY_COLUMNS}) FROM STDIN", data)
+                if blob_row is not None:
+                    cursor.execute(blob_row)
+                connection.commit()
+
+        yield run, int(pid)
     finally:
         connection.close()
         catalog.dispose()
-    return rows / seconds
 
 
 _COPY_COLUMNS = (

@@ -195,13 +195,11 @@ class Ingestor:
         subjects = (
             self._subjects().hashes(segment.replay_event) if segment.replay_event else frozenset()
         )
-        if self._typed_parts:
-            bodies = parts.split(segment.body, segment.scan)
-        elif segment.replay_video:
-            bodies = {parts.RECORDING: segment.body}
-        else:
-            # The common case, one whole frame: no dict of parts to build and walk.
-            return [self._seal_part(segment, parts.RECORDING, segment.body, sealing, subjects)]
+        bodies = (
+            parts.split(segment.body, segment.scan)
+            if self._typed_parts
+            else {parts.RECORDING: segment.body}
+        )
         if segment.replay_video:
             # Mobile replays: the video is a part of its own, sealed and packed like the rest.
             bodies[parts.VIDEO] = segment.replay_video

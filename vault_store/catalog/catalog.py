@@ -1157,7 +1157,7 @@ def _driver_range_query(
         return None
     if stop_segment is not None and stop_segment > MAX_STORED_ID:
         stop_segment = None
-    mark = "?" if dialect == "sqlite" else "%s"
+    mark = _MARKS[dialect]
     where = [f"segment_id >= {mark}"]
     args: list[Any] = [min_segment]
     if after_segment is not None:
@@ -1458,16 +1458,20 @@ _LOCK_AND_ADMIT = text(
     f"UNION ALL SELECT {_ADMIT_NEW}, count(*), NULL, NULL FROM added"
 )
 
-# A read's other lookups, as the driver's own SQL (see Catalog._read_cursor).
+# Each driver's parameter placeholder, for the driver's own SQL below.
+_MARKS = {"sqlite": "?", "postgresql": "%s"}
+
+# A read's other lookups, as the driver's own SQL (see Catalog._read_cursor); only the
+# placeholders are formatted in.
 _BUCKET_OF_SQL = {
-    "sqlite": "SELECT expiry_bucket FROM replay WHERE project_id = ? AND replay_id = ?",
-    "postgresql": "SELECT expiry_bucket FROM replay WHERE project_id = %s AND replay_id = %s",
+    dialect: f"SELECT expiry_bucket FROM replay "  # noqa: S608
+    f"WHERE project_id = {mark} AND replay_id = {mark}"
+    for dialect, mark in _MARKS.items()
 }
 _HAS_ROWS_SQL = {
-    "sqlite": "SELECT 1 FROM recording_byte_range WHERE project_id = ? AND replay_id = ? "
-    "AND expiry_bucket = ? LIMIT 1",
-    "postgresql": "SELECT 1 FROM recording_byte_range WHERE project_id = %s AND replay_id = %s "
-    "AND expiry_bucket = %s LIMIT 1",
+    dialect: f"SELECT 1 FROM recording_byte_range WHERE project_id = {mark} "  # noqa: S608
+    f"AND replay_id = {mark} AND expiry_bucket = {mark} LIMIT 1"
+    for dialect, mark in _MARKS.items()
 }
 
 # The rows of a replay's stored segments number OFFSET to OFFSET + LIMIT - 1 (replay_page_at).
@@ -1480,7 +1484,7 @@ _PAGE_AT_SQL = {
         f"GROUP BY segment_id ORDER BY segment_id LIMIT {mark} OFFSET {mark}) "
         "ORDER BY segment_id, part"
     )
-    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
+    for dialect, mark in _MARKS.items()
 }
 
 # The same question for one replay, as the driver's own SQL (see Catalog._tombstone_of); on

@@ -51,11 +51,7 @@ def main() -> None:
                 kms=vault._kms,
                 typed_parts=True,
             )
-        replay = ""
-        for segment in bench.segments(1, segments_per_replay=SEGMENTS):
-            vault.ingest_segment(segment)
-            replay = segment.replay_id
-        vault.flush()
+        replay = suite.stored_replay(bench, vault, SEGMENTS)
         aead = AESGCM(os.urandom(32))
         compressor, decompressor = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
         frames = [

@@ -27,11 +27,7 @@ def main() -> None:
     bench = suite.Bench(quick=False, pg_url=None, recordings=Settings.from_env().recordings)
     try:
         vault = bench.vault()
-        replay = ""
-        for segment in bench.segments(1, segments_per_replay=SEGMENTS):
-            vault.ingest_segment(segment)
-            replay = segment.replay_id
-        vault.flush()
+        replay = suite.stored_replay(bench, vault, SEGMENTS)
         for _run in range(args.runs):
             result = suite.decode_rate(bench, vault, replay)
             result["load_average"] = round(os.getloadavg()[0], 2)

@@ -470,6 +470,16 @@ DECODE_RATIO_GOAL = 0.8
 INGEST_RATIO_GOAL = 0.8
 
 
+def stored_replay(bench: Bench, vault: Vault, segments: int) -> str:
+    """One replay of `segments` segments of project 1, stored in `vault` and flushed; its id."""
+    replay = ""
+    for segment in bench.segments(1, segments_per_replay=segments):
+        vault.ingest_segment(segment)
+        replay = segment.replay_id
+    vault.flush()
+    return replay
+
+
 def decode_rate(bench: Bench, packed: Vault, replay: str) -> dict[str, Any]:
     """Library read (rows, fetch, unwrap, open, decompress, merge) against raw AES-GCM + zstd
     decoding of the same segment bodies, in interleaved rounds (medians).

@@ -488,21 +488,18 @@ class Catalog:
                 {"projects": [p for p, _ in replays], "replays": [r for _, r in replays]},
             ).all()
             return {(int(p), str(r)): b for p, r, b in rows}
-        found: dict[tuple[int, str], date] = {}
-        for first in range(0, len(replays), 2000):
-            chunk = replays[first : first + 2000]
-            # Sent to the driver as is: SQLAlchemy's rendering of 2,000 expanding pairs cost
-            # more than running the statement. A join on the wanted pairs, not a row-value IN
-            # list: SQLite scanned the whole table for that (see _stored_segments_sqlite).
-            rows = conn.exec_driver_sql(
-                f"WITH wanted(p, r) AS (VALUES {_rows(len(chunk), 2)}) "  # noqa: S608
-                "SELECT replay.project_id, replay.replay_id, replay.expiry_bucket "
-                "FROM wanted CROSS JOIN replay "
-                "ON replay.project_id = wanted.p AND replay.replay_id = wanted.r",
-                tuple(value for pair in chunk for value in pair),
-            ).all()
-            found.update({(int(p), str(r)): _day(b) for p, r, b in rows})
-        return found
+        # Sent to the driver as is: SQLAlchemy's rendering of 2,000 expanding pairs cost more
+        # than running the statement.
+        rows = _joined_with_wanted(
+            conn,
+            replays,
+            "p, r",
+            "SELECT replay.project_id, replay.replay_id, replay.expiry_bucket "
+            "FROM wanted CROSS JOIN replay "
+            "ON replay.project_id = wanted.p AND replay.replay_id = wanted.r",
+            per_statement=2000,
+        )
+        return {(int(p), str(r)): _day(b) for p, r, b in rows}
 
     def tombstoned(self, replays: Collection[tuple[int, str]]) -> set[tuple[int, str]]:
         """Which of these (project_id, replay_id) are deleted (the replay or its project)."""
@@ -1265,36 +1262,49 @@ def _bigint_array(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, map(int, values))) + "}"
 
 
-def _rows(count: int, width: int) -> str:
-    """`count` rows of `width` positional parameters, for a VALUES list (SQLite)."""
-    row = f"({', '.join('?' * width)})"
-    return ", ".join([row] * count)
+def _joined_with_wanted(
+    conn: Connection,
+    wanted: Sequence[tuple[Any, ...]],
+    names: str,
+    query: str,
+    *,
+    per_statement: int,
+) -> list[Any]:
+    """The rows of `query` (SQLite), which joins a CTE `wanted(names)` holding the `wanted`
+    tuples, sent in statements of at most `per_statement` of them.
+
+    The wanted tuples are the outer side of a CROSS JOIN (SQLite keeps that order), so each is
+    looked up in the key. A row-value `IN (VALUES ...)` list instead made SQLite scan the
+    whole table's key index on every flush, twice: 2-4 ms at 15,000 rows, growing with the
+    catalog.
+    """
+    row = f"({', '.join('?' * (names.count(',') + 1))})"
+    rows: list[Any] = []
+    for first in range(0, len(wanted), per_statement):
+        chunk = wanted[first : first + per_statement]
+        rows += conn.exec_driver_sql(
+            # Only placeholders and our own constant SQL are formatted in.
+            f"WITH wanted({names}) AS (VALUES {', '.join([row] * len(chunk))}) {query}",
+            tuple(value for values in chunk for value in values),
+        ).all()
+    return rows
 
 
 def _stored_segments_sqlite(
     conn: Connection, segments: Collection[tuple[int, str, int]]
 ) -> set[tuple[int, str, int]]:
-    """Which of these (project, replay, segment) have rows: one primary-key probe each.
-
-    The wanted triples are the outer side of a CROSS JOIN (SQLite keeps that order), so each
-    is looked up in the primary key. The former row-value `IN (VALUES ...)` list made SQLite
-    scan the whole table's key index on every flush, twice: 2-4 ms at 15,000 rows, growing
-    with the catalog.
-    """
-    wanted = sorted(set(segments))
-    found: set[tuple[int, str, int]] = set()
-    for first in range(0, len(wanted), 1000):
-        chunk = wanted[first : first + 1000]
-        rows = conn.exec_driver_sql(
-            f"WITH wanted(p, r, s) AS (VALUES {_rows(len(chunk), 3)}) "  # noqa: S608
-            "SELECT DISTINCT stored.project_id, stored.replay_id, stored.segment_id "
-            "FROM wanted CROSS JOIN recording_byte_range AS stored "
-            "ON stored.project_id = wanted.p AND stored.replay_id = wanted.r "
-            "AND stored.segment_id = wanted.s",
-            tuple(value for triple in chunk for value in triple),
-        ).all()
-        found |= {(int(p), str(r), int(s)) for p, r, s in rows}
-    return found
+    """Which of these (project, replay, segment) have rows: one primary-key probe each."""
+    rows = _joined_with_wanted(
+        conn,
+        sorted(set(segments)),
+        "p, r, s",
+        "SELECT DISTINCT stored.project_id, stored.replay_id, stored.segment_id "
+        "FROM wanted CROSS JOIN recording_byte_range AS stored "
+        "ON stored.project_id = wanted.p AND stored.replay_id = wanted.r "
+        "AND stored.segment_id = wanted.s",
+        per_statement=1000,
+    )
+    return {(int(p), str(r), int(s)) for p, r, s in rows}
 
 
 def _day(value: date | str) -> date:

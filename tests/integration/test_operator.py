@@ -67,18 +67,22 @@ def test_a_missing_postgres_database_is_a_configuration_error(
     assert b"no_such_database_here" in result.stderr and b"configuration error" in result.stderr
 
 
-def test_postgres_keeps_the_urls_search_path_and_sets_the_statement_timeout(
+def test_postgres_keeps_the_urls_own_options_and_sets_the_statement_timeout(
     postgres_url: str,
 ) -> None:
-    catalog = Catalog(postgres_url, statement_timeout=7.5)
+    # The URL's options: the test schema's search path, and JIT turned back on (the catalog's
+    # own `-c jit=off` comes first, so the URL's wins).
+    catalog = Catalog(f"{postgres_url}%20-c%20jit%3Don", statement_timeout=7.5)
     try:
         with catalog.engine.connect() as conn:
             search_path = conn.exec_driver_sql("SHOW search_path").scalar_one()
             timeout = conn.exec_driver_sql("SHOW statement_timeout").scalar_one()
+            jit = conn.exec_driver_sql("SHOW jit").scalar_one()
     finally:
         catalog.dispose()
     assert search_path == postgres_url.rsplit("%3D", 1)[1]
     assert timeout == "7500ms"
+    assert jit == "on"
 
 
 def test_postgres_catalog_connections_do_not_compile_plans_just_in_time(
@@ -105,17 +109,6 @@ def test_postgres_catalog_connections_do_not_compile_plans_just_in_time(
     assert settings == ["off", "off"]
     if can_compile:  # a server built without LLVM never compiles: the setting is the proof then
         assert [("JIT" in plan[0]) for plan in plans] == [False, False]
-
-
-def test_a_catalog_urls_own_options_can_turn_jit_back_on(postgres_url: str) -> None:
-    catalog = Catalog(f"{postgres_url}%20-c%20jit%3Don", statement_timeout=7.5)
-    try:
-        with catalog.engine.connect() as conn:
-            jit = conn.exec_driver_sql("SHOW jit").scalar_one()
-            timeout = conn.exec_driver_sql("SHOW statement_timeout").scalar_one()
-    finally:
-        catalog.dispose()
-    assert (jit, timeout) == ("on", "7500ms")
 
 
 _COSTLY_PLAN = "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM generate_series(1, 1000)"

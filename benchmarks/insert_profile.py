@@ -7,14 +7,15 @@ The rows are `vault-store bench`'s (benchmarks/suite.py `synthetic_flushes`: 5,0
 order:
 
 - production: `Catalog.insert_blob`, with the wall time and this process's CPU time of each
-  step (the admission statement: locks, tombstones, replay rows; the COPY, rendering included;
+  step (the admission statement: locks, tombstones, replay rows; the COPY, encoding included;
   the blob row; the rest: begin, commit, Python glue), and the server backend's CPU time (read
   from /proc, so only for a server on this host);
 - bare COPY: the bench's bound, the same rows COPYed into the same migrated partitioned table
-  (primary key and BRIN index), lines rendered before timing, one transaction per flush;
+  (primary key and BRIN index) in the production path's binary form, encoded before timing,
+  one transaction per flush;
 - COPY with the flush's statements: the bare COPY plus the statements a flush keeps (the locks
   and admission, the blob row), sent prepared, with no Python between (suite.py);
-- the rendering of the COPY lines alone.
+- the encoding of the binary COPY alone.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import suite
 
 import vault_store.catalog.catalog as catalog_module
-from vault_store.catalog import Catalog
+from vault_store.catalog import Catalog, copy_rows
 from vault_store.catalog.partitions import bucket_of
 
 PG_URL = os.environ.get("VAULT_STORE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -143,7 +144,7 @@ def _timed_steps(wall: dict[str, float], cpu: dict[str, float]) -> Iterator[None
 
 def bare_copy(url: str, rows: int) -> dict[str, float]:
     """The bench's bare COPY (suite.prepared_copies), with the CPU times."""
-    with suite.prepared_copies(url, rows, flush_statements=False) as (run, pid):
+    with suite.prepared_copies(url, rows, binary=True, flush_statements=False) as (run, pid):
         server, client, started = _backend_cpu(pid), time.process_time(), time.perf_counter()
         run()
         seconds = time.perf_counter() - started
@@ -152,17 +153,17 @@ def bare_copy(url: str, rows: int) -> dict[str, float]:
 
 
 def copy_with_statements(url: str, rows: int) -> dict[str, float]:
-    return {"seconds": rows / suite._copy_rows(url, rows, flush_statements=True)}
+    return {"seconds": rows / suite._copy_rows(url, rows, binary=True, flush_statements=True)}
 
 
 def rendering(rows: int) -> float:
-    """Seconds to render the rows' COPY lines as the production path does."""
+    """Seconds to encode the rows' binary COPY as the production path does."""
     flushes = suite.synthetic_flushes(rows)
     started = time.perf_counter()
     for blob, ranges in flushes:
         bucket = bucket_of(blob.expires_at)
         buckets = {(row.project_id, row.replay_id): bucket for row in ranges}
-        for _chunk in catalog_module._copy_lines(ranges, buckets):
+        for _chunk in copy_rows.binary_copy(ranges, buckets, "utf_8"):
             pass
     return time.perf_counter() - started
 

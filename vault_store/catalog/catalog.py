@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg2.errors
+import psycopg2.extensions
 from sqlalchemy import (
     Connection,
     Engine,
@@ -35,7 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.log import InstanceLogger
 from sqlalchemy.sql.dml import Insert
 
-from vault_store.catalog import audit, migrate
+from vault_store.catalog import audit, copy_rows, migrate
 from vault_store.catalog.blobs import BlobIntentLost, record_uploaded
 from vault_store.catalog.keys import record_keks
 from vault_store.catalog.models import (
@@ -93,9 +94,6 @@ _RANGE_COLUMNS = (
     "expiry_bucket",
 )
 _COPY_CHUNK = 256 * 1024
-# Lines joined into one piece of the COPY stream (about 60 KB): few pieces per flush, and the
-# server still parses one while the next is rendered.
-_COPY_LINES_PER_CHUNK = 200
 # A flush touches every one of its rows for these: attrgetter walks 5,000 rows in C.
 _REPLAY_OF = operator.attrgetter("project_id", "replay_id")
 _KEK_OF = operator.attrgetter("kek")
@@ -103,7 +101,6 @@ _START_OF = operator.attrgetter("start")
 _STOP_OF = operator.attrgetter("stop")
 # Execution option marking a connection of Catalog.transaction (SQLite: BEGIN IMMEDIATE).
 _WRITE_OPTION = "vault_store_write"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 class Catalog:
@@ -907,15 +904,13 @@ def _insert_ranges_postgresql(
     """
     if not rows:
         return 0, 0
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    columns = ", ".join(_RANGE_COLUMNS)
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    encoding = psycopg2.extensions.encodings[driver.encoding]  # type: ignore[union-attr]
+    columns = ", ".join(copy_rows.COLUMNS)
     if not staged:
         try:
-            cursor.copy_expert(
-                f"COPY recording_byte_range ({columns}) FROM STDIN",
-                _CopyStream(_copy_lines(rows, buckets)),
-                size=_COPY_CHUNK,
-            )
+            _copy(cursor, "recording_byte_range", columns, rows, buckets, encoding)
         except psycopg2.errors.UniqueViolation:
             raise _RangeConflict from None
         return len(rows), sum(map(_STOP_OF, rows)) - sum(map(_START_OF, rows))
@@ -923,11 +918,7 @@ def _insert_ranges_postgresql(
         "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_range "
         "(LIKE recording_byte_range INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    cursor.copy_expert(
-        f"COPY incoming_range ({columns}) FROM STDIN",
-        _CopyStream(_copy_lines(rows, buckets)),
-        size=_COPY_CHUNK,
-    )
+    _copy(cursor, "incoming_range", columns, rows, buckets, encoding)
     # Column names are our own constants, never input.
     insert_new = (
         f"INSERT INTO recording_byte_range ({columns}) SELECT {columns} FROM incoming_range "  # noqa: S608
@@ -936,6 +927,33 @@ def _insert_ranges_postgresql(
     cursor.execute(insert_new)
     sizes = [size for (size,) in cursor.fetchall()]
     return len(sizes), sum(sizes)
+
+
+def _copy(
+    cursor: Any,
+    table: str,
+    columns: str,
+    rows: Sequence[RangeRecord],
+    buckets: dict[tuple[int, str], date],
+    encoding: str,
+) -> None:
+    """COPY the rows into `table` in binary form; a row that cannot be encoded raises its own
+    error (not retryable), not psycopg2's report of a failed read."""
+    stream = copy_rows.CopyStream(copy_rows.binary_copy(rows, buckets, encoding))
+    try:
+        cursor.copy_expert(
+            f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)", stream, _COPY_CHUNK
+        )
+    except psycopg2.Error:
+        if stream.failure is not None:
+            raise stream.failure from None
+        raise
+    if cursor.rowcount != len(rows):
+        # PostgreSQL takes a binary stream cut between rows as complete: rows lost on the way
+        # must fail the flush (rolled back, its frames kept), never pass as stored.
+        raise BackendError(
+            f"COPY stored {cursor.rowcount} of {len(rows)} rows", backend=_BACKEND, op="insert"
+        )
 
 
 class _RangeConflict(Exception):
@@ -1050,79 +1068,6 @@ def _insert_ranges_sqlite(
         "AND r.blob_path = i.blob_path AND r.start = i.start"
     ).scalar_one()
     return inserted, int(live)
-
-
-def _copy_lines(rows: Sequence[RangeRecord], buckets: dict[tuple[int, str], date]) -> Iterator[str]:
-    """Rows in COPY text format (tab-separated, bytea as \\x hex), in chunks of whole lines.
-
-    Only the segment id and the offsets are rendered per row: a replay's rows share their
-    project, replay id, wrapped key, key check and timestamps (rendered once per replay, as a
-    head and a tail), and a flush's rows share their part and blob path (once per distinct
-    pair). About half the time of rendering every column per row, and that time is inside the
-    flush's COPY.
-    """
-    ends: dict[tuple[int, str, bytes, bytes, str, datetime, datetime], tuple[str, str]] = {}
-    middles: dict[tuple[str, str], str] = {}
-    lines: list[str] = []
-    for row in rows:
-        key = (
-            row.project_id,
-            row.replay_id,
-            row.wrapped_dek,
-            row.key_check,
-            row.kek,
-            row.created_at,
-            row.expires_at,
-        )
-        head_tail = ends.get(key)
-        if head_tail is None:
-            bucket = buckets[(row.project_id, row.replay_id)]
-            head_tail = ends[key] = (
-                f"{row.project_id}\t{row.replay_id.translate(_COPY_ESCAPES)}\t",
-                f"\t\\\\x{row.wrapped_dek.hex()}\t{row.kek.translate(_COPY_ESCAPES)}"
-                f"\t\\\\x{row.key_check.hex()}\t{row.created_at.isoformat()}"
-                f"\t{row.expires_at.isoformat()}\t{bucket.isoformat()}\n",
-            )
-        middle = middles.get((row.part, row.blob_path))
-        if middle is None:
-            middle = middles[(row.part, row.blob_path)] = (
-                f"\t{row.part.translate(_COPY_ESCAPES)}\t{row.blob_path.translate(_COPY_ESCAPES)}\t"
-            )
-        lines.append(f"{head_tail[0]}{row.segment_id}{middle}{row.start}\t{row.stop}{head_tail[1]}")
-        if len(lines) == _COPY_LINES_PER_CHUNK:
-            yield "".join(lines)
-            lines.clear()
-    if lines:
-        yield "".join(lines)
-
-
-class _CopyStream:
-    """A file-like view of COPY text for psycopg2, produced as the server asks for it.
-
-    Streaming lets PostgreSQL parse one chunk while the next is being formatted here.
-    """
-
-    def __init__(self, lines: Iterator[str]) -> None:
-        self._lines = lines
-        self._pending = ""
-
-    def read(self, size: int = -1) -> str:
-        parts = [self._pending]
-        length = len(self._pending)
-        for line in self._lines:
-            parts.append(line)
-            length += len(line)
-            if 0 <= size <= length:
-                break
-        data = "".join(parts)
-        if size < 0:
-            self._pending = ""
-            return data
-        self._pending = data[size:]
-        return data[:size]
-
-    def readline(self, size: int = -1) -> str:
-        return self.read(size)
 
 
 def _bucket_of(conn: Connection, project_id: int, replay_id: str) -> date | None:

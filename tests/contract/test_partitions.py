@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, event, func, select
 
 from tests.builders import segment
@@ -17,7 +18,7 @@ from tests.integration.helpers import driver_statements, read_events, run
 from vault_store import FlushPolicy, LocalBlobStore, LocalKms, Settings, Vault
 from vault_store.catalog import Catalog
 from vault_store.catalog.models import RecordingByteRange, Replay
-from vault_store.catalog.partitions import partitions
+from vault_store.catalog.partitions import _delete_in_partition_sql, partitions
 from vault_store.catalog.records import Scope
 from vault_store.services.maintenance import maintain, needed_buckets
 from vault_store.services.retention import expire
@@ -352,3 +353,12 @@ def test_overwrite_reports_progress_per_blob_rewritten(make_vault: VaultFactory)
     result = vault.run_overwrites(progress=lambda *step: steps.append(step))
     assert steps == [("blobs rewritten", 1, 2), ("blobs rewritten", 2, 2)]
     assert result.blobs_rewritten == 2
+
+
+def test_the_shreds_delete_statement_names_only_a_partition() -> None:
+    """The partition's name is formatted into the statement: anything else is refused."""
+    assert "recording_byte_range_p20261122" in _delete_in_partition_sql(
+        "recording_byte_range_p20261122", with_jobs=True
+    )
+    with pytest.raises(ValueError, match="not a partition"):
+        _delete_in_partition_sql("recording_byte_range; DROP TABLE blob", with_jobs=False)

@@ -390,23 +390,51 @@ def _delete_in_bucket(
     name = holders.get(bucket) or _holder(conn, bucket, holders)
     if name is None:
         return DeletedRows()  # no partition holds the bucket: no row can have it
-    table = _partition_table(name)
-    # The partition's name is ours (is_partition), never input.
-    victims = text(
-        "ctid = ANY(ARRAY("  # noqa: S608
-        "SELECT x.ctid FROM unnest(CAST(:replays AS text[])) AS v(replay_id), LATERAL ("
-        f"SELECT t.ctid FROM {name} t WHERE t.project_id = :project "
-        "AND t.replay_id = v.replay_id AND t.expiry_bucket = :bucket OFFSET 0) AS x "
-        "LIMIT :limit))"
-    ).bindparams(project=project_id, bucket=bucket, replays=replays, limit=limit)
-    # Summed per blob in the same statement (a DELETE inside a WITH): the rows never travel.
-    gone = (
-        delete(table)
-        .where(victims)
-        .returning(table.c.blob_path, table.c.start, table.c.stop)
-        .cte("gone")
+    # Driver SQL, not an SQLAlchemy construct: a shred visits each partition once or twice, so
+    # compiling the statement for each (a table object per partition) cost about as much client
+    # time as the server took to delete (docs/benchmarks.md).
+    deleted = DeletedRows()
+    result = conn.exec_driver_sql(
+        _delete_in_partition_sql(name, with_jobs=jobs is not None),
+        {
+            "project": project_id,
+            "bucket": bucket,
+            "replays": replays,
+            "limit": limit,
+            **(
+                {"deletion": jobs.deletion_id, "created": jobs.created_at}
+                if jobs is not None
+                else {}
+            ),
+        },
     )
-    return _summed(conn, gone, jobs)
+    for path, rows, size in result:
+        deleted.add(str(path), int(rows), int(size))
+    return deleted
+
+
+@functools.lru_cache(maxsize=4096)
+def _delete_in_partition_sql(name: str, *, with_jobs: bool) -> str:
+    """The statement of _delete_in_bucket for partition `name` (psycopg2's placeholders): the
+    group's rows deleted by ctid, summed per blob in the same statement (a DELETE inside a
+    WITH: the rows never travel), with each row's range recorded as an overwrite job if asked."""
+    if not is_partition(name):
+        raise ValueError(f"not a partition of {TABLE}: {name!r}")
+    # The partition's name is ours (checked above), never input; the rest are placeholders.
+    jobs = (
+        f", jobs AS (INSERT INTO overwrite_job ({', '.join(_JOB_COLUMNS)}) "  # noqa: S608
+        "SELECT %(deletion)s, blob_path, start, stop, %(created)s FROM gone)"
+        if with_jobs
+        else ""
+    )
+    return (
+        f"WITH gone AS (DELETE FROM {name} WHERE ctid = ANY(ARRAY("  # noqa: S608
+        "SELECT x.ctid FROM unnest(CAST(%(replays)s AS text[])) AS v(replay_id), LATERAL ("
+        f"SELECT t.ctid FROM {name} t WHERE t.project_id = %(project)s "
+        "AND t.replay_id = v.replay_id AND t.expiry_bucket = %(bucket)s OFFSET 0) AS x "
+        f"LIMIT %(limit)s)) RETURNING blob_path, start, stop){jobs} "
+        "SELECT blob_path, count(*), sum(stop - start) FROM gone GROUP BY blob_path"
+    )
 
 
 def _holder(conn: Connection, bucket: date, holders: dict[date, str]) -> str | None:

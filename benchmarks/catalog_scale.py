@@ -17,6 +17,10 @@ default) it measures:
 - disk bytes per row (every partition's table and indexes, plus the replay table);
 - the time to drop one expired partition (detach and drop) and the rows it held.
 
+Before measuring, each checkpoint runs `VACUUM (ANALYZE)` on the range and replay tables, as
+autovacuum does in a deployment (and reports the time and whether the server's autovacuum is
+on); `--no-vacuum` measures the rows as COPY left them, unhinted, with no visibility map.
+
 With `--keep` the schema stays; `--schema NAME --shreds 8` then shreds 8 more of its projects of
 about 50,000 rows, alternately with the catalog's JIT setting (off) and PostgreSQL's default (on),
 and prints both rates and their ratio.
@@ -84,6 +88,12 @@ def main() -> None:
         help="with --schema: projects shredded, alternately with JIT off (the catalog's "
         "setting) and on (PostgreSQL's default)",
     )
+    parser.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="measure each checkpoint without first vacuuming the tables (the default vacuums, "
+        "as autovacuum would have: a server with autovacuum off leaves every row unhinted)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.schema:
@@ -120,7 +130,10 @@ def main() -> None:
             inserted += len(rows)
             if checkpoints and inserted >= checkpoints[0]:
                 checkpoints.pop(0)
-                point = measure(catalog, args.lookups, read_before, restart=not args.no_restart)
+                point = {} if args.no_vacuum else vacuum(args.pg, schema)
+                point.update(
+                    measure(catalog, args.lookups, read_before, restart=not args.no_restart)
+                )
                 point.update(rows=inserted, copy_rows_per_s=round(window_rows / window_seconds))
                 results.append(point)
                 window_rows, window_seconds = 0, 0.0
@@ -193,6 +206,28 @@ def flushes(generator: random.Random, rows: int) -> Any:
     for retention, rest in buffers.items():
         if rest:
             yield rest, rest[-1].created_at, retention
+
+
+def vacuum(pg: str, schema: str) -> dict[str, Any]:
+    """VACUUM (ANALYZE) the range and replay tables, as autovacuum does in a deployment.
+
+    Rows COPYed minutes ago have no hint bits and no visibility map: the first statement to
+    read each page (a lookup, a shred's count) sets the hints and dirties the page, and a
+    backend with 128 MB of shared buffers then writes those pages out itself. Autovacuum does
+    that work in the background soon after the rows arrive; on a server where it is off
+    (`autovacuum` is reported), only this does."""
+    conn = psycopg2.connect(pg, options=f"-csearch_path={schema}")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW autovacuum")
+            (autovacuum,) = cursor.fetchone() or ("unknown",)
+            started = time.perf_counter()
+            cursor.execute("VACUUM (ANALYZE) recording_byte_range, replay")
+            seconds = time.perf_counter() - started
+    finally:
+        conn.close()
+    return {"server_autovacuum": autovacuum, "vacuum_seconds": round(seconds, 1)}
 
 
 def measure(

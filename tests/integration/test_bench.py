@@ -135,9 +135,15 @@ def test_the_catalog_section_prints_the_insert_beside_both_of_its_limits(
     assert bound > 0
     ratio = catalog["postgresql_insert_to_copy_with_flush_statements"]
     assert abs(ratio - catalog["postgresql_rows_per_second"] / bound) < 0.01
+    # The bare COPY in the binary form the insert sends since stop 28, beside the text one.
+    binary = catalog["postgresql_bare_binary_copy_rows_per_second"]
+    assert binary > 0
+    ratio = catalog["postgresql_insert_to_bare_binary_copy"]
+    assert abs(ratio - catalog["postgresql_rows_per_second"] / binary) < 0.01
     show_catalog(catalog)
     out = capsys.readouterr().out
-    assert "against a bare COPY of the same rows" in out
+    assert "against a bare text COPY of the same rows" in out
+    assert f"binary form the insert sends: {binary:,} rows/s" in out
     assert "limit with a flush's locks, admission and blob row" in out
 
 

@@ -153,13 +153,19 @@ def show_catalog(catalog: dict[str, Any]) -> None:
     if "postgresql_bare_copy_rows_per_second" in catalog:
         stdout.print(
             f"PostgreSQL insert: {catalog['postgresql_rows_per_second']:,} rows/s against a bare "
-            f"COPY of the same rows at {catalog['postgresql_bare_copy_rows_per_second']:,} "
+            f"text COPY of the same rows at {catalog['postgresql_bare_copy_rows_per_second']:,} "
             f"({catalog['postgresql_insert_to_bare_copy']}x); goal "
             f"{catalog['postgresql_goal_rows_per_second']:,} rows/s"
         )
+    if "postgresql_bare_binary_copy_rows_per_second" in catalog:
+        stdout.print(
+            "  a bare COPY in the binary form the insert sends: "
+            f"{catalog['postgresql_bare_binary_copy_rows_per_second']:,} rows/s "
+            f"({catalog['postgresql_insert_to_bare_binary_copy']}x)"
+        )
     if "postgresql_copy_with_flush_statements_rows_per_second" in catalog:
         stdout.print(
-            "  limit with a flush's locks, admission and blob row around the same COPY "
+            "  limit with a flush's locks, admission and blob row around the binary COPY "
             f"(prepared, no Python): "
             f"{catalog['postgresql_copy_with_flush_statements_rows_per_second']:,} rows/s "
             f"({catalog['postgresql_insert_to_copy_with_flush_statements']}x)"

@@ -579,8 +579,11 @@ def expire() -> dict[str, Any]:
 
 @_task(MAINTAIN_TASK, queue=TASKS_QUEUE, **_RETRYING)
 def catalog_maintain() -> dict[str, Any]:
-    """Create partitions ahead and drop fully expired ones."""
-    return asdict(runtime().vault().maintain_catalog())
+    """Create partitions ahead and drop fully expired ones; warn of what the server lacks."""
+    report = runtime().vault().maintain_catalog()
+    for warning in report.warnings:
+        _log.warning("catalog maintenance: %s", warning)
+    return asdict(report)
 
 
 @_task(COMPACT_TASK, queue=TASKS_QUEUE, **_RETRYING)

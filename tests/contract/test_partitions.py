@@ -4,6 +4,7 @@ partition per replay, pruned lookups, duplicates across days, creation ahead, wh
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -184,8 +185,6 @@ def test_week_partitions_are_clipped_to_the_gaps_between_day_partitions(
 
 
 def test_catalog_maintain_command(tmp_path: Any, database_url: str) -> None:
-    import os
-
     env = {
         **os.environ,
         "VAULT_STORE_HOME": str(tmp_path / "home"),
@@ -202,6 +201,8 @@ def test_catalog_maintain_command(tmp_path: Any, database_url: str) -> None:
         assert len(json.loads(done.stdout)["partitions"]) == 4  # +30, +31, +90, +91
     text_out = run(env, "catalog", "maintain", "--dry-run", "--ahead-days", "1")
     assert text_out.returncode == 0 and b"would create 0" in text_out.stdout
+    if not database_url.startswith("postgresql"):
+        assert document["warnings"] == []  # autovacuum is PostgreSQL's
 
 
 def test_a_chunked_shred_across_partitions_deletes_only_its_rows(
@@ -362,3 +363,36 @@ def test_the_shreds_delete_statement_names_only_a_partition() -> None:
     )
     with pytest.raises(ValueError, match="not a partition"):
         _delete_in_partition_sql("recording_byte_range; DROP TABLE blob", with_jobs=False)
+
+
+def test_maintain_warns_where_autovacuum_is_off(tmp_path: Any, postgres_url: str) -> None:
+    """Each place autovacuum is off is named: the server (this machine's is off), and a
+    partition whose own storage option turns it off."""
+    catalog = Catalog(postgres_url)
+    catalog.migrate()
+    try:
+        with catalog.connection("test") as conn:
+            server_off = conn.execute(select(func.current_setting("autovacuum"))).scalar() != "on"
+        report = maintain(catalog, retention_classes=[30], ahead_days=0, clock=lambda: DAY)
+        server = ["the server (autovacuum = off)"] if server_off else []
+        assert [
+            w.split("autovacuum is off for ")[1].split(":")[0] for w in report.warnings
+        ] == server
+        partition = report.partitions[0].name
+        with catalog.transaction("test") as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {partition} SET (autovacuum_enabled = false)")
+        report = maintain(catalog, retention_classes=[30], ahead_days=0, clock=lambda: DAY)
+        named = [w.split("autovacuum is off for ")[1].split(":")[0] for w in report.warnings]
+        assert named == [*server, f"table {partition} (autovacuum_enabled = false)"]
+    finally:
+        catalog.dispose()
+    env = {
+        **os.environ,
+        "VAULT_STORE_HOME": str(tmp_path / "home"),
+        "VAULT_STORE_DATABASE_URL": postgres_url,
+    }
+    as_json = run(env, "catalog", "maintain", "--json")
+    assert as_json.returncode == 0, as_json.stderr  # a warning, not a failure
+    assert len(json.loads(as_json.stdout)["warnings"]) == len(named)
+    as_text = run(env, "catalog", "maintain")
+    assert f"warning: autovacuum is off for table {partition}" in as_text.stdout.decode()

@@ -102,6 +102,23 @@ class PartitionRepository:
             page_size = conn.execute(text("PRAGMA page_size")).scalar_one()
             return CatalogSize([], int(pages) * int(page_size))
 
+    def unvacuumed(self) -> list[str]:
+        """What keeps autovacuum from the catalog's tables (PostgreSQL): the server's setting,
+        and each table or partition that turns it off for itself; empty when nothing does."""
+        with self._catalog.connection("maintain") as conn:
+            server = conn.execute(text("SELECT current_setting('autovacuum')")).scalar_one()
+            # Tables of the catalog's schema (search_path) whose own storage options turn it off.
+            found = conn.execute(
+                text(
+                    "SELECT c.relname FROM pg_class c "
+                    "WHERE c.relnamespace = CAST(current_schema() AS regnamespace) "
+                    "AND c.relkind IN ('r', 'p') "
+                    "AND 'autovacuum_enabled=false' = ANY(c.reloptions) ORDER BY c.relname"
+                )
+            ).scalars()
+            tables = [f"table {name} (autovacuum_enabled = false)" for name in found]
+        return (["the server (autovacuum = off)"] if server != "on" else []) + tables
+
     def record_maintenance(self, *, at: datetime, details: Mapping[str, Any]) -> None:
         """Audit one maintenance run."""
         record_event(self._catalog, "maintain", kind="catalog.maintain", at=at, details=details)

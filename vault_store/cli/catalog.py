@@ -55,6 +55,8 @@ def catalog_maintain(dry_run: bool, ahead_days: int, as_json: bool) -> None:
             )
     else:
         stdout.print(f"SQLite catalog (not partitioned): {report.table_bytes:,} bytes")
+    for warning in report.warnings:
+        stdout.print(f"warning: {warning}", markup=False)
 
 
 def _rows(part: PartitionInfo) -> str:

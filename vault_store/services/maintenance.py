@@ -48,6 +48,8 @@ class MaintenanceReport:
     replays_forgotten: int = 0
     partitions: list[PartitionInfo] = field(default_factory=list)
     table_bytes: int = 0
+    # What the operator should fix on the server (PostgreSQL); nothing here stops the run.
+    warnings: list[str] = field(default_factory=list)
 
 
 def maintain(
@@ -68,6 +70,7 @@ def maintain(
         report.created = admin.create(buckets, dry_run=dry_run)
         _drop_expired(catalog, report, now, dry_run)
         catalog.forget_partitions()
+        report.warnings.extend(_vacuum_warnings(catalog))
     report.replays_forgotten = admin.forget_replays(now.date(), dry_run=dry_run)
     size = admin.size()
     report.partitions = [
@@ -94,6 +97,18 @@ def maintain(
             },
         )
     return report
+
+
+def _vacuum_warnings(catalog: Catalog) -> list[str]:
+    """A warning for each place autovacuum is off: rows it never visits keep no hint bits and no
+    visibility map, so the first statement to read each page (a lookup, a shred's counts)
+    dirties it and, with small shared buffers, writes it out itself (docs/scaling.md)."""
+    return [
+        f"autovacuum is off for {place}: the catalog's rows are never vacuumed, and shreds and "
+        "lookups then write out pages they only read (turn it on, or VACUUM the catalog's "
+        "tables regularly; docs/scaling.md)"
+        for place in catalog.partitions_admin.unvacuumed()
+    ]
 
 
 def needed_buckets(today: date, retention_classes: Iterable[int], ahead_days: int) -> list[date]:

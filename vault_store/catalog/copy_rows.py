@@ -4,9 +4,10 @@ Binary COPY spares the server parsing text: timestamps, dates and hex-escaped ke
 of the time a text COPY adds (about 16% of a flush's COPY, docs/benchmarks.md). The format is
 PostgreSQL's documented one ("Binary Format" under COPY): a fixed header, then per row a field
 count and each field as a 4-byte length and its bytes in the type's network form, then a
-trailer. psycopg2 has no writer for it, and the columns are ordered so that what a replay's
-rows share (project, replay, keys, times, bucket) and what a blob's rows share (part, path) is
-encoded once and only three integers are packed per row.
+trailer. psycopg2 has no writer for it. pgcopy has one, but it encodes every field of every row.
+Here the columns are ordered so that what a replay's rows share (project, replay, keys, times,
+bucket) and what a blob's rows share (part, path) is encoded once, and only three integers are
+packed per row.
 """
 
 from __future__ import annotations

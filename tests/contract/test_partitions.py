@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 from sqlalchemy import delete, event, func, select
 
 from tests.builders import segment
-from tests.conftest import VaultFactory
+from tests.conftest import PG_URL, VaultFactory, need
 from tests.integration.helpers import driver_statements, read_events, run
 from vault_store import FlushPolicy, LocalBlobStore, LocalKms, Settings, Vault
 from vault_store.catalog import Catalog
@@ -380,7 +382,8 @@ def test_maintain_warns_where_autovacuum_is_off(tmp_path: Any, postgres_url: str
         ] == server
         partition = report.partitions[0].name
         with catalog.transaction("test") as conn:
-            conn.exec_driver_sql(f"ALTER TABLE {partition} SET (autovacuum_enabled = false)")
+            # Stored as spelled: "off" must count as "false" does.
+            conn.exec_driver_sql(f"ALTER TABLE {partition} SET (autovacuum_enabled = off)")
         report = maintain(catalog, retention_classes=[30], ahead_days=0, clock=lambda: DAY)
         named = [w.split("autovacuum is off for ")[1].split(":")[0] for w in report.warnings]
         assert named == [*server, f"table {partition} (autovacuum_enabled = false)"]
@@ -396,3 +399,25 @@ def test_maintain_warns_where_autovacuum_is_off(tmp_path: Any, postgres_url: str
     assert len(json.loads(as_json.stdout)["warnings"]) == len(named)
     as_text = run(env, "catalog", "maintain")
     assert f"warning: autovacuum is off for table {partition}" in as_text.stdout.decode()
+
+
+@pytest.mark.postgres
+def test_maintain_runs_in_a_schema_named_with_capitals(postgres_available: bool) -> None:
+    """The autovacuum check finds the catalog's schema by name: a quoted, mixed-case schema is
+    not folded to lower case (which would fail every maintenance run)."""
+    need(postgres_available, f"PostgreSQL not reachable at {PG_URL}")
+    schema = f"Mixed_{uuid.uuid4().hex[:8]}"
+    with psycopg2.connect(PG_URL) as conn, conn.cursor() as cursor:
+        cursor.execute(f'CREATE SCHEMA "{schema}"')
+    catalog = Catalog(f"{PG_URL}?options=-csearch_path%3D%22{schema}%22")
+    try:
+        catalog.migrate()
+        report = maintain(catalog, retention_classes=[30], ahead_days=0, clock=lambda: DAY)
+        assert report.created and not any("could not check" in w for w in report.warnings)
+    finally:
+        catalog.dispose()
+        conn = psycopg2.connect(PG_URL)
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        conn.close()

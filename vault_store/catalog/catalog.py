@@ -937,8 +937,9 @@ def _copy(
     buckets: dict[tuple[int, str], date],
     encoding: str,
 ) -> None:
-    """COPY the rows into `table` in binary form; a row that cannot be encoded raises its own
-    error (not retryable), not psycopg2's report of a failed read."""
+    """COPY the rows into `table` in binary form; an error while encoding (UnencodableRow for
+    a row that cannot be, or a bug) is raised as itself, never as psycopg2's cancelled query,
+    which would read as a lost connection and be retried."""
     stream = copy_rows.CopyStream(copy_rows.binary_copy(rows, buckets, encoding))
     try:
         cursor.copy_expert(

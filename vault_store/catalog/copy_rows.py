@@ -95,7 +95,7 @@ def binary_copy(
 
 class UnencodableRow(ValueError):
     """A range row holds a value its column cannot: an integer past 64 bits, a time with no
-    zone, text the connection's encoding cannot carry."""
+    zone, text with a NUL or that the connection's encoding cannot carry."""
 
 
 def _head(row: RangeRecord, bucket: date, encoding: str) -> bytes:
@@ -124,9 +124,9 @@ class CopyStream:
     def __init__(self, pieces: Iterator[bytes]) -> None:
         self._pieces = pieces
         self._pending = b""
-        # psycopg2 reports an exception raised in read() only as its message; the caller
-        # raises this one instead.
-        self.failure: UnencodableRow | None = None
+        # psycopg2 reports an exception raised in read() as a cancelled query (which reads as
+        # a lost connection, retryable); the caller raises this one, the original, instead.
+        self.failure: Exception | None = None
 
     def read(self, size: int = -1) -> bytes:
         parts = [self._pending]
@@ -139,7 +139,7 @@ class CopyStream:
                 length += len(piece)
                 if 0 <= size <= length:
                     break
-        except UnencodableRow as exc:
+        except Exception as exc:  # kept for the caller, and raised on to psycopg2
             self.failure = exc
             raise
         data = b"".join(parts)
@@ -163,6 +163,9 @@ def _timestamp(moment: datetime) -> int:
 
 
 def _text(value: str, encoding: str) -> bytes:
+    if "\x00" in value:
+        # PostgreSQL's text cannot hold it; said here, the error names the row.
+        raise ValueError("text holds a NUL character")
     encoded = value.encode(encoding)
     return _LENGTH.pack(len(encoded)) + encoded
 

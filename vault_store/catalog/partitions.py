@@ -42,7 +42,8 @@ _BOUNDS = re.compile(r"FROM \('(\d{4}-\d{2}-\d{2})'\) TO \('(\d{4}-\d{2}-\d{2})'
 
 def is_partition(name: str) -> bool:
     """Whether a table name is one of our partitions (kept out of schema comparisons)."""
-    return name.startswith(PREFIX) and name[len(PREFIX) :].isdigit()
+    suffix = name[len(PREFIX) :]
+    return name.startswith(PREFIX) and suffix.isascii() and suffix.isdigit()
 
 
 def bucket_of(expires_at: datetime) -> date:

@@ -107,13 +107,18 @@ class PartitionRepository:
         and each table or partition that turns it off for itself; empty when nothing does."""
         with self._catalog.connection("maintain") as conn:
             server = conn.execute(text("SELECT current_setting('autovacuum')")).scalar_one()
-            # Tables of the catalog's schema (search_path) whose own storage options turn it off.
+            # Tables of the catalog's schema (search_path) whose own storage options turn it
+            # off, however the option was spelled (off, 0, no, false...: the cast reads them
+            # as PostgreSQL read them). The schema is matched by name, never cast from text,
+            # which would fold a quoted name's case.
             found = conn.execute(
                 text(
                     "SELECT c.relname FROM pg_class c "
-                    "WHERE c.relnamespace = CAST(current_schema() AS regnamespace) "
-                    "AND c.relkind IN ('r', 'p') "
-                    "AND 'autovacuum_enabled=false' = ANY(c.reloptions) ORDER BY c.relname"
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "CROSS JOIN LATERAL pg_options_to_table(c.reloptions) AS o "
+                    "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+                    "AND o.option_name = 'autovacuum_enabled' "
+                    "AND NOT CAST(o.option_value AS boolean) ORDER BY c.relname"
                 )
             ).scalars()
             tables = [f"table {name} (autovacuum_enabled = false)" for name in found]

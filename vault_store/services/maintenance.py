@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from vault_store.catalog import Catalog
+from vault_store.errors import BackendError
 
 DEFAULT_AHEAD_DAYS = 7
 
@@ -103,11 +104,16 @@ def _vacuum_warnings(catalog: Catalog) -> list[str]:
     """A warning for each place autovacuum is off: rows it never visits keep no hint bits and no
     visibility map, so the first statement to read each page (a lookup, a shred's counts)
     dirties it and, with small shared buffers, writes it out itself (docs/scaling.md)."""
+    try:
+        places = catalog.partitions_admin.unvacuumed()
+    except BackendError as exc:
+        # A check that cannot run is itself worth saying, and never stops maintenance.
+        return [f"could not check where autovacuum is off: {exc}"]
     return [
         f"autovacuum is off for {place}: the catalog's rows are never vacuumed, and shreds and "
         "lookups then write out pages they only read (turn it on, or VACUUM the catalog's "
         "tables regularly; docs/scaling.md)"
-        for place in catalog.partitions_admin.unvacuumed()
+        for place in places
     ]
 
 

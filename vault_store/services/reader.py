@@ -640,16 +640,13 @@ def _open_batch(
     first: int,
     stop: int,
 ) -> list[StoredSegment]:
-    """Open rows[first:stop] in order under the page's checked keys."""
-    opened = []
-    for index in range(first, stop):
-        row = rows[index]
-        key = keys[(row.project_id, row.replay_id, row.wrapped_dek)]
-        identity = FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
-        opened.append(
-            StoredSegment(row.segment_id, row.part, open_frame(frames[index], key, identity))
-        )
-    return opened
+    """Open rows[first:stop] in order under the page's checked keys (as _open_or_size does
+    with no segment read in place)."""
+    opened = _open_or_size(rows, frames, keys, frozenset(), first, stop)
+    return [
+        StoredSegment(row.segment_id, row.part, body)
+        for row, (body, _size, _is_body) in zip(rows[first:stop], opened, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,7 +696,7 @@ def _open_or_size(
         key = keys[(row.project_id, row.replay_id, row.wrapped_dek)]
         identity = FrameIdentity(row.project_id, row.replay_id, row.segment_id, row.part)
         if row.segment_id not in direct:
-            body = open_frame(frames[index], key, identity, max_size=codec.MAX_SEGMENT_BYTES)
+            body = open_frame(frames[index], key, identity)
             opened.append((body, len(body), True))
             continue
         compressed = decrypt_frame(frames[index], key, identity)

@@ -23,15 +23,11 @@ import statistics
 import time
 from collections.abc import Callable
 
-import zstandard
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from vault_store import Vault
 from vault_store.cli.bench import load_suite
 from vault_store.settings import Settings
 
 SEGMENTS = 700
-MIB = 1 << 20
 
 
 def main() -> None:
@@ -52,12 +48,6 @@ def main() -> None:
                 typed_parts=True,
             )
         replay = suite.stored_replay(bench, vault, SEGMENTS)
-        aead = AESGCM(os.urandom(32))
-        compressor, decompressor = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
-        frames = [
-            (nonce := os.urandom(12), aead.encrypt(nonce, compressor.compress(body), b""))
-            for body in bench.bodies
-        ]
         output = b"".join(vault.read_recording(1, replay))
         scale = len(output) / sum(len(body) for body in bench.bodies)
 
@@ -78,16 +68,10 @@ def main() -> None:
                     written += 1
                 b"".join(pieces)
 
-        def bare() -> None:
-            for nonce, ciphertext in frames:
-                decompressor.decompress(
-                    aead.decrypt(nonce, ciphertext, b""), max_output_size=100 * MIB
-                )
-
         sides: dict[str, Callable[[], None]] = {
             "library": library,
             "merged_then_joined": merged_then_joined,
-            "bare": bare,
+            "bare": suite.bare_decoder(bench.bodies),
         }
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
         for _round in range(args.rounds):

@@ -305,22 +305,9 @@ def empty_caches(catalog: Catalog) -> str:
 
 def shred_project(catalog: Catalog) -> dict[str, Any]:
     """Shred the project whose row count is nearest 50,000."""
-    with catalog.connection("bench") as conn:
-        sizes = conn.execute(
-            select(Replay.project_id, func.count()).group_by(Replay.project_id)
-        ).all()
-    # Replays per project, times the mean rows per replay, approximates rows per project.
-    mean_rows = 1.024 * 25
-    project = min(sizes, key=lambda s: abs(s[1] * mean_rows - 50_000))[0]
-    shredder = Shredder(catalog, chunk_rows=5000)
-    started = time.perf_counter()
-    deletion = shredder.request(Scope.PROJECT, int(project), requested_by="bench", reason="scale")
-    status = shredder.run(deletion)
-    elapsed = time.perf_counter() - started
-    return {
-        "shred_rows": status.rows_deleted,
-        "shred_rows_per_s": round(status.rows_deleted / elapsed),
-    }
+    (project,) = projects_nearest(catalog, 50_000, 1)
+    rows, elapsed = timed_project_shred(catalog, project, reason="scale")
+    return {"shred_rows": rows, "shred_rows_per_s": round(rows / elapsed)}
 
 
 def jit_comparison(pg: str, schema: str, shreds: int) -> dict[str, Any]:
@@ -328,23 +315,15 @@ def jit_comparison(pg: str, schema: str, shreds: int) -> dict[str, Any]:
     JIT off, B with it on as PostgreSQL's default has it; rows/s of each and their ratio."""
     url = f"{pg}?options=-csearch_path%3D{schema}"
     catalogs = {"jit_off": Catalog(url), "jit_on": Catalog(f"{url}%20-c%20jit%3Don")}
-    with catalogs["jit_off"].connection("bench") as conn:
-        sizes = conn.execute(
-            select(Replay.project_id, func.count()).group_by(Replay.project_id)
-        ).all()
-    ranked = sorted(sizes, key=lambda s: abs(s[1] * 1.024 * 25 - 50_000))[:shreds]
+    ranked = projects_nearest(catalogs["jit_off"], 50_000, shreds)
     totals = {mode: [0, 0.0] for mode in catalogs}
     runs = []
-    for index, (project, _) in enumerate(ranked):
+    for index, project in enumerate(ranked):
         mode = "jit_off" if index % 4 in (0, 3) else "jit_on"
-        shredder = Shredder(catalogs[mode], chunk_rows=5000)
-        started = time.perf_counter()
-        deletion = shredder.request(Scope.PROJECT, int(project), requested_by="bench", reason="jit")
-        status = shredder.run(deletion)
-        elapsed = time.perf_counter() - started
-        totals[mode][0] += status.rows_deleted
+        rows, elapsed = timed_project_shred(catalogs[mode], project, reason="jit")
+        totals[mode][0] += rows
         totals[mode][1] += elapsed
-        runs.append({"mode": mode, "rows": status.rows_deleted, "seconds": round(elapsed, 3)})
+        runs.append({"mode": mode, "rows": rows, "seconds": round(elapsed, 3)})
     for catalog in catalogs.values():
         catalog.dispose()
     rates = {mode: round(rows / seconds) for mode, (rows, seconds) in totals.items() if seconds}
@@ -355,6 +334,27 @@ def jit_comparison(pg: str, schema: str, shreds: int) -> dict[str, Any]:
         if len(rates) == 2
         else None,
     }
+
+
+def projects_nearest(catalog: Catalog, rows: int, count: int) -> list[int]:
+    """The `count` projects whose row count is nearest `rows`, nearest first (estimated as
+    replays per project times the mean rows per replay: counting rows would read them all)."""
+    with catalog.connection("bench") as conn:
+        sizes = conn.execute(
+            select(Replay.project_id, func.count()).group_by(Replay.project_id)
+        ).all()
+    mean_rows = 1.024 * 25
+    ranked = sorted(sizes, key=lambda size: abs(size[1] * mean_rows - rows))
+    return [int(project) for project, _replays in ranked[:count]]
+
+
+def timed_project_shred(catalog: Catalog, project: int, *, reason: str) -> tuple[int, float]:
+    """Request and run a whole project's shred in 5,000-row chunks: rows deleted, seconds."""
+    shredder = Shredder(catalog, chunk_rows=5000)
+    started = time.perf_counter()
+    deletion = shredder.request(Scope.PROJECT, project, requested_by="bench", reason=reason)
+    status = shredder.run(deletion)
+    return status.rows_deleted, time.perf_counter() - started
 
 
 def disk(catalog: Catalog) -> dict[str, Any]:

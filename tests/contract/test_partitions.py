@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, event, func, select, update
 
 from tests.builders import segment
 from tests.conftest import PG_URL, VaultFactory, need
@@ -290,6 +290,120 @@ def test_a_project_shred_its_walk_completes_runs_no_general_pass(
     assert [s for s in statements if "tableoid" in s] == []
     finishing = [s for s in statements if s.startswith("SELECT count(*) AS count_1 FROM recording")]
     assert len(finishing) == 1, finishing
+
+
+def test_a_partition_made_after_a_deletion_ran_is_found_by_the_next_deletions_walk(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A worker keeps which partition holds each day across chunks and deletions, and checks
+    the partitions' oids at each chunk: a partition created since (a new day's replays) is
+    read, and its replay is deleted by the walk, not left for the general pass after a failed
+    finishing count. Across chunks with no partition made, the bounds are read once."""
+    clock = Clock(DAY)
+    pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(" ".join(str(args[2]).split()))
+
+    try:
+        _two_projects_over_three_days(vault, clock)
+        shredder = Shredder(pg, chunk_rows=3)
+        event.listen(pg.engine, "before_cursor_execute", record)
+        first = shredder.run(
+            shredder.request(Scope.PROJECT, 5, requested_by="dpo", reason="closed")
+        )
+        assert (first.status.value, first.rows_deleted) == ("done", 12)
+        bounds_read = [s for s in statements if "pg_get_expr" in s]
+        assert len(bounds_read) == 1, bounds_read  # 4 chunks and more, one read of the bounds
+        assert len([s for s in statements if s.startswith("SELECT inhrelid")]) >= 4
+        # A new day: its partition is made by the flush, after the deletion above read them.
+        clock.now = DAY + timedelta(days=5)
+        late = f"{6:016x}{5:016x}"
+        for n in range(4):
+            vault.ingest_segment(segment(late, n, project=6))
+        vault.flush()
+        statements.clear()
+        second = shredder.run(
+            shredder.request(Scope.REPLAY, 6, replay_id=late, requested_by="dpo", reason="erasure")
+        )
+    finally:
+        event.remove(pg.engine, "before_cursor_execute", record)
+        vault.close()
+    assert (second.status.value, second.rows_deleted, second.verified_rows_left) == ("done", 4, 0)
+    assert [s for s in statements if "tableoid" in s] == []  # no general pass was needed
+    assert len([s for s in statements if "pg_get_expr" in s]) == 1  # the bounds read again
+    with pg.connection("test") as conn:
+        left = conn.execute(
+            select(func.count())
+            .select_from(RecordingByteRange)
+            .where(RecordingByteRange.replay_id == late)
+        ).scalar_one()
+    pg.dispose()
+    assert left == 0
+
+
+def test_a_replay_request_finds_rows_its_replay_row_does_not_lead_to(
+    make_vault: VaultFactory, catalog: Catalog
+) -> None:
+    """Whether a replay holds rows decides whether its deletion runs at all. A replay row lost
+    by hand, or rows moved by hand out of the partition their replay row names, must still be
+    found (then deleted and verified), never answered "nothing held"."""
+    clock = Clock(DAY)
+    vault = make_vault(clock=clock)
+    _two_projects_over_three_days(vault, clock)
+    lost, moved = f"{5:016x}{0:016x}", f"{5:016x}{1:016x}"
+    with catalog.transaction("test") as conn:
+        conn.execute(delete(Replay).where(Replay.project_id == 5, Replay.replay_id == lost))
+        conn.execute(
+            update(RecordingByteRange)
+            .where(RecordingByteRange.project_id == 5, RecordingByteRange.replay_id == moved)
+            .values(expiry_bucket=RecordingByteRange.expiry_bucket + timedelta(days=1))
+        )
+    shredder = Shredder(catalog, chunk_rows=3)
+    for replay in (lost, moved):
+        deletion = shredder.request(
+            Scope.REPLAY, 5, replay_id=replay, requested_by="dpo", reason="erasure"
+        )
+        assert (
+            shredder.status(deletion).status.value,
+            shredder.status(deletion).replays_deleted,
+        ) == (
+            "pending",
+            1,
+        )
+        status = shredder.run(deletion)
+        assert (status.status.value, status.rows_deleted, status.verified_rows_left) == (
+            "done",
+            4,
+            0,
+        )
+    with catalog.connection("test") as conn:
+        left = conn.execute(
+            select(RecordingByteRange.replay_id).where(RecordingByteRange.project_id == 5)
+        ).scalars()
+        assert set(left) == {f"{5:016x}{2:016x}"}
+
+
+def test_a_replay_request_looks_for_its_rows_in_its_own_partition_first(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A replay that has rows is found in the partition its replay row names: the request
+    does not search all of them (the finishing count still does)."""
+    clock = Clock(DAY)
+    pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
+    try:
+        _two_projects_over_three_days(vault, clock)
+        with driver_statements(pg, "recording_byte_range") as statements:
+            deletion = Shredder(pg).request(
+                Scope.REPLAY, 6, replay_id=f"{6:016x}{2:016x}", requested_by="dpo", reason="x"
+            )
+        assert Shredder(pg).status(deletion).replays_deleted == 1
+        searches = [statement for statement, _parameters in statements]
+        assert searches and all("expiry_bucket = " in s for s in searches), searches
+    finally:
+        vault.close()
+        pg.dispose()
 
 
 def test_maintain_reports_the_exact_rows_of_a_fresh_partition(

@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     catalog = Catalog(f"{args.pg}?options=-csearch_path%3D{args.schema}")
-    statements = _StatementClock(catalog)
+    statements = StatementClock(catalog)
     try:
         for project in _ids(args.warm_up):
             _shred(catalog, project)
@@ -87,7 +87,7 @@ def _shred(catalog: Catalog, project: int) -> dict[str, Any]:
     }
 
 
-class _StatementClock:
+class StatementClock:
     """Wall time of each statement the catalog's engine runs, grouped by its first words (a
     partition's name replaced by PART, so one group per kind of statement)."""
 

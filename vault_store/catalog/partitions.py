@@ -65,16 +65,26 @@ def partitions(conn: Connection) -> list[Partition]:
     ).all()
     listed = []
     for name, bound, rows, size in found:
-        match = _BOUNDS.search(bound or "")
-        if match is None:
+        days = _days_of(bound)
+        if days is None:
             continue  # not one of ours (a DEFAULT partition someone added)
-        first, end = (date.fromisoformat(value) for value in match.groups())
+        first, end = days
         # reltuples is -1 until the first ANALYZE (or VACUUM): no estimate at all yet.
         analyzed = int(rows) >= 0
         listed.append(
             Partition(str(name), first, end, max(int(rows), 0), int(size), analyzed=analyzed)
         )
     return sorted(listed, key=lambda p: p.first)
+
+
+def _days_of(bound: str | None) -> tuple[date, date] | None:
+    """A range partition's bounds as its first day and the day after its last (None for any
+    other kind of partition)."""
+    match = _BOUNDS.search(bound or "")
+    if match is None:
+        return None
+    first, end = (date.fromisoformat(value) for value in match.groups())
+    return first, end
 
 
 def span(day: date, width: str) -> tuple[date, date]:
@@ -475,10 +485,10 @@ class PartitionDays:
         ).all()
         days: dict[date, str] = {}
         for _oid, name, bound in found:
-            match = _BOUNDS.search(bound or "")
-            if match is None or not is_partition(str(name)):
+            bounds = _days_of(bound)
+            if bounds is None or not is_partition(str(name)):
                 continue
-            first, end = (date.fromisoformat(value) for value in match.groups())
+            first, end = bounds
             day = first
             while day < end:
                 days[day] = str(name)

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg2
 import pytest
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, event, func, select, text, update
 
 from tests.builders import segment
 from tests.conftest import PG_URL, VaultFactory, need
@@ -288,7 +288,7 @@ def test_a_project_shred_its_walk_completes_runs_no_general_pass(
         pg.dispose()
     assert (status.status.value, status.rows_deleted, status.verified_rows_left) == ("done", 12, 0)
     assert [s for s in statements if "tableoid" in s] == []
-    finishing = [s for s in statements if s.startswith("SELECT count(*) AS count_1 FROM recording")]
+    finishing = [s for s in statements if "deletion_rows_left" in s]
     assert len(finishing) == 1, finishing
 
 
@@ -401,6 +401,65 @@ def test_a_replay_request_looks_for_its_rows_in_its_own_partition_first(
         assert Shredder(pg).status(deletion).replays_deleted == 1
         searches = [statement for statement, _parameters in statements]
         assert searches and all("expiry_bucket = " in s for s in searches), searches
+    finally:
+        vault.close()
+        pg.dispose()
+
+
+def test_the_finishing_count_function_counts_every_partition(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL a deletion's finishing count runs in the catalog's function (its plan kept
+    by the server): it counts the same rows as the query it replaces, in every partition, for a
+    project and for tombstoned replays, whatever partition a row was moved to."""
+    clock = Clock(DAY)
+    pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
+    try:
+        _two_projects_over_three_days(vault, clock)
+        shredder = Shredder(pg)
+        project = shredder.request(Scope.PROJECT, 5, requested_by="dpo", reason="closed")
+        replay = f"{6:016x}{1:016x}"
+        one = shredder.request(Scope.REPLAY, 6, replay_id=replay, requested_by="dpo", reason="x")
+        for day in range(3):  # the partitions the rows are moved to
+            pg.ensure_partition((DAY + timedelta(days=37 + day)).date())
+        with pg.transaction("test") as conn:
+            # Rows of both targets moved into other partitions, by hand.
+            conn.execute(
+                update(RecordingByteRange)
+                .where(RecordingByteRange.segment_id >= 2)
+                .values(expiry_bucket=RecordingByteRange.expiry_bucket + timedelta(days=7))
+            )
+        counted = "SELECT deletion_rows_left(:project, :deletion, :whole)"
+        with pg.connection("test") as conn:
+            assert (
+                len(
+                    {
+                        b
+                        for (b,) in conn.execute(
+                            text("SELECT DISTINCT tableoid FROM recording_byte_range")
+                        )
+                    }
+                )
+                == 6
+            )
+            for _ in range(7):  # past the calls after which the server keeps a generic plan
+                assert [
+                    conn.execute(text(counted), values).scalar_one()
+                    for values in (
+                        {"project": 5, "deletion": project, "whole": True},
+                        {"project": 6, "deletion": one, "whole": False},
+                        {"project": 6, "deletion": project, "whole": False},
+                    )
+                ] == [12, 4, 0]
+        assert shredder.run(project).status.value == "done"
+        assert shredder.run(one).status.value == "done"
+        with pg.connection("test") as conn:
+            left = conn.execute(
+                select(RecordingByteRange.project_id, func.count()).group_by(
+                    RecordingByteRange.project_id
+                )
+            ).all()
+        assert dict(left) == {6: 8}
     finally:
         vault.close()
         pg.dispose()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from vault_store.catalog import migrate
 from vault_store.catalog.models import Base
@@ -37,13 +37,32 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def _functions(engine: Engine) -> set[str]:
+    """The functions in the catalog's schema (PostgreSQL; SQLite has none)."""
+    if engine.dialect.name != "postgresql":
+        return set()
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                text(
+                    "SELECT p.proname FROM pg_proc p "
+                    "WHERE p.pronamespace = CAST(current_schema() AS regnamespace)"
+                )
+            ).scalars()
+        )
+
+
 def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg2://"))
     try:
         migrate.upgrade(engine)
         assert _tables(database_url) == TABLES
+        assert _functions(engine) == (
+            {"deletion_rows_left"} if engine.dialect.name == "postgresql" else set()
+        )
         migrate.downgrade(engine)
         assert _tables(database_url) == {"alembic_version"}
+        assert _functions(engine) == set()
         migrate.upgrade(engine)
         assert _tables(database_url) == TABLES
         (expiry,) = [

@@ -85,6 +85,81 @@ def test_a_replay_keeps_its_partition_and_a_late_duplicate_is_ignored(
     assert catalog.replay_bucket(3, replay) == (DAY + timedelta(days=30)).date()
 
 
+def test_a_flush_asks_the_partitions_its_replays_live_in_which_segments_are_stored(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A flush of replays already recorded checks for stored segments in the partitions those
+    replays live in, named in the statement (not through the parent, which plans and prunes
+    every partition), and still drops every duplicate, whichever partition holds it."""
+    clock = Clock(DAY)
+    pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
+    try:
+        _two_projects_over_three_days(vault, clock)
+        clock.now = DAY + timedelta(days=3)
+        # Days 0 and 1 of project 5 again (duplicates), and a new segment of each.
+        for day in (0, 1):
+            replay = f"{5:016x}{day:016x}"
+            for n in (1, 3, 4):
+                vault.ingest_segment(segment(replay, n, project=5, content=b'["again"]'))
+        with driver_statements(pg, "segment_id BETWEEN") as statements:
+            results = vault.flush()
+        assert (sum(r.duplicates for r in results), sum(r.inserted for r in results)) == (4, 2)
+        # The flush's check before the upload, and its admission's, in the transaction.
+        assert statements
+        for statement, _parameters in statements:
+            named = set(re.findall(r"recording_byte_range_p\d{8}", statement))
+            assert named == {
+                f"recording_byte_range_p{(DAY + timedelta(days=30 + day)):%Y%m%d}" for day in (0, 1)
+            }, statement
+            assert "FROM recording_byte_range t" not in statement
+        for day in (0, 1):
+            replay = f"{5:016x}{day:016x}"
+            assert read_events(vault, 5, replay) == [[0], [1], [2], [3], ["again"]]
+    finally:
+        vault.close()
+        pg.dispose()
+
+
+def test_a_flush_whose_partition_list_went_stale_asks_again(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention may drop a partition between the moment the partitions are read and the
+    statement that names them. The statement then fails on the missing table; the flush is
+    redone whole with the partitions read anew, and no duplicate gets in. (Simulated: the first
+    read answers with a partition that does not exist.)"""
+    clock = Clock(DAY)
+    pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
+    try:
+        _two_projects_over_three_days(vault, clock)
+        read = pg.partition_days.read
+        answers: list[bool] = []
+        # Which reads answer stale: the flush reads twice (its check before the upload, then
+        # its admission, in the insert transaction); the second is the one under test.
+        stale_reads = {2}
+
+        def dropped_since(conn: Any) -> Any:
+            days = read(conn)
+            answers.append(len(answers) + 1 in stale_reads)
+            return dict.fromkeys(days, "recording_byte_range_p19990101") if answers[-1] else days
+
+        monkeypatch.setattr(pg.partition_days, "read", dropped_since)
+        clock.now = DAY + timedelta(days=3)
+        replay = f"{6:016x}{2:016x}"
+        for n in (2, 3, 4):
+            vault.ingest_segment(segment(replay, n, project=6, content=b'["again"]'))
+        results = vault.flush()
+        assert (sum(r.duplicates for r in results), sum(r.inserted for r in results)) == (2, 1)
+        assert answers == [False, True, False]  # the insert was redone after the stale one
+        assert read_events(vault, 6, replay) == [[0], [1], [2], [3], ["again"]]
+        answers.clear()
+        stale_reads = {1}
+        assert pg.stored_segments({(6, replay, 0), (6, replay, 9)}) == {(6, replay, 0)}
+        assert answers == [True, False]
+    finally:
+        vault.close()
+        pg.dispose()
+
+
 def test_a_replay_lookup_touches_one_partition(postgres_url: str, tmp_path: Path) -> None:
     clock = Clock(DAY)
     pg, vault = _postgres_vault(postgres_url, tmp_path, clock)

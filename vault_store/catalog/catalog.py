@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.log import InstanceLogger
 from sqlalchemy.sql.dml import Insert
 
@@ -47,7 +47,14 @@ from vault_store.catalog.models import (
     ReplaySubject,
     Tombstone,
 )
-from vault_store.catalog.partitions import CHUNK_TABLE_DDL, bucket_of, ensure, partitions
+from vault_store.catalog.partitions import (
+    CHUNK_TABLE_DDL,
+    PartitionDays,
+    bucket_of,
+    ensure,
+    partitions,
+    stored_segments_sql,
+)
 from vault_store.catalog.records import (
     MAX_STORED_ID,
     BlobRecord,
@@ -122,6 +129,8 @@ class Catalog:
         # Partitions this process knows exist: a flush checks here before any DDL.
         self._known_partitions: list[Partition] = []
         self._partition_lock = threading.Lock()
+        # Which partition holds each bucket day, for statements sent to one partition.
+        self.partition_days = PartitionDays()
         # KEKs this process has seen committed to kek_in_use (a flush records only new ones).
         self._recorded_keks: set[str] = set()
         try:
@@ -273,12 +282,32 @@ class Catalog:
         if self.dialect == "postgresql":
             self.ensure_partition(bucket)
         try:
-            return self._insert_blob(blob, ranges, subjects, bucket, staged=False)
+            return self._insert_blob_once_more(blob, ranges, subjects, bucket, staged=False)
         except _RangeConflict:
             # The COPY met a row that is already there (a flush holding one segment twice):
             # its whole transaction was rolled back, so it is redone, every check included,
             # through the staging table that skips such rows.
-            return self._insert_blob(blob, ranges, subjects, bucket, staged=True)
+            return self._insert_blob_once_more(blob, ranges, subjects, bucket, staged=True)
+
+    def _insert_blob_once_more(
+        self,
+        blob: BlobRecord,
+        ranges: Sequence[RangeRecord],
+        subjects: Collection[tuple[int, str, bytes]],
+        bucket: date,
+        *,
+        staged: bool,
+    ) -> InsertOutcome:
+        """_insert_blob, redone once if retention dropped a partition its checks named (the
+        transaction was rolled back whole; the partitions are read again)."""
+        try:
+            return self._insert_blob(blob, ranges, subjects, bucket, staged=staged)
+        except _PartitionGone:
+            pass
+        try:
+            return self._insert_blob(blob, ranges, subjects, bucket, staged=staged)
+        except _PartitionGone as exc:
+            raise BackendUnavailable(str(exc), backend=_BACKEND, op="insert") from None
 
     def _insert_blob(
         self,
@@ -420,7 +449,7 @@ class Catalog:
         # partition. A statement of its own, sent only then: in the statement above, naming
         # the partitioned table made every flush cost 0.7 to 1 s with 147 partitions, though
         # it probed nothing.
-        stored = _stored_in_buckets(conn, keep, known) if known else set()
+        stored = _stored_in_buckets(conn, keep, known, self.partition_days) if known else set()
         if not stored:
             return keep, 0, found
         # A segment is one unit: a later delivery of a stored segment id is ignored whole.
@@ -582,12 +611,25 @@ class Catalog:
         self, segments: Collection[tuple[int, str, int]]
     ) -> set[tuple[int, str, int]]:
         """Which of these (project, replay, segment) already have rows (any part)."""
+        if self.dialect != "postgresql":
+            with self._errors("read"), self.engine.connect() as conn:
+                return self._stored_segments(conn, segments)
+        try:
+            return self._stored_in_their_partitions(segments)
+        except _PartitionGone:
+            pass  # retention dropped a partition the statement named: ask once more
+        try:
+            return self._stored_in_their_partitions(segments)
+        except _PartitionGone as exc:
+            raise BackendUnavailable(str(exc), backend=_BACKEND, op="read") from None
+
+    def _stored_in_their_partitions(
+        self, segments: Collection[tuple[int, str, int]]
+    ) -> set[tuple[int, str, int]]:
         with self._errors("read"), self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                wanted = sorted({(project, replay) for project, replay, _ in segments})
-                found = self._buckets_of(conn, wanted) if wanted else {}
-                return _stored_in_buckets(conn, segments, found)
-            return self._stored_segments(conn, segments)
+            wanted = sorted({(project, replay) for project, replay, _ in segments})
+            found = self._buckets_of(conn, wanted) if wanted else {}
+            return _stored_in_buckets(conn, segments, found, self.partition_days)
 
     def _drop_stored_segments(
         self, conn: Connection, ranges: Sequence[RangeRecord]
@@ -965,11 +1007,16 @@ def _stored_in_buckets(
     conn: Connection,
     segments: Iterable[RangeRecord] | Collection[tuple[int, str, int]],
     buckets: Mapping[tuple[int, str], date],
+    days: PartitionDays,
 ) -> set[tuple[int, str, int]]:
     """Which of these segments have rows (PostgreSQL), given their replays' buckets: one
-    primary-key range probe per replay, in the one partition its bucket names (chosen as the
-    statement runs), over the span of segment ids asked for. A replay with no bucket has no
-    row at all."""
+    primary-key range probe per replay, over the span of segment ids asked for, sent to the
+    partition its bucket names (stored_segments_sql). A replay with no bucket, or whose bucket
+    no partition holds, has no row at all.
+
+    A partition dropped by retention between reading the partitions and this statement fails
+    it with _PartitionGone; the caller asks again (the partitions are then read anew).
+    """
     spans: dict[tuple[int, str], tuple[int, int]] = {}
     wanted: set[tuple[int, str, int]] = set()
     for item in segments:
@@ -985,27 +1032,37 @@ def _stored_in_buckets(
         spans[(project, replay)] = (min(low, segment), max(high, segment))
     if not spans:
         return set()
-    pairs = sorted(spans)
-    # OFFSET 0 keeps each probe a separate scan driven by its replay's values, so PostgreSQL
-    # looks in one partition per replay instead of joining whole partitions.
-    rows = conn.execute(
-        text(
-            "SELECT v.p, v.r, t.segment_id FROM unnest(CAST(:projects AS bigint[]), "
-            "CAST(:replays AS text[]), CAST(:buckets AS date[]), CAST(:lows AS bigint[]), "
-            "CAST(:highs AS bigint[])) AS v(p, r, b, low, high), LATERAL ("
-            "SELECT t.segment_id FROM recording_byte_range t WHERE t.project_id = v.p "
-            "AND t.replay_id = v.r AND t.segment_id BETWEEN v.low AND v.high "
-            "AND t.expiry_bucket = v.b OFFSET 0) AS t"
-        ),
-        {
-            "projects": _bigint_array(p for p, _ in pairs),
-            "replays": _text_array(r for _, r in pairs),
-            "buckets": _text_array(buckets[pair].isoformat() for pair in pairs),
-            "lows": _bigint_array(spans[pair][0] for pair in pairs),
-            "highs": _bigint_array(spans[pair][1] for pair in pairs),
-        },
-    ).all()
+    holders = days.read(conn)
+    by_partition: dict[str, list[tuple[int, str]]] = {}
+    for pair in sorted(spans):
+        holder = holders.get(buckets[pair])
+        if holder is not None:
+            by_partition.setdefault(holder, []).append(pair)
+    if not by_partition:
+        return set()
+    names = tuple(sorted(by_partition))
+    values: dict[str, str] = {}
+    for index, name in enumerate(names):
+        pairs = by_partition[name]
+        values[f"projects_{index}"] = _bigint_array(p for p, _ in pairs)
+        values[f"replays_{index}"] = _text_array(r for _, r in pairs)
+        values[f"buckets_{index}"] = _text_array(buckets[pair].isoformat() for pair in pairs)
+        values[f"lows_{index}"] = _bigint_array(spans[pair][0] for pair in pairs)
+        values[f"highs_{index}"] = _bigint_array(spans[pair][1] for pair in pairs)
+    try:
+        rows = conn.exec_driver_sql(stored_segments_sql(names), values).all()
+    except ProgrammingError as exc:
+        if isinstance(exc.orig, psycopg2.errors.UndefinedTable):
+            raise _PartitionGone from None
+        raise
     return {(int(p), str(r), int(s)) for p, r, s in rows} & wanted
+
+
+class _PartitionGone(Exception):
+    """A partition named by a statement was dropped since the partitions were read."""
+
+    def __init__(self) -> None:
+        super().__init__("a partition of the catalog was dropped while a flush checked it")
 
 
 def _insert_ranges_sqlite(

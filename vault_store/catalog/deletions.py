@@ -21,7 +21,6 @@ from vault_store.catalog.models import (
 )
 from vault_store.catalog.partitions import (
     OverwriteJobs,
-    PartitionDays,
     ReplayWalk,
     delete_replays_rows,
     delete_rows,
@@ -50,8 +49,6 @@ class DeletionRepository:
         # Per running deletion, where its replay walk has got to (a hint kept in memory).
         self._walks: dict[str, ReplayWalk] = {}
         self._walks_lock = threading.Lock()
-        # Which partition holds each bucket day, kept across chunks and deletions.
-        self._partition_days = PartitionDays()
 
     def record(
         self,
@@ -216,8 +213,9 @@ class DeletionRepository:
                 "WHERE deletion_id = :deletion AND project_id = :project)"
             )
             params = {"deletion": deletion.id}
+        days = self._catalog.partition_days
         chunk = delete_replays_rows(
-            conn, deletion.project_id, replays, params, limit, walk, self._partition_days, jobs=jobs
+            conn, deletion.project_id, replays, params, limit, walk, days, jobs=jobs
         )
         if not chunk.rows and walk.unreached:
             # Rows the walk cannot reach (none, unless a replay row went missing), which the

@@ -1,18 +1,20 @@
 """Flushes of replays already recorded, on a kept catalog: the insert rate of steady traffic.
 
-Run:  python benchmarks/steady_flushes.py --schema NAME [--offset 0] [--flushes 20] [--pg URL]
-          [--json]
+Run:  python benchmarks/steady_flushes.py --schema NAME [--offset 0] [--flushes 20]
+          [--first-segment 5000] [--pg URL] [--json]
 
 NAME is a schema `catalog_scale.py --keep` left. In steady traffic most of a flush's replays
 were recorded by earlier flushes (a replay's segments arrive over an hour), so every flush asks
 which of its segments are stored already, in the partitions those replays live in. The bench's
 own insert (`vault-store bench`) measures new replays in a catalog of one partition and never
-asks. Each flush here is 5,000 rows: 10 new segments (ids 5000 to 5009) of each of 500 replays
-of the schema, taken in a fixed pseudo-random order after `--offset` of them, so runs with
-different offsets touch different replays. The rows go in through `Catalog.insert_blob`, the
-production path, and stay in the schema. Prints rows/s over the flushes after a first one that
-warms the connection. To compare two versions of the code, run this file with `PYTHONPATH` set
-to each checkout in turn, alternating, with a new `--offset` each run.
+asks. Each flush here is 5,000 rows: 10 new segments (ids `--first-segment` and the nine
+after) of each of 500 replays of the schema's fullest bucket (replays recorded together share
+one, as they share a partition), taken in a fixed pseudo-random order after `--offset` of
+them. The rows go in through `Catalog.insert_blob`, the production path, and stay in the
+schema. Prints rows/s over the flushes after a first one that warms the connection. To compare
+two versions of the code, run this file with `PYTHONPATH` set to each checkout in turn,
+alternating, each run with a new `--offset` (other replays) or a new `--first-segment` (the
+same replays, new segments).
 """
 
 from __future__ import annotations
@@ -41,12 +43,18 @@ def main() -> None:
     parser.add_argument("--schema", required=True, help="a schema catalog_scale.py --keep left")
     parser.add_argument("--offset", type=int, default=0, help="replays of the order to skip")
     parser.add_argument("--flushes", type=int, default=20, help="flushes timed (after one more)")
+    parser.add_argument(
+        "--first-segment",
+        type=int,
+        default=5000,
+        help="the new segments' first id (runs on the same replays need ids no earlier run used)",
+    )
     parser.add_argument("--pg", default=PG_URL)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     catalog = Catalog(f"{args.pg}?options=-csearch_path%3D{args.schema}")
     try:
-        result = measure(catalog, args.offset, args.flushes)
+        result = measure(catalog, args.offset, args.flushes, args.first_segment)
     finally:
         catalog.dispose()
     if args.json:
@@ -58,16 +66,21 @@ def main() -> None:
     )
 
 
-def measure(catalog: Catalog, offset: int, flushes: int) -> dict[str, Any]:
+def measure(catalog: Catalog, offset: int, flushes: int, first_segment: int) -> dict[str, Any]:
     """Insert `flushes` + 1 flushes of recorded replays; the rate of all but the first."""
     with catalog.connection("bench") as conn:
+        # Replays recorded together share a bucket (the day their first row expires), so the
+        # replays of a flush in steady traffic live in one partition: the fullest bucket's.
         replays = conn.execute(
             text(
-                "SELECT project_id, replay_id, expiry_bucket FROM replay "
+                "SELECT project_id, replay_id, expiry_bucket FROM replay WHERE expiry_bucket = "
+                "(SELECT expiry_bucket FROM replay GROUP BY 1 ORDER BY count(*) DESC LIMIT 1) "
                 "ORDER BY md5(replay_id || 'steady') OFFSET :offset LIMIT :limit"
             ),
             {"offset": offset, "limit": REPLAYS_PER_FLUSH * (flushes + 1)},
         ).all()
+        if len(replays) < REPLAYS_PER_FLUSH * (flushes + 1):
+            raise SystemExit(f"only {len(replays)} replays in the fullest bucket after --offset")
         partitions = conn.execute(
             text(
                 "SELECT count(*) FROM pg_inherits "
@@ -75,7 +88,7 @@ def measure(catalog: Catalog, offset: int, flushes: int) -> dict[str, Any]:
             )
         ).scalar_one()
     batches = [
-        _flush(replays[index * REPLAYS_PER_FLUSH : (index + 1) * REPLAYS_PER_FLUSH])
+        _flush(replays[index * REPLAYS_PER_FLUSH : (index + 1) * REPLAYS_PER_FLUSH], first_segment)
         for index in range(flushes + 1)
     ]
     catalog.insert_blob(*batches[0])
@@ -92,7 +105,7 @@ def measure(catalog: Catalog, offset: int, flushes: int) -> dict[str, Any]:
     }
 
 
-def _flush(replays: Sequence[Any]) -> tuple[BlobRecord, list[RangeRecord]]:
+def _flush(replays: Sequence[Any], first_segment: int) -> tuple[BlobRecord, list[RangeRecord]]:
     """One blob of 10 new segments of each replay (their rows keep each replay's bucket)."""
     now = datetime.now(UTC)
     path = f"r30d/steady/{uuid.uuid4().hex}.vsb"
@@ -106,7 +119,7 @@ def _flush(replays: Sequence[Any]) -> tuple[BlobRecord, list[RangeRecord]]:
                 RangeRecord(
                     int(project),
                     str(replay),
-                    5000 + n,
+                    first_segment + n,
                     "recording",
                     path,
                     start,

@@ -481,7 +481,8 @@ def stored_segments_sql(names: tuple[str, ...]) -> str:
 
 
 class PartitionDays:
-    """Which partition holds each bucket day, for a deletion's chunks (PostgreSQL).
+    """Which partition holds each bucket day, for statements sent to one partition: a
+    deletion's chunks, a flush's check for stored segments (PostgreSQL; one per Catalog).
 
     Reading every partition's bounds (their expressions deparsed) took 2.2 ms a chunk with 147
     partitions, as much as a chunk's walk. The days are kept instead, with the oids of the

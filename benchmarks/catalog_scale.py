@@ -14,6 +14,10 @@ default) it measures:
   first look at replays not read before, after PostgreSQL's buffers are emptied by a restart
   and, when permitted, the kernel's page cache is dropped);
 - project shred rows/s (a whole project of about 50,000 rows, deleted in 5,000-row chunks);
+- replay shreds one after another, median ms (benchmarks/replay_shreds.py, 20 replays), and
+  flushes of replays already recorded, as in steady traffic, rows/s
+  (benchmarks/steady_flushes.py, up to 10 flushes of 500 replays of the fullest bucket, fewer
+  on small catalogs);
 - disk bytes per row (every partition's table and indexes, plus the replay table);
 - the time to drop one expired partition (detach and drop) and the rows it held.
 
@@ -132,7 +136,13 @@ def main() -> None:
                 checkpoints.pop(0)
                 point = {} if args.no_vacuum else vacuum(args.pg, schema)
                 point.update(
-                    measure(catalog, args.lookups, read_before, restart=not args.no_restart)
+                    measure(
+                        catalog,
+                        args.lookups,
+                        read_before,
+                        restart=not args.no_restart,
+                        checkpoint=len(results),
+                    )
                 )
                 point.update(rows=inserted, copy_rows_per_s=round(window_rows / window_seconds))
                 results.append(point)
@@ -231,8 +241,14 @@ def vacuum(pg: str, schema: str) -> dict[str, Any]:
 
 
 def measure(
-    catalog: Catalog, lookups: int, read_before: set[tuple[int, str]], *, restart: bool
+    catalog: Catalog,
+    lookups: int,
+    read_before: set[tuple[int, str]],
+    *,
+    restart: bool,
+    checkpoint: int,
 ) -> dict[str, Any]:
+    """Everything measured at one checkpoint (the `checkpoint`th, from 0)."""
     with catalog.connection("bench") as conn:
         known = conn.execute(
             select(Replay.project_id, Replay.replay_id).order_by(func.random()).limit(lookups * 3)
@@ -252,8 +268,32 @@ def measure(
         "lookup_warm_p99_ms": pct(warm, 99),
     }
     point.update(shred_project(catalog))
+    point.update(steady_traffic(catalog, checkpoint=checkpoint))
     point.update(disk(catalog))
     point.update(drop_oldest(catalog))
+    return point
+
+
+def steady_traffic(catalog: Catalog, *, checkpoint: int) -> dict[str, Any]:
+    """Replay shreds one after another (ms each), and flushes of replays already recorded
+    (rows/s), as a worker meets them in steady traffic: benchmarks/replay_shreds.py and
+    steady_flushes.py. The flushes' rows stay (up to 55,000 of them, new segment ids at each
+    checkpoint); the shredded replays are gone."""
+    # Imported here: replay_shreds imports this module (through shred_statements).
+    import replay_shreds
+    import steady_flushes
+
+    shreds = replay_shreds.measure(catalog, offset=0, count=20, warm_up=5, statements=False)
+    point: dict[str, Any] = {"replay_shred_median_ms": shreds["median_ms"]}
+    # Up to 10 flushes of 500 replays, after a first one, from the fullest bucket (a bucket
+    # holds about 1,300 replays at 3M rows: one flush then).
+    timed = min(10, steady_flushes.fullest_bucket(catalog) // steady_flushes.REPLAYS_PER_FLUSH - 1)
+    if timed > 0:
+        flushes = steady_flushes.measure(
+            catalog, offset=0, flushes=timed, first_segment=5000 + 10 * checkpoint
+        )
+        point["steady_flush_rows_per_s"] = flushes["rows_per_second"]
+        point["steady_flushes"] = timed
     return point
 
 

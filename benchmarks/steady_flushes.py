@@ -66,6 +66,15 @@ def main() -> None:
     )
 
 
+def fullest_bucket(catalog: Catalog) -> int:
+    """How many replays the fullest bucket holds (what the flushes here can take from)."""
+    with catalog.connection("bench") as conn:
+        count = conn.execute(
+            text("SELECT count(*) FROM replay GROUP BY expiry_bucket ORDER BY 1 DESC LIMIT 1")
+        ).scalar()
+    return int(count or 0)
+
+
 def measure(catalog: Catalog, offset: int, flushes: int, first_segment: int) -> dict[str, Any]:
     """Insert `flushes` + 1 flushes of recorded replays; the rate of all but the first."""
     with catalog.connection("bench") as conn:

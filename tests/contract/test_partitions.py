@@ -160,6 +160,49 @@ def test_a_flush_whose_partition_list_went_stale_asks_again(
         pg.dispose()
 
 
+def test_a_shred_chunk_whose_partition_list_went_stale_is_redone(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention may drop a partition between the moment a chunk reads the partitions and its
+    DELETE that names one. The chunk then fails on the missing table and is redone whole with
+    the partitions read anew: the deletion completes, verified. (Simulated: the first read
+    answers with a partition that does not exist.)"""
+    clock = Clock(DAY)
+    pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
+    try:
+        _two_projects_over_three_days(vault, clock)
+        read = pg.partition_days.read
+        answers: list[bool] = []
+
+        def dropped_since(conn: Any) -> Any:
+            days = read(conn)
+            answers.append(not answers)  # the first answer is stale
+            return dict.fromkeys(days, "recording_byte_range_p19990101") if answers[-1] else days
+
+        monkeypatch.setattr(pg.partition_days, "read", dropped_since)
+        shredder = Shredder(pg)
+        replay = f"{5:016x}{1:016x}"
+        status = shredder.run(
+            shredder.request(Scope.REPLAY, 5, replay_id=replay, requested_by="dpo", reason="x")
+        )
+        assert answers[:2] == [True, False]
+        assert (status.status.value, status.rows_deleted, status.verified_rows_left) == (
+            "done",
+            4,
+            0,
+        )
+        with pg.connection("test") as conn:
+            left = conn.execute(
+                select(func.count())
+                .select_from(RecordingByteRange)
+                .where(RecordingByteRange.replay_id == replay)
+            ).scalar_one()
+        assert left == 0
+    finally:
+        vault.close()
+        pg.dispose()
+
+
 def test_a_replay_lookup_touches_one_partition(postgres_url: str, tmp_path: Path) -> None:
     clock = Clock(DAY)
     pg, vault = _postgres_vault(postgres_url, tmp_path, clock)

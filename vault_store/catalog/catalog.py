@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.log import InstanceLogger
 from sqlalchemy.sql.dml import Insert
 
@@ -50,6 +50,7 @@ from vault_store.catalog.models import (
 from vault_store.catalog.partitions import (
     CHUNK_TABLE_DDL,
     PartitionDays,
+    PartitionGone,
     bucket_of,
     ensure,
     partitions,
@@ -302,11 +303,11 @@ class Catalog:
         transaction was rolled back whole; the partitions are read again)."""
         try:
             return self._insert_blob(blob, ranges, subjects, bucket, staged=staged)
-        except _PartitionGone:
+        except PartitionGone:
             pass
         try:
             return self._insert_blob(blob, ranges, subjects, bucket, staged=staged)
-        except _PartitionGone as exc:
+        except PartitionGone as exc:
             raise BackendUnavailable(str(exc), backend=_BACKEND, op="insert") from None
 
     def _insert_blob(
@@ -616,11 +617,11 @@ class Catalog:
                 return self._stored_segments(conn, segments)
         try:
             return self._stored_in_their_partitions(segments)
-        except _PartitionGone:
+        except PartitionGone:
             pass  # retention dropped a partition the statement named: ask once more
         try:
             return self._stored_in_their_partitions(segments)
-        except _PartitionGone as exc:
+        except PartitionGone as exc:
             raise BackendUnavailable(str(exc), backend=_BACKEND, op="read") from None
 
     def _stored_in_their_partitions(
@@ -1015,7 +1016,7 @@ def _stored_in_buckets(
     no partition holds, has no row at all.
 
     A partition dropped by retention between reading the partitions and this statement fails
-    it with _PartitionGone; the caller asks again (the partitions are then read anew).
+    it with PartitionGone; the caller asks again (the partitions are then read anew).
     """
     spans: dict[tuple[int, str], tuple[int, int]] = {}
     wanted: set[tuple[int, str, int]] = set()
@@ -1049,20 +1050,9 @@ def _stored_in_buckets(
         values[f"buckets_{index}"] = _text_array(buckets[pair].isoformat() for pair in pairs)
         values[f"lows_{index}"] = _bigint_array(spans[pair][0] for pair in pairs)
         values[f"highs_{index}"] = _bigint_array(spans[pair][1] for pair in pairs)
-    try:
+    with PartitionGone.raised_for_a_missing_table():
         rows = conn.exec_driver_sql(stored_segments_sql(names), values).all()
-    except ProgrammingError as exc:
-        if isinstance(exc.orig, psycopg2.errors.UndefinedTable):
-            raise _PartitionGone from None
-        raise
     return {(int(p), str(r), int(s)) for p, r, s in rows} & wanted
-
-
-class _PartitionGone(Exception):
-    """A partition named by a statement was dropped since the partitions were read."""
-
-    def __init__(self) -> None:
-        super().__init__("a partition of the catalog was dropped while a flush checked it")
 
 
 def _insert_ranges_sqlite(

@@ -21,6 +21,7 @@ from vault_store.catalog.models import (
 )
 from vault_store.catalog.partitions import (
     OverwriteJobs,
+    PartitionGone,
     ReplayWalk,
     delete_replays_rows,
     delete_rows,
@@ -33,7 +34,7 @@ from vault_store.catalog.records import (
     Status,
     as_utc,
 )
-from vault_store.errors import InvalidInput
+from vault_store.errors import BackendUnavailable, InvalidInput
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -172,7 +173,18 @@ class DeletionRepository:
     def delete_chunk(self, deletion: DeletionStatus, limit: int, *, now: datetime) -> int:
         """Delete up to `limit` of the target's rows in one transaction: record their ranges
         for the overwrite if asked, lower their blobs' live bytes, count them. Returns how
-        many (0: nothing left)."""
+        many (0: nothing left). A chunk that named a partition retention dropped meanwhile is
+        redone once, with the partitions read anew (its transaction was rolled back whole)."""
+        try:
+            return self._delete_chunk(deletion, limit, now=now)
+        except PartitionGone:
+            pass
+        try:
+            return self._delete_chunk(deletion, limit, now=now)
+        except PartitionGone as exc:
+            raise BackendUnavailable(str(exc), backend="catalog", op="shred") from None
+
+    def _delete_chunk(self, deletion: DeletionStatus, limit: int, *, now: datetime) -> int:
         with self._catalog.transaction("shred") as conn:
             # Same transaction as the delete (the same statement on PostgreSQL): the ranges are
             # on record for the overwrite exactly when the rows (the only other record of where

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import psycopg2.errors
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.sql.util import ClauseAdapter
 
 from vault_store.catalog.models import OverwriteJob, RecordingByteRange, Timestamp
@@ -413,8 +416,8 @@ def _delete_in_bucket(
     # Driver SQL, not an SQLAlchemy construct: a shred visits most partitions once or twice,
     # and compiling the statement for each (with a table object per partition) took 0.36 s of
     # client time in a 1.46 s shred at 50M rows (docs/benchmarks.md, sixth pass).
-    return _tallied(
-        conn.exec_driver_sql(
+    with PartitionGone.raised_for_a_missing_table():
+        deleted = conn.exec_driver_sql(
             _delete_in_partition_sql(name, with_jobs=jobs is not None),
             {
                 "project": project_id,
@@ -428,7 +431,7 @@ def _delete_in_bucket(
                 ),
             },
         )
-    )
+        return _tallied(deleted)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -478,6 +481,25 @@ def stored_segments_sql(names: tuple[str, ...]) -> str:
             "AND v.high AND t.expiry_bucket = v.b OFFSET 0) AS t"
         )
     return " UNION ALL ".join(scans)
+
+
+class PartitionGone(Exception):
+    """A partition a statement named was dropped (by retention) after the partitions were read:
+    the statement's transaction is lost, and redoing it reads them anew (PartitionDays)."""
+
+    def __init__(self) -> None:
+        super().__init__("a partition of the catalog was dropped while a statement named it")
+
+    @staticmethod
+    @contextmanager
+    def raised_for_a_missing_table() -> Iterator[None]:
+        """Turn PostgreSQL's "relation does not exist" from the statements inside into this."""
+        try:
+            yield
+        except ProgrammingError as exc:
+            if isinstance(exc.orig, psycopg2.errors.UndefinedTable):
+                raise PartitionGone from None
+            raise
 
 
 class PartitionDays:

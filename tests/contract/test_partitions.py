@@ -120,6 +120,24 @@ def test_a_flush_asks_the_partitions_its_replays_live_in_which_segments_are_stor
         pg.dispose()
 
 
+def _stale_partition_reads(
+    pg: Catalog, monkeypatch: pytest.MonkeyPatch, stale_reads: set[int]
+) -> list[bool]:
+    """Make the reads of the catalog's partitions numbered in `stale_reads` (from 1) answer
+    with a partition that does not exist, as if retention dropped it right after; returns the
+    list it appends each read's staleness to."""
+    read = pg.partition_days.read
+    answers: list[bool] = []
+
+    def dropped_since(conn: Any) -> Any:
+        days = read(conn)
+        answers.append(len(answers) + 1 in stale_reads)
+        return dict.fromkeys(days, "recording_byte_range_p19990101") if answers[-1] else days
+
+    monkeypatch.setattr(pg.partition_days, "read", dropped_since)
+    return answers
+
+
 def test_a_flush_whose_partition_list_went_stale_asks_again(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,18 +149,10 @@ def test_a_flush_whose_partition_list_went_stale_asks_again(
     pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
     try:
         _two_projects_over_three_days(vault, clock)
-        read = pg.partition_days.read
-        answers: list[bool] = []
-        # Which reads answer stale: the flush reads twice (its check before the upload, then
-        # its admission, in the insert transaction); the second is the one under test.
+        # The flush reads the partitions twice (its check before the upload, then its
+        # admission, in the insert transaction); the second is the one under test.
         stale_reads = {2}
-
-        def dropped_since(conn: Any) -> Any:
-            days = read(conn)
-            answers.append(len(answers) + 1 in stale_reads)
-            return dict.fromkeys(days, "recording_byte_range_p19990101") if answers[-1] else days
-
-        monkeypatch.setattr(pg.partition_days, "read", dropped_since)
+        answers = _stale_partition_reads(pg, monkeypatch, stale_reads)
         clock.now = DAY + timedelta(days=3)
         replay = f"{6:016x}{2:016x}"
         for n in (2, 3, 4):
@@ -152,7 +162,8 @@ def test_a_flush_whose_partition_list_went_stale_asks_again(
         assert answers == [False, True, False]  # the insert was redone after the stale one
         assert read_events(vault, 6, replay) == [[0], [1], [2], [3], ["again"]]
         answers.clear()
-        stale_reads = {1}
+        stale_reads.clear()
+        stale_reads.add(1)
         assert pg.stored_segments({(6, replay, 0), (6, replay, 9)}) == {(6, replay, 0)}
         assert answers == [True, False]
     finally:
@@ -171,15 +182,7 @@ def test_a_shred_chunk_whose_partition_list_went_stale_is_redone(
     pg, vault = _postgres_vault(postgres_url, tmp_path, clock)
     try:
         _two_projects_over_three_days(vault, clock)
-        read = pg.partition_days.read
-        answers: list[bool] = []
-
-        def dropped_since(conn: Any) -> Any:
-            days = read(conn)
-            answers.append(not answers)  # the first answer is stale
-            return dict.fromkeys(days, "recording_byte_range_p19990101") if answers[-1] else days
-
-        monkeypatch.setattr(pg.partition_days, "read", dropped_since)
+        answers = _stale_partition_reads(pg, monkeypatch, {1})
         shredder = Shredder(pg)
         replay = f"{5:016x}{1:016x}"
         status = shredder.run(

@@ -54,6 +54,7 @@ from vault_store.catalog.partitions import (
     bucket_of,
     ensure,
     partitions,
+    redone_if_a_partition_went,
     stored_segments_sql,
 )
 from vault_store.catalog.records import (
@@ -282,33 +283,18 @@ class Catalog:
         bucket = bucket_of(blob.expires_at)
         if self.dialect == "postgresql":
             self.ensure_partition(bucket)
+        # Redone once if retention dropped a partition its checks named (PartitionGone).
         try:
-            return self._insert_blob_once_more(blob, ranges, subjects, bucket, staged=False)
+            return redone_if_a_partition_went(
+                "insert", lambda: self._insert_blob(blob, ranges, subjects, bucket, staged=False)
+            )
         except _RangeConflict:
             # The COPY met a row that is already there (a flush holding one segment twice):
             # its whole transaction was rolled back, so it is redone, every check included,
             # through the staging table that skips such rows.
-            return self._insert_blob_once_more(blob, ranges, subjects, bucket, staged=True)
-
-    def _insert_blob_once_more(
-        self,
-        blob: BlobRecord,
-        ranges: Sequence[RangeRecord],
-        subjects: Collection[tuple[int, str, bytes]],
-        bucket: date,
-        *,
-        staged: bool,
-    ) -> InsertOutcome:
-        """_insert_blob, redone once if retention dropped a partition its checks named (the
-        transaction was rolled back whole; the partitions are read again)."""
-        try:
-            return self._insert_blob(blob, ranges, subjects, bucket, staged=staged)
-        except PartitionGone:
-            pass
-        try:
-            return self._insert_blob(blob, ranges, subjects, bucket, staged=staged)
-        except PartitionGone as exc:
-            raise BackendUnavailable(str(exc), backend=_BACKEND, op="insert") from None
+            return redone_if_a_partition_went(
+                "insert", lambda: self._insert_blob(blob, ranges, subjects, bucket, staged=True)
+            )
 
     def _insert_blob(
         self,
@@ -615,14 +601,9 @@ class Catalog:
         if self.dialect != "postgresql":
             with self._errors("read"), self.engine.connect() as conn:
                 return self._stored_segments(conn, segments)
-        try:
-            return self._stored_in_their_partitions(segments)
-        except PartitionGone:
-            pass  # retention dropped a partition the statement named: ask once more
-        try:
-            return self._stored_in_their_partitions(segments)
-        except PartitionGone as exc:
-            raise BackendUnavailable(str(exc), backend=_BACKEND, op="read") from None
+        return redone_if_a_partition_went(
+            "read", lambda: self._stored_in_their_partitions(segments)
+        )
 
     def _stored_in_their_partitions(
         self, segments: Collection[tuple[int, str, int]]

@@ -21,10 +21,10 @@ from vault_store.catalog.models import (
 )
 from vault_store.catalog.partitions import (
     OverwriteJobs,
-    PartitionGone,
     ReplayWalk,
     delete_replays_rows,
     delete_rows,
+    redone_if_a_partition_went,
 )
 from vault_store.catalog.records import (
     DeletedRows,
@@ -34,7 +34,7 @@ from vault_store.catalog.records import (
     Status,
     as_utc,
 )
-from vault_store.errors import BackendUnavailable, InvalidInput
+from vault_store.errors import InvalidInput
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -175,14 +175,9 @@ class DeletionRepository:
         for the overwrite if asked, lower their blobs' live bytes, count them. Returns how
         many (0: nothing left). A chunk that named a partition retention dropped meanwhile is
         redone once, with the partitions read anew (its transaction was rolled back whole)."""
-        try:
-            return self._delete_chunk(deletion, limit, now=now)
-        except PartitionGone:
-            pass
-        try:
-            return self._delete_chunk(deletion, limit, now=now)
-        except PartitionGone as exc:
-            raise BackendUnavailable(str(exc), backend="catalog", op="shred") from None
+        return redone_if_a_partition_went(
+            "shred", lambda: self._delete_chunk(deletion, limit, now=now)
+        )
 
     def _delete_chunk(self, deletion: DeletionStatus, limit: int, *, now: datetime) -> int:
         with self._catalog.transaction("shred") as conn:

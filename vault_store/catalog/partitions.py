@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2.errors
 from sqlalchemy import (
@@ -38,8 +38,10 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from vault_store.catalog.models import OverwriteJob, RecordingByteRange, Timestamp
 from vault_store.catalog.records import DeletedRows, Partition, as_utc
+from vault_store.errors import BackendUnavailable
 
 TABLE = "recording_byte_range"
+_Result = TypeVar("_Result")
 PREFIX = f"{TABLE}_p"
 _BOUNDS = re.compile(r"FROM \('(\d{4}-\d{2}-\d{2})'\) TO \('(\d{4}-\d{2}-\d{2})'\)")
 
@@ -500,6 +502,20 @@ class PartitionGone(Exception):
             if isinstance(exc.orig, psycopg2.errors.UndefinedTable):
                 raise PartitionGone from None
             raise
+
+
+def redone_if_a_partition_went(op: str, attempt: Callable[[], _Result]) -> _Result:
+    """`attempt()` (a whole transaction), redone once if it named a partition that retention
+    dropped meanwhile: its transaction was rolled back, and the partitions are read anew. A
+    second miss is BackendUnavailable (retryable)."""
+    try:
+        return attempt()
+    except PartitionGone:
+        pass
+    try:
+        return attempt()
+    except PartitionGone as exc:
+        raise BackendUnavailable(str(exc), backend="catalog", op=op) from None
 
 
 class PartitionDays:

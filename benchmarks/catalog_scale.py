@@ -109,7 +109,7 @@ def main() -> None:
     schema = f"scale_{uuid.uuid4().hex[:10]}"
     with psycopg2.connect(args.pg) as conn, conn.cursor() as cursor:
         cursor.execute(f"CREATE SCHEMA {schema}")
-    url = f"{args.pg}?options=-csearch_path%3D{schema}"
+    url = schema_url(args.pg, schema)
     catalog = Catalog(url)
     catalog.migrate()
     generator = random.Random(42)
@@ -161,6 +161,12 @@ def main() -> None:
             conn.close()
     if args.json:
         print(json.dumps(results, indent=2))
+
+
+def schema_url(pg: str, schema: str) -> str:
+    """The catalog URL of one schema of the server at `pg` (its search_path): a catalog this
+    benchmark builds, or one an earlier run kept."""
+    return f"{pg}?options=-csearch_path%3D{schema}"
 
 
 def replays(generator: random.Random, rows: int) -> list[ReplayPlan]:
@@ -353,7 +359,7 @@ def shred_project(catalog: Catalog) -> dict[str, Any]:
 def jit_comparison(pg: str, schema: str, shreds: int) -> dict[str, Any]:
     """Shred the `shreds` projects nearest 50,000 rows in A B B A order, A with the catalog's
     JIT off, B with it on as PostgreSQL's default has it; rows/s of each and their ratio."""
-    url = f"{pg}?options=-csearch_path%3D{schema}"
+    url = schema_url(pg, schema)
     catalogs = {"jit_off": Catalog(url), "jit_on": Catalog(f"{url}%20-c%20jit%3Don")}
     ranked = projects_nearest(catalogs["jit_off"], 50_000, shreds)
     totals = {mode: [0, 0.0] for mode in catalogs}

@@ -31,6 +31,7 @@ from vault_store.catalog import Catalog
 from vault_store.services.shredder import Shredder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from catalog_scale import schema_url
 from shred_statements import StatementClock
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--pg", default=PG_URL)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    catalog = Catalog(f"{args.pg}?options=-csearch_path%3D{args.schema}")
+    catalog = Catalog(schema_url(args.pg, args.schema))
     try:
         result = measure(catalog, args.offset, args.count, args.warm_up, args.statements)
     finally:

@@ -28,7 +28,7 @@ from sqlalchemy import event
 from vault_store.catalog import Catalog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from catalog_scale import timed_project_shred
+from catalog_scale import schema_url, timed_project_shred
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--pg", default=PG_URL)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    catalog = Catalog(f"{args.pg}?options=-csearch_path%3D{args.schema}")
+    catalog = Catalog(schema_url(args.pg, args.schema))
     statements = StatementClock(catalog)
     try:
         for project in _ids(args.warm_up):

@@ -22,16 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from vault_store.catalog import Catalog
 from vault_store.catalog.records import BlobRecord, RangeRecord
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from catalog_scale import schema_url
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REPLAYS_PER_FLUSH = 500
@@ -52,7 +57,7 @@ def main() -> None:
     parser.add_argument("--pg", default=PG_URL)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    catalog = Catalog(f"{args.pg}?options=-csearch_path%3D{args.schema}")
+    catalog = Catalog(schema_url(args.pg, args.schema))
     try:
         result = measure(catalog, args.offset, args.flushes, args.first_segment)
     finally:

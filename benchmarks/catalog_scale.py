@@ -12,7 +12,9 @@ default) it measures:
 - COPY insert rows/s over the flushes since the previous checkpoint;
 - replay lookup latency (all of one replay's rows), p50 and p99, warm (repeated) and cold (the
   first look at replays not read before, after PostgreSQL's buffers are emptied by a restart
-  and, when permitted, the kernel's page cache is dropped);
+  (only of a server of the benchmark's own: run it under benchmarks/own_postgres.py; the
+  machine's shared server is never restarted) and, when permitted, the kernel's page cache is
+  dropped);
 - project shred rows/s (a whole project of about 50,000 rows, deleted in 5,000-row chunks);
 - replay shreds one after another, median ms (benchmarks/replay_shreds.py, 20 replays), and
   flushes of replays already recorded, as in steady traffic, rows/s
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import own_postgres
 import psycopg2
 from sqlalchemy import delete, func, select, text
 
@@ -73,13 +76,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--checkpoints", default="1000000,10000000,50000000")
-    parser.add_argument("--pg", default=PG_URL)
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(own_postgres.URL_ENV, PG_URL),
+        help="the server (default: the one benchmarks/own_postgres.py started, else the machine's)",
+    )
     parser.add_argument("--lookups", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
     parser.add_argument(
         "--no-restart",
         action="store_true",
-        help="measure 'cold' without restarting PostgreSQL (when others share the server)",
+        help="measure 'cold' without restarting even a server of our own (own_postgres.py); "
+        "the machine's shared server is never restarted",
     )
     parser.add_argument(
         "--schema",
@@ -314,17 +322,11 @@ def timed_lookups(catalog: Catalog, replay_ids: list[tuple[int, str]]) -> list[f
 
 
 def empty_caches(catalog: Catalog) -> str:
-    """Restart PostgreSQL (empties shared buffers) and drop the page cache where permitted."""
+    """Restart PostgreSQL (empties shared buffers) if it is this benchmark's own server
+    (benchmarks/own_postgres.py), and drop the page cache where permitted. The machine's own
+    server is never restarted: other work shares it."""
     catalog.dispose()
-    version = os.listdir("/etc/postgresql")[0] if os.path.isdir("/etc/postgresql") else None
-    restarted = False
-    if version is not None:
-        done = subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-            capture_output=True,
-            check=False,
-        )
-        restarted = done.returncode == 0
+    restarted = own_postgres.restart_own_server()
     dropped = False
     try:
         subprocess.run(["sync"], check=True)
@@ -332,7 +334,7 @@ def empty_caches(catalog: Catalog) -> str:
             caches.write("3\n")
         dropped = True
     except OSError:
-        pass
+        pass  # not permitted here: reported below as not emptied
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -341,12 +343,9 @@ def empty_caches(catalog: Catalog) -> str:
             break
         except Exception:  # noqa: BLE001 - the server is still starting
             time.sleep(0.5)
-    return (
-        " + ".join(
-            [w for w, ok in (("server restart", restarted), ("page cache dropped", dropped)) if ok]
-        )
-        or "not emptied (no permission)"
-    )
+    steps = (("server restart", restarted), ("page cache dropped", dropped))
+    emptied = [step for step, done in steps if done]
+    return " + ".join(emptied) or "not emptied (shared server, no permission)"
 
 
 def shred_project(catalog: Catalog) -> dict[str, Any]:

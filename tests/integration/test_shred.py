@@ -20,7 +20,7 @@ from vault_store.blobstore import Buffers, LocalBlobStore
 from vault_store.catalog import BlobRecord, Catalog, RangeRecord
 from vault_store.catalog.models import Blob, OverwriteJob, RecordingByteRange, ReplaySubject
 from vault_store.catalog.records import BlobState, Scope, Status
-from vault_store.errors import BackendUnavailable
+from vault_store.errors import BackendUnavailable, CorruptData, VaultError
 from vault_store.services.gc import collect
 from vault_store.services.overwriter import Overwriter
 from vault_store.services.retention import expire
@@ -248,6 +248,90 @@ def test_a_deletion_is_done_only_once_a_finishing_check_finds_no_row(
         if event.kind == "deletion.completed" and event.details["deletion_id"] == status.id
     ]
     assert [(d["verified_rows_left"], d["rows_deleted"]) for d in completed] == [(0, 4)]
+
+
+def test_a_deletion_whose_rows_cannot_be_deleted_stops_with_an_error_not_a_loop(
+    make_vault: VaultFactory,
+) -> None:
+    """A delete and the finishing count that disagree (here a trigger that silently keeps
+    every row, as an edited database might) end the run with CorruptData, the deletion still
+    running: neither reported done nor deleted again for ever (the CLI and the worker's
+    slices both looped before)."""
+    vault = make_vault()
+    for n in range(3):
+        vault.ingest_segment(segment(X, n, padded=True))
+    vault.flush()
+    catalog = vault._catalog
+    _keep_rows_on_delete(catalog, keep=True)
+    status = vault.shred(Scope.REPLAY, 1, replay_id=X, requested_by="a", reason="b", run=False)
+    outcome: dict[str, Any] = {}
+
+    def shred() -> None:
+        try:
+            outcome["status"] = Shredder(catalog, chunk_rows=10).run(status.id)
+        except VaultError as exc:
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=shred, daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "the shred loops on rows it cannot delete"
+    error = outcome.get("error")
+    assert isinstance(error, CorruptData), outcome
+    # SQLite's chunk sees its own delete fall short; PostgreSQL's finishing count, twice in a
+    # row, finds the rows a sweep of the whole target could not delete.
+    told = (
+        "deleted 0 of the 3 range rows chosen"
+        if catalog.dialect == "sqlite"
+        else f"deletion {status.id}: 3 rows of its target remain"
+    )
+    assert told in str(error)
+    open_states = (Status.PENDING, Status.RUNNING)
+    assert catalog.deletions.status(status.id).status in open_states
+    # A worker's slices of one chunk each stop the same way.
+    with pytest.raises(CorruptData, match=told):
+        _resume_in_slices(vault, status.id, slices=5)
+    assert catalog.deletions.status(status.id).status in open_states
+
+    # Once the database deletes again, the same deletion finishes, verified.
+    _keep_rows_on_delete(catalog, keep=False)
+    done = vault.resume_deletion(status.id)
+    assert (done.status, done.rows_deleted, done.verified_rows_left) == (Status.DONE, 3, 0)
+
+
+def _resume_in_slices(vault: Vault, deletion_id: str, *, slices: int) -> None:
+    """What a worker does: one chunk per slice, until the deletion is final."""
+    for _ in range(slices):
+        if vault.resume_deletion(deletion_id, max_chunks=1).status.final:
+            return
+
+
+def _keep_rows_on_delete(catalog: Catalog, *, keep: bool) -> None:
+    """A trigger that makes every DELETE of a range row silently keep it (or its removal)."""
+    if catalog.dialect == "postgresql":
+        statements = (
+            [
+                "CREATE FUNCTION keep_range_rows() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RETURN NULL; END $$",
+                "CREATE TRIGGER keep_range_rows BEFORE DELETE ON recording_byte_range "
+                "FOR EACH ROW EXECUTE FUNCTION keep_range_rows()",
+            ]
+            if keep
+            else [
+                "DROP TRIGGER keep_range_rows ON recording_byte_range",
+                "DROP FUNCTION keep_range_rows()",
+            ]
+        )
+    else:
+        statements = [
+            "CREATE TRIGGER keep_range_rows BEFORE DELETE ON recording_byte_range "
+            "BEGIN SELECT RAISE(IGNORE); END"
+            if keep
+            else "DROP TRIGGER keep_range_rows"
+        ]
+    with catalog.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
 
 
 def _slip_row(catalog: Catalog, replay: str) -> None:

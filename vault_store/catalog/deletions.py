@@ -34,12 +34,16 @@ from vault_store.catalog.records import (
     Status,
     as_utc,
 )
-from vault_store.errors import InvalidInput
+from vault_store.errors import CorruptData, InvalidInput
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from vault_store.catalog.catalog import Catalog
+
+
+# Finishing counts in a row that may find rows a full, empty sweep left (see _empty_sweeps).
+_EMPTY_SWEEPS_MAX = 2
 
 
 class DeletionRepository:
@@ -49,6 +53,11 @@ class DeletionRepository:
         self._catalog = catalog
         # Per running deletion, where its replay walk has got to (a hint kept in memory).
         self._walks: dict[str, ReplayWalk] = {}
+        # Per running deletion, how many finishing counts in a row found rows right after a
+        # chunk that searched every row of the target (the general path) and deleted none. One
+        # can be a row that slipped in; at the second, deleting again cannot help, and finish
+        # raises rather than a caller looping on those rows for ever.
+        self._empty_sweeps: dict[str, int] = {}
         self._walks_lock = threading.Lock()
 
     def record(
@@ -185,7 +194,12 @@ class DeletionRepository:
             # on record for the overwrite exactly when the rows (the only other record of where
             # the ciphertext lies) are gone.
             jobs = OverwriteJobs(deletion.id, now) if deletion.overwrite_requested else None
-            chunk = self._delete_target_rows(conn, deletion, limit, jobs)
+            chunk, swept = self._delete_target_rows(conn, deletion, limit, jobs)
+            with self._walks_lock:
+                if not (swept and not chunk.rows):
+                    self._empty_sweeps.pop(deletion.id, None)
+                elif deletion.id not in self._empty_sweeps:
+                    self._empty_sweeps[deletion.id] = 0
             if not chunk.rows:
                 return 0
             shredded = lower_live_bytes(conn, chunk.bytes_per_blob)
@@ -206,11 +220,12 @@ class DeletionRepository:
         deletion: DeletionStatus,
         limit: int,
         jobs: OverwriteJobs | None,
-    ) -> DeletedRows:
+    ) -> tuple[DeletedRows, bool]:
         """Up to `limit` of the target's rows, deleted: on PostgreSQL replay by replay (see
-        delete_replays_rows), then any row no replay row leads to; on SQLite by rowid."""
+        delete_replays_rows), then any row no replay row leads to; on SQLite by rowid. Also
+        whether every row of the target was searched (the general path)."""
         if conn.dialect.name != "postgresql":
-            return delete_rows(conn, _target(deletion), limit, jobs=jobs)
+            return delete_rows(conn, _target(deletion), limit, jobs=jobs), True
         with self._walks_lock:
             walk = self._walks.setdefault(deletion.id, ReplayWalk())
         replays, params = "", {}
@@ -229,19 +244,32 @@ class DeletionRepository:
             # finishing count found: the general path, which scans the target's index entries in
             # every partition, dead ones included. Not before that count has found some: at
             # 147 partitions the scan cost as much as the count (docs/scaling.md).
-            chunk = delete_rows(conn, _target(deletion), limit, jobs=jobs)
-        return chunk
+            return delete_rows(conn, _target(deletion), limit, jobs=jobs), True
+        return chunk, False
 
     def finish(self, deletion: DeletionStatus, *, now: datetime) -> DeletionStatus:
         """Mark the deletion done (or waiting for its overwrite) and forget the target's replays
         and subjects, audited, in one transaction that first counts the target's key-bearing rows
         under the project lock: only if it finds none. Otherwise the status is returned unchanged
-        (still running) and the caller deletes again."""
+        (still running) and the caller deletes again; CorruptData if a delete that searched every
+        row of the target found none of those the count finds (the deletion stays running)."""
         with self._catalog.transaction("shred") as conn:
             # Flushes of this project in progress commit first (PostgreSQL; SQLite holds its write
             # lock already): the count below then sees every row that could ever land.
             self._catalog.lock_projects(conn, {deletion.project_id}, shared=False)
             left = _rows_left(conn, deletion)
+            with self._walks_lock:
+                sweeps = self._empty_sweeps.get(deletion.id)
+                if left and sweeps is not None:
+                    self._empty_sweeps[deletion.id] = sweeps = sweeps + 1
+            if left and sweeps is not None and sweeps >= _EMPTY_SWEEPS_MAX:
+                # No flush adds rows to a tombstoned target, so the delete and the count
+                # disagree about the same rows (a trigger, a rule, rows edited by hand): an
+                # operator must look. Never reported done, never looped on.
+                raise CorruptData(
+                    f"deletion {deletion.id}: {left} rows of its target remain that its delete "
+                    "does not remove; it stays open"
+                )
             if left:
                 # Not done: rows of the target remain (they are deleted on the next round, by the
                 # general path if the walk cannot reach them).
@@ -295,6 +323,7 @@ class DeletionRepository:
             )
         with self._walks_lock:
             self._walks.pop(deletion.id, None)
+            self._empty_sweeps.pop(deletion.id, None)
         return current
 
     def pending_overwrites(self, *, deletion_id: str | None = None) -> list[OverwriteJobRecord]:

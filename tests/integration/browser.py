@@ -8,12 +8,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.sync_api import BrowserContext, Route, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
 
 from tests.conftest import need
 
@@ -104,3 +105,22 @@ def _loopback_only(route: Route) -> None:
         route.continue_()
     else:
         route.abort("blockedbyclient")
+
+
+# What the viewer's state is while it is still working on a replay.
+_UNSETTLED = ("idle", "loading")
+
+
+def viewer_settled(page: Page, *, timeout: float = 30.0) -> str:
+    """The viewer page's state once it has finished loading (ready, deleted, error...).
+
+    Polled from here: Playwright's `wait_for_function` evaluates its predicate with `eval`
+    inside the page, which the viewer's Content-Security-Policy refuses, as it should."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = str(page.evaluate("window.vaultViewer ? window.vaultViewer.state : 'idle'"))
+        if state not in _UNSETTLED:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the viewer is still {state!r} after {timeout:.0f} s")
+        time.sleep(0.05)

@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import BrowserContext
 
 from tests.conftest import VaultFactory
-from tests.integration.browser import chromium, node_modules
+from tests.integration.browser import chromium, node_modules, viewer_settled
 from tests.integration.helpers import serving
 from vault_store.api import create_app
 from vault_store.core.parts import CONSOLE, DOM, NETWORK, TIMELINE
@@ -342,8 +342,7 @@ def test_the_viewer_lists_what_the_sdk_recorded(recorded: Recorded, typed: Vault
             page.fill("#replay", replay_id)
             page.fill("#token", token)
             page.click("#go")
-            page.wait_for_function("!['idle', 'loading'].includes(window.vaultViewer.state)")
-            assert page.evaluate("window.vaultViewer.state") == "ready"
+            assert viewer_settled(page) == "ready"
             console = page.locator("#console li").all_inner_texts()
             network = page.locator("#network li").all_inner_texts()
             played = page.evaluate("window.vaultViewer.events.length")

@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -31,7 +32,7 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import BrowserContext, Page
 
 from tests.conftest import RECORDINGS_DIR, need
-from tests.integration.browser import VIEWER_DIR, chromium, player_package
+from tests.integration.browser import VIEWER_DIR, chromium, player_package, viewer_settled
 from tests.integration.helpers import run
 from tests.peers.gcs import free_port
 from vault_store.api import create_app
@@ -250,13 +251,7 @@ def _open(page: Page, site: Site, replay: str, token: str) -> str:
     page.fill("#replay", replay)
     page.fill("#token", token)
     page.click("#go")
-    page.wait_for_function(
-        "['ready', 'deleted', 'not-found', 'unauthorized', 'forbidden', 'error']"
-        ".includes(window.vaultViewer.state)",
-        timeout=30_000,
-    )
-    state: str = page.evaluate("window.vaultViewer.state")
-    return state
+    return viewer_settled(page)
 
 
 # The replayed document, element by element (tag, sorted attributes) and text by text.
@@ -397,6 +392,34 @@ def test_console_and_network_lists_come_from_part_reads(site: Site, page: Page) 
     assert 39_000 <= at <= 41_000
 
 
+# Script added to the page as markup from a recording would be: an inline script and an
+# inline event handler. What ran, once the image's error has fired.
+_INJECTED = """() => new Promise((resolve) => {
+  window.__ran = [];
+  const script = document.createElement('script');
+  script.textContent = 'window.__ran.push("inline script")';
+  document.body.append(script);
+  const image = document.createElement('img');
+  image.setAttribute('onerror', 'window.__ran.push("event handler")');
+  image.addEventListener('error', () => resolve(window.__ran));
+  image.src = 'data:,';
+  document.body.append(image);
+})"""
+
+
+def test_the_page_runs_no_script_but_the_players_and_its_own(site: Site, page: Page) -> None:
+    """The page's Content-Security-Policy: the player plays under it, and script that reached
+    the page any other way does not run."""
+    told: list[str] = []
+    page.on("console", lambda message: told.append(message.text))
+    assert _open(page, site, REPLAY, site.token) == "ready"
+    assert page.evaluate("window.vaultViewer.events.length") == len(_played(site.events))
+    assert not [text for text in told if "Content Security Policy" in text], told
+    assert page.evaluate(_INJECTED) == []
+    refused = [text for text in told if "Content Security Policy" in text]
+    assert len(refused) == 2, told  # the browser says why, once for each
+
+
 def test_the_token_goes_in_a_header_never_in_a_url(site: Site, page: Page) -> None:
     seen: list[tuple[str, str | None]] = []
     page.on(
@@ -461,9 +484,7 @@ def test_the_viewer_on_another_origin_plays_only_when_that_origin_is_allowed(
         page.fill("#replay", LONG)
         page.fill("#token", site.token)
         page.click("#go")
-        page.wait_for_function("!['idle', 'loading'].includes(window.vaultViewer.state)")
-        state: str = page.evaluate("window.vaultViewer.state")
-        return state
+        return viewer_settled(page)
 
     assert play_from(site.allowed) == "ready"
     # Three pages each for the recording, console and network: the page read X-Next-Cursor
@@ -484,6 +505,18 @@ def _no_vault() -> Vault:
 
 def _sri(path: Path) -> str:
     return "sha384-" + b64encode(hashlib.sha384(path.read_bytes()).digest()).decode()
+
+
+def _directives(policy: str) -> dict[str, list[str]]:
+    named = (directive.split() for directive in policy.split(";") if directive.strip())
+    return {name: sources for name, *sources in named}
+
+
+def _inline_script_hashes(page: str) -> list[str]:
+    """The sha256 source of each script the page holds inline (one, the viewer's own)."""
+    scripts = re.findall(r"<script>(.*?)</script>", page, flags=re.DOTALL)
+    assert len(scripts) == 1 and "window.vaultViewer" in scripts[0]
+    return [f"'sha256-{b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts]
 
 
 def test_the_pinned_player_is_the_npm_one() -> None:
@@ -511,6 +544,10 @@ def test_by_default_the_page_loads_the_pinned_player_from_the_cdn() -> None:
             assert f'integrity="{integrity}"' in page.text
         assert "{{" not in page.text
         assert page.headers["referrer-policy"] == "no-referrer"
+        policy = _directives(page.headers["content-security-policy"])
+        assert policy["script-src"] == [f"{CDN_BASE}/", *_inline_script_hashes(page.text)]
+        assert policy["default-src"] == policy["object-src"] == ["'none'"]
+        assert policy["frame-ancestors"] == policy["base-uri"] == ["'none'"]
         assert client.get("/viewer/assets/umd/rrweb-player.js").status_code == 404
         assert "/viewer" not in client.get("/openapi.json").text
 
@@ -521,6 +558,8 @@ def test_local_assets_serve_only_the_players_files(tmp_path: Path) -> None:
     with TestClient(app) as client:
         page = client.get("/viewer").text
         assert 'src="viewer/assets/umd/rrweb-player.js"' in page and CDN_BASE not in page
+        policy = _directives(client.get("/viewer").headers["content-security-policy"])
+        assert policy["script-src"] == ["'self'", *_inline_script_hashes(page)]
         script = client.get("/viewer/assets/umd/rrweb-player.js")
         assert script.status_code == 200 and script.headers["content-type"].startswith(
             "text/javascript"

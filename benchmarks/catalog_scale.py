@@ -41,6 +41,7 @@ import os
 import random
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -161,7 +162,9 @@ def main() -> None:
                 break
     finally:
         catalog.dispose()
-        if not args.keep:
+        if args.keep:
+            print(f"kept schema {schema} (--schema {schema})", file=sys.stderr)
+        else:
             conn = psycopg2.connect(args.pg)
             conn.autocommit = True
             with conn.cursor() as cursor:

@@ -196,10 +196,10 @@ class DeletionRepository:
             jobs = OverwriteJobs(deletion.id, now) if deletion.overwrite_requested else None
             chunk, swept = self._delete_target_rows(conn, deletion, limit, jobs)
             with self._walks_lock:
-                if not (swept and not chunk.rows):
+                if swept and not chunk.rows:
+                    self._empty_sweeps.setdefault(deletion.id, 0)
+                else:
                     self._empty_sweeps.pop(deletion.id, None)
-                elif deletion.id not in self._empty_sweeps:
-                    self._empty_sweeps[deletion.id] = 0
             if not chunk.rows:
                 return 0
             shredded = lower_live_bytes(conn, chunk.bytes_per_blob)
@@ -252,7 +252,7 @@ class DeletionRepository:
         and subjects, audited, in one transaction that first counts the target's key-bearing rows
         under the project lock: only if it finds none. Otherwise the status is returned unchanged
         (still running) and the caller deletes again; CorruptData if a delete that searched every
-        row of the target found none of those the count finds (the deletion stays running)."""
+        row of the target found none of those the count finds (the deletion stays open)."""
         with self._catalog.transaction("shred") as conn:
             # Flushes of this project in progress commit first (PostgreSQL; SQLite holds its write
             # lock already): the count below then sees every row that could ever land.

@@ -324,18 +324,19 @@ def timed_lookups(catalog: Catalog, replay_ids: list[tuple[int, str]]) -> list[f
     return times
 
 
-def empty_caches(catalog: Catalog) -> str:
+def empty_caches(catalog: Catalog, *, page_cache: bool = True) -> str:
     """Restart PostgreSQL (empties shared buffers) if it is this benchmark's own server
-    (benchmarks/own_postgres.py), and drop the page cache where permitted. The machine's own
-    server is never restarted: other work shares it."""
+    (benchmarks/own_postgres.py), and with `page_cache` drop the kernel's page cache where
+    permitted. The machine's own server is never restarted: other work shares it."""
     catalog.dispose()
     restarted = own_postgres.restart_own_server()
     dropped = False
     try:
-        subprocess.run(["sync"], check=True)
-        with open("/proc/sys/vm/drop_caches", "w") as caches:
-            caches.write("3\n")
-        dropped = True
+        if page_cache:
+            subprocess.run(["sync"], check=True)
+            with open("/proc/sys/vm/drop_caches", "w") as caches:
+                caches.write("3\n")
+            dropped = True
     except OSError:
         pass  # not permitted here: reported below as not emptied
     deadline = time.monotonic() + 60

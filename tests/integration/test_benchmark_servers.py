@@ -79,7 +79,8 @@ def test_emptying_caches_restarts_only_the_benchmarks_own_server(
     catalog = Catalog(url)
     try:
         # Not started by own_postgres.py for this process: nothing may be restarted, whatever
-        # server it is (the machine's is shared). The commands are recorded, not run.
+        # server it is (the machine's is shared). The commands are recorded, not run. (The
+        # machine's page cache is left alone: other tests run beside this one.)
         monkeypatch.delenv(own_postgres.DATA_ENV, raising=False)
         before = _started_at(url)
         commands: list[list[str]] = []
@@ -90,7 +91,7 @@ def test_emptying_caches_restarts_only_the_benchmarks_own_server(
 
         with monkeypatch.context() as patched:
             patched.setattr(subprocess, "run", record)
-            told = catalog_scale.empty_caches(catalog)
+            told = catalog_scale.empty_caches(catalog, page_cache=False)
         assert not [c for c in commands if any("pg_ctl" in part for part in c)], commands
         assert "server restart" not in told
         assert _started_at(url) == before
@@ -98,7 +99,7 @@ def test_emptying_caches_restarts_only_the_benchmarks_own_server(
         # Its own server (named by own_postgres.py's environment) is restarted: its buffers
         # are emptied, and the catalog reconnects.
         monkeypatch.setenv(own_postgres.DATA_ENV, str(cluster.directory))
-        told = catalog_scale.empty_caches(catalog)
+        told = catalog_scale.empty_caches(catalog, page_cache=False)
         assert "server restart" in told
         assert _started_at(url) > before
     finally:
